@@ -1,0 +1,149 @@
+"""Declaring messages: a typed class per type and version, and the registry of them all.
+
+    @event("OrderPrepared", version=1, source="kitchen", description="...")
+    class OrderPreparedV1(Event):
+        order_id: str
+
+Fields are snake_case in Python and camelCase on the wire. The registry gives each
+message's JSON Schema and subject, and decodes a received envelope into its class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from pizza.eventing.envelope import Envelope, MalformedMessage
+
+Kind = Literal["event", "command", "reply"]
+EVENTS_PREFIX = "pizza.events"
+COMMANDS_PREFIX = "pizza.commands"
+REPLIES_PREFIX = "pizza.replies"
+DEAD_LETTERS_PREFIX = "pizza.deadletters"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """What the catalog knows about one type and version."""
+
+    kind: Kind
+    type: str
+    version: int
+    owner: str  # the producing service of an event or reply; the target of a command
+    description: str = ""
+    deprecated: date | None = None  # the sunset date of a deprecated version
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.type, self.version)
+
+    @property
+    def subject(self) -> str:
+        """Where it is published; a reply has no subject of its own (it goes to replyTo)."""
+        if self.kind == "event":
+            return f"{EVENTS_PREFIX}.{self.owner}.{self.type}.v{self.version}"
+        if self.kind == "command":
+            return f"{COMMANDS_PREFIX}.{self.owner}.{self.type}.v{self.version}"
+        return f"{REPLIES_PREFIX}.*"
+
+
+class Message(BaseModel):
+    """The payload (``data``) of a message. Subclass through Event, Command or Reply."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+    info: ClassVar[MessageInfo]
+
+    def to_data(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Event(Message):
+    """A fact that happened, named in the past tense; its producer knows no consumer."""
+
+
+class Command(Message):
+    """A request to one named service to do something, possibly answered on replyTo."""
+
+
+class Reply(Message):
+    """The answer to a command, sent to the command's replyTo."""
+
+
+M = TypeVar("M", bound=type[Message])
+
+
+@dataclass
+class Registry:
+    """Every message type and version the process knows, by (type, version)."""
+
+    messages: dict[tuple[str, int], type[Message]] = field(default_factory=dict)
+
+    def add(self, cls: type[Message]) -> None:
+        known = self.messages.get(cls.info.key)
+        if known is not None and known.__qualname__ != cls.__qualname__:
+            raise ValueError(f"{cls.info.type} v{cls.info.version} is declared twice")
+        self.messages[cls.info.key] = cls
+
+    def get(self, kind: str, version: int) -> type[Message] | None:
+        return self.messages.get((kind, version))
+
+    def __iter__(self) -> Iterator[type[Message]]:
+        return iter(sorted(self.messages.values(), key=lambda c: c.info.key))
+
+    def schema(self, cls: type[Message]) -> dict[str, Any]:
+        schema = cls.model_json_schema(by_alias=True)
+        schema["title"] = f"{cls.info.type} v{cls.info.version}"
+        if cls.info.description:
+            schema["description"] = cls.info.description
+        return schema
+
+    def decode(self, envelope: Envelope) -> Message:
+        """The typed payload of an envelope, or MalformedMessage if it is not one we know."""
+        meta = envelope.metadata
+        cls = self.get(meta.type, meta.version)
+        if cls is None:
+            raise MalformedMessage(f"unknown message type {meta.type} v{meta.version}")
+        try:
+            return cls.model_validate(envelope.data)
+        except ValidationError as error:
+            raise MalformedMessage(
+                f"{meta.type} v{meta.version} data is invalid: {error.errors(include_url=False)}"
+            ) from None
+
+
+registry = Registry()
+
+
+def _declare(kind: Kind, name: str, version: int, owner: str, description: str,
+             deprecated: date | None) -> Callable[[M], M]:
+    def declare(cls: M) -> M:
+        cls.info = MessageInfo(kind, name, version, owner, description, deprecated)
+        registry.add(cls)
+        return cls
+
+    return declare
+
+
+def event(name: str, *, version: int, source: str, description: str = "",
+          deprecated: date | None = None) -> Callable[[M], M]:
+    """Declare an event type: published by ``source`` on pizza.events.<source>.<name>.v<n>."""
+    return _declare("event", name, version, source, description, deprecated)
+
+
+def command(name: str, *, version: int, target: str, description: str = "",
+            deprecated: date | None = None) -> Callable[[M], M]:
+    """Declare a command type: sent to ``target`` on pizza.commands.<target>.<name>.v<n>."""
+    return _declare("command", name, version, target, description, deprecated)
+
+
+def reply(name: str, *, version: int, source: str, description: str = "",
+          deprecated: date | None = None) -> Callable[[M], M]:
+    """Declare an answer to a command: sent by ``source`` to the command's replyTo."""
+    return _declare("reply", name, version, source, description, deprecated)

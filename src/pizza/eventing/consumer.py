@@ -1,0 +1,221 @@
+"""The subscription runtime: drain one durable queue into its handlers, exactly-once in effect.
+
+For each fetched batch:
+
+1. Decode every message once. What cannot be read or validated goes to dead letters at
+   once: no retry can fix it.
+2. Handle the batch in ONE transaction: the inbox rows (which tell us which messages are
+   new), every handler's writes, and the messages they send (outbox rows). One commit per
+   batch is what makes SQLite fast enough (see the README's kernel notes).
+3. If any handler fails, roll the batch back and go one message per transaction, so only
+   the failing message is retried.
+4. Ack what committed. A failed message is retried with exponential backoff (``nak`` with
+   a delay) until its attempts are used up; then it goes to dead letters with the reason,
+   the error and the attempt count, and the queue goes on.
+
+The broker's ``max_ack_pending`` is the in-flight limit, and a batch is never larger than
+it. Stopping finishes the batch in hand and returns; nothing is left half-done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+from pizza.eventing import inbox, outbox, tracing
+from pizza.eventing.catalog import DEAD_LETTERS_PREFIX, Message, Registry
+from pizza.eventing.context import Context
+from pizza.eventing.envelope import Envelope, MalformedMessage
+from pizza.eventing.service import Handler, Reject, Subscription
+from pizza.eventing.storage import Database
+from pizza.eventing.transport.base import (
+    DEAD_ATTEMPTS,
+    DEAD_CONSUMER,
+    DEAD_ERROR,
+    DEAD_REASON,
+    DEAD_SUBJECT,
+    BrokerUnavailable,
+    Delivery,
+    Queue,
+    QueueSpec,
+    Transport,
+)
+
+log = logging.getLogger("pizza.eventing.consumer")
+
+MAX_BATCH = 256
+
+
+@dataclass(slots=True)
+class Received:
+    delivery: Delivery
+    envelope: Envelope
+    message: Message
+    handler: Handler
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    in_flight: int = 0
+    max_in_flight_seen: int = 0
+
+
+class Consumer:
+    def __init__(self, service: str, subscription: Subscription, db: Database,
+                 transport: Transport, registry: Registry, relay: outbox.Relay) -> None:
+        self.service = service
+        self.subscription = subscription
+        self.name = f"{service}-{subscription.name}"
+        self.db = db
+        self.transport = transport
+        self.registry = registry
+        self.relay = relay
+        self.stats = ConsumerStats()
+        self.queue: Queue | None = None
+        self.spec = QueueSpec(
+            name=self.name,
+            subject=subscription.subject,
+            max_in_flight=subscription.max_in_flight,
+            start=subscription.start,
+        )
+
+    async def open(self) -> None:
+        """Create (or join) the durable queue: from now on nothing published is missed."""
+        self.queue = await self.transport.queue(self.spec)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        if self.queue is None:
+            await self.open()
+        assert self.queue is not None
+        batch = min(MAX_BATCH, self.subscription.max_in_flight)
+        while not stopping.is_set():
+            try:
+                deliveries = await self.queue.fetch(batch, timeout=0.5)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # broker away: wait and try again
+                log.warning("%s could not fetch: %s", self.name, error)
+                await asyncio.sleep(0.5)
+                continue
+            if deliveries:
+                await self.handle(deliveries)
+        await self.queue.close()
+        self.queue = None
+
+    async def handle(self, deliveries: list[Delivery]) -> None:
+        """Handle one fetched batch, in the order the queue gave it."""
+        self.stats.in_flight = len(deliveries)
+        self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, len(deliveries))
+        try:
+            received = [r for d in deliveries if (r := await self._decode(d)) is not None]
+            if not received:
+                return
+            try:
+                await self._transaction(received)
+            except Exception as error:
+                if len(received) == 1:
+                    await self._failed(received[0], error)
+                    return
+                for one in received:  # find the one that fails; commit the others
+                    try:
+                        await self._transaction([one])
+                    except Exception as single_error:
+                        await self._failed(one, single_error)
+        finally:
+            self.stats.in_flight = 0
+
+    async def _decode(self, delivery: Delivery) -> Received | None:
+        try:
+            envelope = Envelope.decode(delivery.data)
+            meta = envelope.metadata
+            handler = self.subscription.handlers.get((meta.type, meta.version))
+            if handler is None:
+                raise MalformedMessage(
+                    f"{self.name} has no handler for {meta.type} v{meta.version}")
+            message = self.registry.decode(envelope)
+        except MalformedMessage as error:
+            await self._dead_letter(delivery, "malformed", str(error))
+            return None
+        return Received(delivery, envelope, message, handler)
+
+    async def _transaction(self, batch: list[Received]) -> None:
+        contexts: list[Context] = []
+        async with self.db.begin() as conn:
+            new = await inbox.claim(conn, self.name, [r.envelope.metadata.id for r in batch])
+            for item in batch:
+                meta = item.envelope.metadata
+                if meta.id not in new:
+                    continue
+                new.discard(meta.id)  # a duplicate inside one batch is handled once
+                ctx = Context(self.service, conn, cause=meta)
+                with tracing.processing(item.delivery.subject, meta.traceparent, meta.id,
+                                        self.name):
+                    await item.handler(item.message, ctx)
+                contexts.append(ctx)
+            await outbox.write(conn, [m for ctx in contexts for m in ctx.outgoing])
+        if any(ctx.outgoing for ctx in contexts):
+            self.relay.wake()
+        self.stats.handled += len(contexts)
+        self.stats.duplicates += len(batch) - len(contexts)
+        for item in batch:
+            await _settle(item.delivery.ack())
+
+    async def _failed(self, item: Received, error: Exception) -> None:
+        """One message's handler raised: retry it later, or dead-letter it."""
+        if isinstance(error, Reject):
+            await self._dead_letter(item.delivery, "rejected", _describe(error))
+            return
+        attempt = item.delivery.attempt
+        if attempt >= self.subscription.max_attempts:
+            await self._dead_letter(item.delivery, "handler-failed", _describe(error))
+            return
+        delay = self.subscription.backoff.delay(attempt)
+        log.warning("%s: %s %s failed (attempt %d of %d), retrying in %.1fs: %s",
+                    self.name, item.envelope.metadata.type, item.envelope.metadata.id,
+                    attempt, self.subscription.max_attempts, delay, error)
+        self.stats.retried += 1
+        await _settle(item.delivery.nak(delay))
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, error: str) -> None:
+        headers = {
+            "Nats-Msg-Id": f"dead-{self.name}-{delivery.headers.get('Nats-Msg-Id', '')}"
+                           f"-{delivery.attempt}",
+            DEAD_REASON: reason,
+            DEAD_ERROR: error[:4000],
+            DEAD_ATTEMPTS: str(delivery.attempt),
+            DEAD_SUBJECT: delivery.subject,
+            DEAD_CONSUMER: self.name,
+        }
+        try:
+            await self.transport.dead_letter(
+                f"{DEAD_LETTERS_PREFIX}.{self.service}.{self.subscription.name}",
+                delivery.data, headers)
+        except BrokerUnavailable as failure:
+            log.error("%s could not store a dead letter (%s); will retry", self.name, failure)
+            await _settle(delivery.nak(1.0))
+            return
+        log.error("%s: dead letter (%s) after %d attempt(s): %s", self.name, reason,
+                  delivery.attempt, error)
+        self.stats.dead_lettered += 1
+        await _settle(delivery.term())
+
+
+def _describe(error: BaseException) -> str:
+    lines = traceback.format_exception_only(type(error), error)
+    return "".join(lines).strip()
+
+
+async def _settle(verb: Awaitable[None]) -> None:
+    """Ack, nak or term; if the connection is gone the broker redelivers, and the inbox
+    makes that harmless, so a lost acknowledgement is logged, never raised."""
+    try:
+        await verb
+    except Exception as error:
+        log.warning("could not settle a message with the broker: %s", error)

@@ -1,0 +1,73 @@
+"""What a handler or an HTTP command sees: one transaction, and a way to send messages.
+
+Messages sent through a Context are not published at once: they become outbox rows when
+the transaction commits, together with the business writes (and, in a handler, the inbox
+row of the message being handled). Correlation and causation are filled in here: a
+message caused by another inherits its correlationId and names it as its causationId.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pizza.eventing import tracing
+from pizza.eventing.catalog import REPLIES_PREFIX, Command, Event, Message, Reply
+from pizza.eventing.envelope import Envelope, Metadata
+from pizza.eventing.storage import AsyncConnection
+from pizza.eventing.transport.base import Outgoing
+
+
+def reply_subject(service: str) -> str:
+    """Where a service receives the answers to the commands it sends."""
+    return f"{REPLIES_PREFIX}.{service}"
+
+
+@dataclass
+class Context:
+    service: str
+    db: AsyncConnection
+    cause: Metadata | None = None  # the message being handled, if any
+    correlation_id: str | None = None  # for a new story started by an HTTP command
+    outgoing: list[Outgoing] = field(default_factory=list)
+
+    def publish(self, event: Event) -> Metadata:
+        """Publish an event (when the transaction commits)."""
+        if not isinstance(event, Event):
+            raise TypeError(f"publish() takes an Event, not {type(event).__name__}")
+        if event.info.owner != self.service:
+            raise ValueError(f"{self.service} cannot publish {event.info.type}: "
+                             f"{event.info.owner} owns it")
+        return self._emit(event, event.info.subject, reply_to=None)
+
+    def send(self, command: Command, *, reply_to: str | None = "") -> Metadata:
+        """Send a command to its service; the answer comes to this service's reply subject.
+
+        ``reply_to=None`` sends it without asking for an answer.
+        """
+        if not isinstance(command, Command):
+            raise TypeError(f"send() takes a Command, not {type(command).__name__}")
+        answer_to = reply_subject(self.service) if reply_to == "" else reply_to
+        return self._emit(command, command.info.subject, reply_to=answer_to)
+
+    def reply(self, answer: Reply) -> Metadata | None:
+        """Answer the command being handled on its replyTo; nothing if it asked for none."""
+        if self.cause is None:
+            raise RuntimeError("reply() is for a handler of a command")
+        if not self.cause.reply_to:
+            return None
+        return self._emit(answer, self.cause.reply_to, reply_to=None)
+
+    def _emit(self, message: Message, subject: str, reply_to: str | None) -> Metadata:
+        info = message.info
+        meta = Metadata(
+            type=info.type,
+            version=info.version,
+            source=self.service,
+            correlation_id=self.cause.correlation_id if self.cause else self.correlation_id,
+            causation_id=self.cause.id if self.cause else None,
+            reply_to=reply_to,
+        )
+        meta.traceparent = tracing.sending(subject, meta.id)
+        payload = Envelope(meta, message.to_data()).encode()
+        self.outgoing.append(Outgoing(meta.id, subject, payload, meta.traceparent))
+        return meta

@@ -1,0 +1,178 @@
+"""The one shape every message has on the wire: ``{"metadata": {...}, "data": {...}}``.
+
+Metadata has the same schema across the whole company (CONTRACT.md section 3); data is
+the payload of one type and version. A message is encoded once, when it is published
+(into the outbox), and decoded once, when it is received: orjson does both, and pydantic
+validates only the part that belongs to the message type.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+ENVELOPE_FIELDS = ("metadata", "data")
+
+
+class MalformedMessage(ValueError):
+    """The bytes are not an envelope we can read: a dead letter, never a retry."""
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 time in UTC with milliseconds and a ``Z``, as in CONTRACT.md."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def utc_now() -> str:
+    return format_time(datetime.now(UTC))
+
+
+def _normalise_time(value: Any) -> str:
+    """CloudEvents tools rewrite the time (``.123000Z``, ``+00:00``): read it back to ours."""
+    if isinstance(value, datetime):
+        return format_time(value)
+    try:
+        return format_time(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        raise MalformedMessage(f"time {value!r} is not an RFC 3339 time") from None
+
+
+@dataclass(slots=True)
+class Metadata:
+    """What every message carries, whatever its type (the metadata/data pattern)."""
+
+    type: str
+    version: int
+    source: str
+    id: str = field(default_factory=new_id)
+    time: str = field(default_factory=utc_now)
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    traceparent: str | None = None
+    reply_to: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.correlation_id is None:
+            # The first message of a story starts it: its own id names the story.
+            self.correlation_id = self.id
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "version": self.version,
+            "source": self.source,
+            "time": self.time,
+            "correlationId": self.correlation_id,
+            "causationId": self.causation_id,
+            "traceparent": self.traceparent,
+            "replyTo": self.reply_to,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Metadata:
+        if not isinstance(raw, dict):
+            raise MalformedMessage("metadata must be an object")
+        try:
+            kind, version, source = raw["type"], raw["version"], raw["source"]
+            message_id, time = raw["id"], raw["time"]
+        except KeyError as missing:
+            raise MalformedMessage(f"metadata.{missing.args[0]} is missing") from None
+        if not isinstance(kind, str) or not isinstance(source, str):
+            raise MalformedMessage("metadata.type and metadata.source must be strings")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise MalformedMessage("metadata.version must be a positive integer")
+        if not isinstance(message_id, str) or not message_id:
+            raise MalformedMessage("metadata.id must be a non-empty string")
+        return cls(
+            type=kind,
+            version=version,
+            source=source,
+            id=message_id,
+            time=str(time),
+            correlation_id=raw.get("correlationId") or message_id,
+            causation_id=raw.get("causationId"),
+            traceparent=raw.get("traceparent"),
+            reply_to=raw.get("replyTo"),
+        )
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A message as it travels: metadata plus the payload as plain JSON data."""
+
+    metadata: Metadata
+    data: dict[str, Any]
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"metadata": self.metadata.to_json(), "data": self.data})
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Envelope:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise MalformedMessage(f"not JSON: {error}") from None
+        if not isinstance(doc, dict) or "metadata" not in doc or "data" not in doc:
+            raise MalformedMessage("an envelope is an object with 'metadata' and 'data'")
+        data = doc["data"]
+        if not isinstance(data, dict):
+            raise MalformedMessage("data must be an object")
+        return cls(Metadata.from_json(doc["metadata"]), data)
+
+    # -- CloudEvents 1.0 structured mode -------------------------------------------------
+
+    def to_cloudevent(self) -> dict[str, Any]:
+        """The same message as a CloudEvents 1.0 structured JSON event, losslessly.
+
+        Extension attribute names must be lower-case alphanumerics, so correlationId
+        becomes ``correlationid``; ``pizzaversion`` keeps the integer version exact.
+        """
+        meta = self.metadata
+        event: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": meta.id,
+            "source": meta.source,
+            "type": f"pizza.{meta.source}.{meta.type}.v{meta.version}",
+            "time": meta.time,
+            "datacontenttype": "application/json",
+            "pizzatype": meta.type,
+            "pizzaversion": meta.version,
+            "correlationid": meta.correlation_id,
+            "data": self.data,
+        }
+        for name, value in (
+            ("causationid", meta.causation_id),
+            ("traceparent", meta.traceparent),
+            ("replyto", meta.reply_to),
+        ):
+            if value is not None:
+                event[name] = value
+        return event
+
+    @classmethod
+    def from_cloudevent(cls, event: dict[str, Any]) -> Envelope:
+        try:
+            meta = Metadata(
+                type=event["pizzatype"],
+                version=int(event["pizzaversion"]),
+                source=event["source"],
+                id=event["id"],
+                time=_normalise_time(event["time"]),
+                correlation_id=event.get("correlationid"),
+                causation_id=event.get("causationid"),
+                traceparent=event.get("traceparent"),
+                reply_to=event.get("replyto"),
+            )
+        except KeyError as missing:
+            raise MalformedMessage(f"CloudEvent lacks {missing.args[0]}") from None
+        return cls(meta, dict(event.get("data") or {}))

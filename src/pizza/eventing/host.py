@@ -1,0 +1,145 @@
+"""Running services: a ServiceHost runs one; a Runtime runs several on one bus.
+
+A ServiceHost gives a declared Service its database (tables created at start), its outbox
+relay, and one Consumer task per subscription. ``stop()`` stops fetching, lets each
+consumer finish the batch in hand, drains the outbox once more, and closes.
+
+A Runtime owns the bus: it connects to ``PIZZA_NATS_URL`` or starts an embedded
+nats-server under ``$PIZZA_HOME/nats``, and stops what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from pizza.eventing import outbox, settings
+from pizza.eventing.catalog import Registry, registry
+from pizza.eventing.consumer import Consumer
+from pizza.eventing.context import Context
+from pizza.eventing.service import Service
+from pizza.eventing.storage import Database
+from pizza.eventing.transport.base import Transport
+
+log = logging.getLogger("pizza.eventing.host")
+
+
+class ServiceHost:
+    def __init__(self, service: Service, transport: Transport, *,
+                 database_url: str | None = None, schema: str | None = None,
+                 registry: Registry = registry, relay_interval: float = 1.0) -> None:
+        self.service = service
+        self.transport = transport
+        self.db = Database(service.name, database_url, schema=schema, tables=service.tables)
+        self.relay = outbox.Relay(self.db, transport, interval=relay_interval)
+        self.consumers = [
+            Consumer(service.name, sub, self.db, transport, registry, self.relay)
+            for sub in service.subscriptions.values()
+        ]
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    async def start(self) -> None:
+        await self.db.create()
+        self.service.host = self
+        self._stopping.clear()
+        self.relay.start()
+        # Queues exist before start() returns, so no message published after it is missed.
+        await asyncio.gather(*(consumer.open() for consumer in self.consumers))
+        for consumer in self.consumers:
+            self._tasks.append(asyncio.create_task(self._consume(consumer),
+                                                   name=consumer.name))
+        for hook in self.service.on_start:
+            await hook(self)
+        self.relay.wake()  # anything left from a previous run goes out now
+
+    async def _consume(self, consumer: Consumer) -> None:
+        while not self._stopping.is_set():
+            try:
+                await consumer.run(self._stopping)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # e.g. the broker was away when the queue was created
+                log.exception("consumer %s stopped; restarting", consumer.name)
+                await asyncio.sleep(1.0)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        for hook in self.service.on_stop:
+            with contextlib.suppress(Exception):
+                await hook(self)
+        self._stopping.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+        await self.relay.stop()
+        if self.service.host is self:
+            self.service.host = None
+        await self.db.close()
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self, correlation_id: str | None = None) -> AsyncIterator[Context]:
+        async with self.db.begin() as conn:
+            ctx = Context(self.service.name, conn, correlation_id=correlation_id)
+            yield ctx
+            await outbox.write(conn, ctx.outgoing)
+        if ctx.outgoing:
+            self.relay.wake()
+
+
+class Runtime:
+    """Services on one bus: the embedded broker (or PIZZA_NATS_URL) and a host each."""
+
+    def __init__(self, services: Sequence[Service], *, nats_url: str | None = None,
+                 database_url: str | None = None, transport: Transport | None = None,
+                 **host_options: Any) -> None:
+        self.services = list(services)
+        self.nats_url = nats_url or settings.nats_url()
+        self.database_url = database_url
+        self.transport = transport
+        self.host_options = host_options
+        self.embedded: Any = None
+        self.hosts: dict[str, ServiceHost] = {}
+
+    async def start(self) -> None:
+        if self.transport is None:
+            from pizza.eventing.transport.nats import NatsTransport
+
+            if self.nats_url is None:
+                from pizza.eventing.transport.embedded import EmbeddedNats
+
+                self.embedded = EmbeddedNats(settings.home() / "nats")
+                await self.embedded.start()
+                self.nats_url = self.embedded.url
+            self.transport = NatsTransport(self.nats_url)
+        await self.transport.start()
+        for service in self.services:
+            host = ServiceHost(service, self.transport, database_url=self.database_url,
+                               **self.host_options)
+            await host.start()
+            self.hosts[service.name] = host
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(host.stop() for host in self.hosts.values()))
+        self.hosts.clear()
+        if self.transport is not None:
+            await self.transport.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+            self.embedded = None
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()

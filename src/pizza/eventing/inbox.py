@@ -1,0 +1,39 @@
+"""The inbox: which messages a consumer has handled, so a redelivery has no second effect.
+
+JetStream delivers at least once (an ack can be lost, or arrive after the broker already
+redelivered), so acks alone are not exactly-once. The inbox row for (consumer, message id)
+is written in the handler's own transaction: if the handler's writes committed, so did
+the row, and a second delivery finds it and does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+
+from pizza.eventing.storage import AsyncConnection, inbox
+
+
+async def claim(conn: AsyncConnection, consumer: str, message_ids: Sequence[str]) -> set[str]:
+    """Record the messages as handled; return the ids not handled before (one statement)."""
+    if not message_ids:
+        return set()
+    now = datetime.now(UTC)
+    rows = [{"consumer": consumer, "message_id": mid, "handled_at": now}
+            for mid in dict.fromkeys(message_ids)]
+    dialect = conn.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(inbox).values(rows).on_conflict_do_nothing().returning(inbox.c.message_id)
+    )
+    result = await conn.execute(statement)
+    return {row[0] for row in result}
+
+
+async def prune(conn: AsyncConnection, older_than: datetime) -> int:
+    """Forget handled messages older than any redelivery or replay we accept."""
+    result = await conn.execute(delete(inbox).where(inbox.c.handled_at < older_than))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,149 @@
+"""Declaring a service: its tables, what it handles, what it publishes, its HTTP routes.
+
+    kitchen = Service("kitchen", tables=metadata)
+
+    @kitchen.handles(OrderConfirmedV1, max_in_flight=20)
+    async def open_ticket(event: OrderConfirmedV1, ctx: Context) -> None:
+        ...
+
+A declaration only: nothing connects until a ServiceHost runs it (host.py), so the same
+service runs inside ``pizza up`` with the others or alone in ``pizza serve``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from sqlalchemy import MetaData
+
+from pizza.eventing.catalog import Command, Event, Message, Reply
+from pizza.eventing.context import Context, reply_subject
+
+if TYPE_CHECKING:
+    from pizza.eventing.host import ServiceHost
+
+Handler = Callable[[Any, Context], Awaitable[None]]
+H = TypeVar("H", bound=Handler)
+Hook = Callable[["ServiceHost"], Awaitable[None]]
+
+
+class Reject(Exception):
+    """Raise in a handler for a message that can never succeed: dead-lettered, no retry."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff between attempts: initial * factor**(attempt-1), at most maximum."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    maximum: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+
+
+@dataclass
+class Subscription:
+    """One durable queue of a service and the handlers that drain it."""
+
+    name: str
+    subject: str
+    handlers: dict[tuple[str, int], Handler] = field(default_factory=dict)
+    max_in_flight: int = 64
+    max_attempts: int = 5
+    backoff: Backoff = field(default_factory=Backoff)
+    start: Literal["new", "all"] = "new"
+
+    @property
+    def messages(self) -> list[tuple[str, int]]:
+        return sorted(self.handlers)
+
+
+class Service:
+    def __init__(self, name: str, *, tables: MetaData | None = None,
+                 description: str = "") -> None:
+        self.name = name
+        self.tables = tables
+        self.description = description
+        self.subscriptions: dict[str, Subscription] = {}
+        self.publishes: list[type[Message]] = []
+        self.sends: list[type[Command]] = []
+        self.on_start: list[Hook] = []
+        self.on_stop: list[Hook] = []
+        self.router: Any = None  # a FastAPI APIRouter, if the service has an HTTP side
+        self.host: ServiceHost | None = None
+
+    # -- declarations ---------------------------------------------------------------------
+
+    def handles(self, message: type[Event] | type[Command], *, max_in_flight: int = 64,
+                max_attempts: int = 5, backoff: Backoff | None = None,
+                start: Literal["new", "all"] = "new",
+                name: str | None = None) -> Callable[[H], H]:
+        """Handle an event or a command through a durable queue of this service's own."""
+        info = message.info
+
+        def register(handler: H) -> H:
+            queue = name or handler.__name__.replace("_", "-")
+            if queue in self.subscriptions:
+                raise ValueError(f"{self.name} already has a queue named {queue!r}")
+            self.subscriptions[queue] = Subscription(
+                name=queue,
+                subject=info.subject,
+                handlers={info.key: handler},
+                max_in_flight=max_in_flight,
+                max_attempts=max_attempts,
+                backoff=backoff or Backoff(),
+                start=start,
+            )
+            return handler
+
+        return register
+
+    def on_reply(self, answer: type[Reply], *, max_attempts: int = 5) -> Callable[[H], H]:
+        """Handle an answer to a command this service sent (all answers share one queue)."""
+
+        def register(handler: H) -> H:
+            queue = self.subscriptions.setdefault(
+                "replies",
+                Subscription(name="replies", subject=reply_subject(self.name),
+                             max_attempts=max_attempts),
+            )
+            queue.handlers[answer.info.key] = handler
+            return handler
+
+        return register
+
+    def declare_publishes(self, *messages: type[Message]) -> None:
+        """Name what this service produces (the catalog and the live registry show it)."""
+        for message in messages:
+            if issubclass(message, Command):
+                self.sends.append(message)
+            else:
+                self.publishes.append(message)
+
+    @property
+    def consumes(self) -> list[tuple[str, int]]:
+        return sorted({key for sub in self.subscriptions.values() for key in sub.handlers})
+
+    # -- at run time ----------------------------------------------------------------------
+
+    def running(self) -> ServiceHost:
+        if self.host is None:
+            raise RuntimeError(f"the {self.name} service is not running")
+        return self.host
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self, correlation_id: str | None = None) -> AsyncIterator[Context]:
+        """One transaction for an HTTP command: its writes and messages commit together."""
+        async with self.running().unit_of_work(correlation_id) as ctx:
+            yield ctx
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[Any]:
+        """A connection for queries."""
+        async with self.running().db.engine.connect() as conn:
+            yield conn

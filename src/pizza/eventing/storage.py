@@ -1,0 +1,145 @@
+"""One database per service, through SQLAlchemy 2: SQLite by default, PostgreSQL by URL.
+
+The same code runs on both (the switch is the URL, as in the eventsourcing library):
+
+* SQLite: a file ``$PIZZA_HOME/<service>.db`` in WAL mode.
+* PostgreSQL: ``PIZZA_DATABASE_URL=postgresql://...``; each service gets a schema of its
+  own in that database, so services share a server but never a table.
+
+The kernel's own tables (outbox, inbox) live beside the service's tables, in the same
+database, which is what lets one transaction cover business writes, outgoing messages and
+the record of a handled message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    event,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from pizza.eventing import settings
+
+kernel_metadata = MetaData()
+
+outbox = Table(
+    "eventing_outbox",
+    kernel_metadata,
+    # Autoincrement order is publish order: one relay drains it in this order.
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("message_id", String(64), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("traceparent", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+inbox = Table(
+    "eventing_inbox",
+    kernel_metadata,
+    Column("consumer", String(128), nullable=False),
+    Column("message_id", String(64), nullable=False),
+    Column("handled_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("consumer", "message_id"),
+)
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def database_url(service: str, url: str | None = None) -> str:
+    """The URL of a service's database: the given one, PIZZA_DATABASE_URL, or SQLite."""
+    url = url or os.environ.get("PIZZA_DATABASE_URL")
+    if not url:
+        home = settings.home()
+        home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{home / f'{service}.db'}"
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif parsed.drivername == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Database:
+    """A service's database: an async engine, its tables, created at start."""
+
+    def __init__(self, service: str, url: str | None = None, *, schema: str | None = None,
+                 tables: MetaData | None = None) -> None:
+        self.service = service
+        self.url = database_url(service, url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.schema = None if self.is_sqlite else (schema or service)
+        if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
+            raise ValueError(f"{self.schema!r} is not a usable schema name")
+        self.tables = [kernel_metadata] + ([tables] if tables is not None else [])
+        self.engine: AsyncEngine = self._create_engine()
+
+    def _create_engine(self) -> AsyncEngine:
+        options: dict[str, Any] = {}
+        if self.is_sqlite:
+            path = make_url(self.url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": 30}
+        else:
+            options["connect_args"] = {"server_settings": {"search_path": self.schema}}
+            options["pool_size"] = 10
+            options["pool_pre_ping"] = True
+        engine = create_async_engine(self.url, **options)
+        if self.is_sqlite:
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+
+    async def create(self) -> None:
+        """Create the schema and every table that is missing (idempotent, safe at start)."""
+        if self.schema is not None:
+            async with self.engine.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+        async with self.engine.begin() as conn:
+            for metadata in self.tables:
+                await conn.run_sync(metadata.create_all)
+
+    async def drop(self) -> None:
+        """Remove everything (tests and `pizza replay` use it)."""
+        async with self.engine.begin() as conn:
+            if self.schema is not None:
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+            else:
+                for metadata in reversed(self.tables):
+                    await conn.run_sync(metadata.drop_all)
+
+    def begin(self) -> Any:
+        """``async with db.begin() as conn``: one transaction."""
+        return self.engine.begin()
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+__all__ = ["AsyncConnection", "Database", "database_url", "inbox", "kernel_metadata", "outbox"]

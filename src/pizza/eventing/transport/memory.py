@@ -1,0 +1,251 @@
+"""An in-process stand-in for JetStream, for fast unit tests ONLY.
+
+Never use it in a running system: nothing survives the process, and nothing is shared
+between processes. It models what the kernel relies on: streams per ``STREAMS`` with
+sequence numbers, de-duplication on ``Nats-Msg-Id`` within the duplicate window, durable
+pull queues (one cursor per name, shared by every handle on it) with a subject filter,
+an in-flight limit, ``ack_wait`` and ``nak`` redelivery with attempt counts, and an
+outage switch (``go_down()`` / ``come_back()``). ``start()`` is not required.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from pizza.eventing.transport.base import (
+    DUPLICATE_WINDOW,
+    STREAMS,
+    BrokerUnavailable,
+    Delivery,
+    Outgoing,
+    Queue,
+    QueueSpec,
+    Transport,
+    stream_for,
+)
+
+DEAD_LETTER_STREAM = "PIZZA_DEADLETTERS"
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcards: ``*`` matches one token, ``>`` one or more trailing tokens."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for i, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or token not in ("*", tokens[i]):
+            return False
+    return len(wanted) == len(tokens)
+
+
+@dataclass(slots=True)
+class _Stored:
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class _Stream:
+    messages: list[_Stored] = field(default_factory=list)  # messages[i].seq == i + 1
+    seen: dict[str, float] = field(default_factory=dict)  # Nats-Msg-Id -> stored at
+
+
+@dataclass(slots=True)
+class _Pending:
+    attempt: int  # deliveries so far
+    due: float  # when it may be delivered again (ack_wait expiry or nak delay)
+
+
+class _Consumer:
+    """One durable: a cursor into its stream and the messages delivered but not acked."""
+
+    def __init__(self, spec: QueueSpec, stream: _Stream, wake: Callable[[], None]) -> None:
+        self.spec = spec
+        self.stream = stream
+        self.wake = wake  # an ack, nak or term may let a waiting fetch go on
+        self.next_seq = 1 if spec.start == "all" else len(stream.messages) + 1
+        self.pending: dict[int, _Pending] = {}  # stream seq -> state
+
+    def _deliver(self, stored: _Stored, state: _Pending, now: float) -> MemoryDelivery:
+        state.attempt += 1
+        state.due = now + self.spec.ack_wait
+        return MemoryDelivery(self, stored, state.attempt)
+
+    def take(self, batch: int) -> list[Delivery]:
+        now = time.monotonic()
+        out: list[Delivery] = []
+        for seq in sorted(self.pending):  # redeliveries first, oldest first
+            state = self.pending[seq]
+            if len(out) < batch and state.due <= now:
+                out.append(self._deliver(self.stream.messages[seq - 1], state, now))
+        room = min(batch - len(out), self.spec.max_in_flight - len(self.pending))
+        while room > 0 and self.next_seq <= len(self.stream.messages):
+            stored = self.stream.messages[self.next_seq - 1]
+            self.next_seq += 1
+            if subject_matches(self.spec.subject, stored.subject):
+                state = self.pending[stored.seq] = _Pending(attempt=0, due=now)
+                out.append(self._deliver(stored, state, now))
+                room -= 1
+        return out
+
+    def next_due(self) -> float | None:
+        return min((state.due for state in self.pending.values()), default=None)
+
+    def waiting(self) -> int:
+        rest = self.stream.messages[self.next_seq - 1 :]
+        return sum(subject_matches(self.spec.subject, m.subject) for m in rest)
+
+
+class MemoryDelivery(Delivery):
+    def __init__(self, consumer: _Consumer, stored: _Stored, attempt: int) -> None:
+        self._consumer = consumer
+        self._seq = stored.seq
+        self.subject = stored.subject
+        self.data = stored.data
+        self.headers = dict(stored.headers)
+        self.attempt = attempt
+
+    async def ack(self) -> None:
+        self._consumer.pending.pop(self._seq, None)
+        self._consumer.wake()
+
+    async def nak(self, delay: float) -> None:
+        state = self._consumer.pending.get(self._seq)
+        if state is not None:
+            state.due = time.monotonic() + max(delay, 0.0)
+            self._consumer.wake()
+
+    async def term(self) -> None:
+        self._consumer.pending.pop(self._seq, None)
+        self._consumer.wake()
+
+
+class MemoryQueue(Queue):
+    def __init__(self, transport: MemoryTransport, consumer: _Consumer) -> None:
+        self._transport = transport
+        self._consumer = consumer
+
+    async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        deadline = time.monotonic() + timeout
+        while True:
+            changed = self._transport._changed  # taken before looking: no missed wake-up
+            if not self._transport.broker_down and batch > 0:
+                found = self._consumer.take(batch)
+                if found:
+                    return found
+            now = time.monotonic()
+            if now >= deadline:
+                return []
+            wait = deadline - now
+            due = self._consumer.next_due()
+            if due is not None and not self._transport.broker_down:
+                wait = min(wait, max(due - now, 0.001))
+            try:
+                await asyncio.wait_for(changed.wait(), wait)
+            except TimeoutError:
+                pass
+
+    async def pending(self) -> tuple[int, int]:
+        return self._consumer.waiting(), len(self._consumer.pending)
+
+
+class MemoryTransport(Transport):
+    """JetStream's semantics in a dict, for fast unit tests only (see the module doc)."""
+
+    def __init__(self, *, duplicate_window: float = DUPLICATE_WINDOW) -> None:
+        self.url = "memory://"
+        self.duplicate_window = duplicate_window
+        self.broker_down = False
+        self._streams = {name: _Stream() for name in STREAMS}
+        self._consumers: dict[tuple[str, str], _Consumer] = {}
+        self._changed = asyncio.Event()
+
+    def _wake(self) -> None:
+        """Wake every fetch waiting for a message (or for the broker to come back)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return not self.broker_down
+
+    def go_down(self) -> None:
+        self.broker_down = True
+
+    def come_back(self) -> None:
+        self.broker_down = False
+        self._wake()
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self._wake()
+
+    def _store(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        stream = self._streams[stream_for(subject)]
+        now = time.monotonic()
+        message_id = headers.get("Nats-Msg-Id")
+        if message_id is not None:
+            stored_at = stream.seen.get(message_id)
+            if stored_at is not None and now - stored_at < self.duplicate_window:
+                return  # a duplicate: dropped, yet acknowledged, as JetStream does
+            stream.seen[message_id] = now
+        seq = len(stream.messages) + 1
+        stream.messages.append(_Stored(seq, subject, data, dict(headers)))
+
+    async def publish(
+        self,
+        messages: Sequence[Outgoing],
+        timeout: float = 5.0,
+    ) -> int:
+        stored = 0
+        for message in messages:
+            if self.broker_down:
+                break
+            try:
+                self._store(message.subject, message.payload, message.headers())
+            except ValueError:  # no stream holds the subject: the broker would refuse it
+                break
+            stored += 1
+        if stored:
+            self._wake()
+        return stored
+
+    async def queue(self, spec: QueueSpec) -> Queue:
+        if self.broker_down:
+            raise BrokerUnavailable("memory broker is down")
+        key = (spec.stream, spec.name)
+        consumer = self._consumers.get(key)
+        if consumer is None:
+            consumer = _Consumer(spec, self._streams[spec.stream], self._wake)
+            self._consumers[key] = consumer
+        elif consumer.spec.max_in_flight != spec.max_in_flight:  # as nats.py: apply it
+            consumer.spec = replace(consumer.spec, max_in_flight=spec.max_in_flight)
+        return MemoryQueue(self, consumer)
+
+    async def dead_letter(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        if self.broker_down:
+            raise BrokerUnavailable("could not store dead letter: memory broker is down")
+        if stream_for(subject) != DEAD_LETTER_STREAM:
+            raise ValueError(f"{subject!r} is not a dead-letter subject")
+        self._store(subject, payload, headers)
+        self._wake()
+
+    def messages(self, stream_or_subject_prefix: str) -> list[tuple[str, bytes, dict[str, str]]]:
+        """For tests: what a stream (by name) or a subject prefix holds, in order."""
+        if stream_or_subject_prefix in self._streams:
+            found = self._streams[stream_or_subject_prefix].messages
+        else:
+            found = [
+                m
+                for stream in self._streams.values()
+                for m in stream.messages
+                if m.subject.startswith(stream_or_subject_prefix)
+            ]
+        return [(m.subject, m.data, dict(m.headers)) for m in found]

@@ -1,0 +1,207 @@
+"""NATS JetStream: the bus. One connection per process, streams made at start, pull queues.
+
+Publishing uses ``publish_async`` (many messages in flight, acks awaited together) with
+``Nats-Msg-Id`` set, so the broker's duplicate window drops a re-publish after a crash.
+Each subscription is a durable pull consumer of its own, whose ``max_ack_pending`` is the
+subscriber's in-flight limit: the queue in front of the handler that the talk asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from nats.js.errors import NotFoundError
+
+from pizza.eventing.transport.base import (
+    DUPLICATE_WINDOW,
+    STREAMS,
+    BrokerUnavailable,
+    Delivery,
+    Outgoing,
+    Queue,
+    QueueSpec,
+    Transport,
+)
+
+log = logging.getLogger("pizza.eventing.nats")
+
+
+class NatsDelivery(Delivery):
+    __slots__ = ("_msg", "attempt", "data", "headers", "subject")
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+        self.subject = msg.subject
+        self.data = msg.data
+        self.headers = msg.headers or {}
+        self.attempt = msg.metadata.num_delivered or 1
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def nak(self, delay: float) -> None:
+        await self._msg.nak(delay=delay)
+
+    async def term(self) -> None:
+        await self._msg.term()
+
+
+class NatsQueue(Queue):
+    def __init__(self, subscription: JetStreamContext.PullSubscription) -> None:
+        self._subscription = subscription
+
+    async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        try:
+            messages = await self._subscription.fetch(batch, timeout=timeout)
+        except (TimeoutError, NatsTimeout):
+            return []
+        return [NatsDelivery(msg) for msg in messages]
+
+    async def pending(self) -> tuple[int, int]:
+        info = await self._subscription.consumer_info()
+        return info.num_pending or 0, info.num_ack_pending or 0
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._subscription.unsubscribe()
+
+
+class NatsTransport(Transport):
+    def __init__(self, url: str, *, name: str = "pizza") -> None:
+        self.url = url
+        self.name = name
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._closing = False
+
+    @property
+    def nc(self) -> NATS:
+        if self._nc is None:
+            raise BrokerUnavailable("not connected: call start() first")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise BrokerUnavailable("not connected: call start() first")
+        return self._js
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def start(self) -> None:
+        async def disconnected() -> None:
+            if self._closing:
+                return
+            log.warning("lost the NATS connection to %s; reconnecting", self.url)
+
+        async def reconnected() -> None:
+            log.info("reconnected to NATS at %s", self.url)
+
+        async def error(exc: Exception) -> None:
+            log.debug("NATS: %s", exc)
+
+        self._nc = await nats.connect(
+            self.url,
+            name=self.name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
+        )
+        self._js = self._nc.jetstream(publish_async_max_pending=8192)
+        for stream, subject in STREAMS.items():
+            await self._ensure_stream(stream, subject)
+
+    async def _ensure_stream(self, name: str, subject: str) -> None:
+        config = StreamConfig(name=name, subjects=[subject], duplicate_window=DUPLICATE_WINDOW)
+        try:
+            await self.js.stream_info(name)
+        except NotFoundError:
+            await self.js.add_stream(config)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        self._nc = self._js = None
+
+    async def publish(self, messages: Sequence[Outgoing], timeout: float = 5.0) -> int:
+        if not messages:
+            return 0
+        if not self.connected:
+            return 0
+        js = self.js
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for message in messages:
+                futures.append(
+                    await js.publish_async(
+                        message.subject, message.payload, headers=message.headers()
+                    )
+                )
+        except Exception as error:  # connection lost mid-batch: what went out may be acked
+            log.warning(
+                "publish interrupted after %d of %d: %s", len(futures), len(messages), error
+            )
+        if not futures:
+            return 0
+        done, not_done = await asyncio.wait(futures, timeout=timeout)
+        for future in not_done:
+            future.cancel()
+        acked = 0
+        for future in futures:  # only an unbroken prefix counts: that keeps the order
+            if future in done and not future.cancelled() and future.exception() is None:
+                acked += 1
+            else:
+                break
+        for future in done:  # retrieve exceptions so asyncio does not warn about them
+            if not future.cancelled():
+                future.exception()
+        return acked
+
+    async def queue(self, spec: QueueSpec) -> Queue:
+        config = ConsumerConfig(
+            durable_name=spec.name,
+            filter_subject=spec.subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=spec.ack_wait,
+            max_ack_pending=spec.max_in_flight,
+            deliver_policy=DeliverPolicy.ALL if spec.start == "all" else DeliverPolicy.NEW,
+            max_deliver=-1,  # the kernel counts attempts and dead-letters, not the broker
+        )
+        try:
+            info = await self.js.consumer_info(spec.stream, spec.name)
+            if info.config.max_ack_pending != spec.max_in_flight:
+                # The service's intake limit changed: apply it to the existing queue.
+                config.deliver_policy = info.config.deliver_policy
+                await self.js.add_consumer(spec.stream, config)
+        except NotFoundError:
+            await self.js.add_consumer(spec.stream, config)
+        subscription = await self.js.pull_subscribe_bind(durable=spec.name, stream=spec.stream)
+        return NatsQueue(subscription)
+
+    async def dead_letter(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        try:
+            await self.js.publish(subject, payload, headers=headers, timeout=5.0)
+        except Exception as error:
+            raise BrokerUnavailable(f"could not store dead letter: {error}") from error
+
+    async def delete_queue(self, spec: QueueSpec) -> None:
+        with contextlib.suppress(NotFoundError):
+            await self.js.delete_consumer(spec.stream, spec.name)

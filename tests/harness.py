@@ -1,0 +1,86 @@
+"""Run services in-process for tests: MemoryTransport (unit) or a real JetStream server.
+
+    async with running([orders.service], tmp_path) as system:
+        response = await system.http.post("/api/orders", json=...)
+        await system.settle()               # until queues are empty and outboxes drained
+        system.published("pizza.events.orders.")   # envelopes that went out
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+from fastapi import FastAPI
+
+from pizza.eventing import Service
+from pizza.eventing.host import Runtime
+from pizza.eventing.transport.base import Transport
+from pizza.eventing.transport.memory import MemoryTransport
+from pizza.web import errors
+
+
+@dataclass
+class System:
+    runtime: Runtime
+    transport: Transport
+    http: httpx.AsyncClient
+
+    def published(self, prefix: str) -> list[dict]:
+        """Envelopes stored on the bus whose subject starts with ``prefix`` (memory only)."""
+        assert isinstance(self.transport, MemoryTransport)
+        return [orjson.loads(data) for subject, data, _h in self.transport.messages(prefix)
+                if subject.startswith(prefix)]
+
+    async def settle(self, timeout: float = 5.0) -> None:
+        """Wait until every outbox is empty and every queue has nothing waiting."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            busy = 0
+            for host in self.runtime.hosts.values():
+                busy += await host.relay.backlog()
+                for consumer in host.consumers:
+                    if consumer.queue is not None:
+                        waiting, unacked = await consumer.queue.pending()
+                        busy += waiting + unacked
+            if not busy:
+                await asyncio.sleep(0.05)
+                return
+            await asyncio.sleep(0.02)
+        raise TimeoutError("the system did not settle")
+
+
+def app_for(services: Sequence[Service]) -> FastAPI:
+    app = FastAPI()
+    errors.install(app)
+    for service in services:
+        if service.router is not None:
+            app.include_router(service.router)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running(services: Sequence[Service], tmp_path: Path,
+                  transport: Transport | None = None,
+                  database_url: str | None = None) -> AsyncIterator[System]:
+    transport = transport or MemoryTransport()
+    runtime = Runtime(services, transport=transport,
+                      database_url=database_url or None, relay_interval=0.05)
+    if database_url is None:
+        import os
+
+        os.environ["PIZZA_HOME"] = str(tmp_path)
+    await runtime.start()
+    app = app_for(services)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    try:
+        yield System(runtime, transport, client)
+    finally:
+        await client.aclose()
+        await runtime.stop()
