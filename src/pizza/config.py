@@ -33,6 +33,8 @@ class Settings:
     # Where notifications sends mail; `pizza up` starts an SMTP sink here unless told not to.
     smtp_host: str = field(default_factory=lambda: os.environ.get("PIZZA_SMTP_HOST", "127.0.0.1"))
     smtp_port: int = field(default_factory=lambda: int(number("PIZZA_SMTP_PORT", 8025)))
+    # Start an SMTP sink (the mailbox) on smtp_host:smtp_port in this process (pizza up).
+    smtp_sink: bool = field(default_factory=lambda: _flag("PIZZA_SMTP_SINK"))
     mail_from: str = field(
         default_factory=lambda: os.environ.get("PIZZA_MAIL_FROM", "orders@plant-based.pizza"))
     # The query side's store: SQLite unless a Redis URL is given.

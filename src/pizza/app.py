@@ -1,0 +1,134 @@
+"""The composition root: wires the services to the bus, their databases, and one web app.
+
+``pizza up`` runs every service in one process (a modular monolith, as the talk says to
+start) with the embedded broker, the SMTP sink and the simulated loyalty SaaS;
+``pizza serve NAME`` runs one service alone. The services' code is the same in both: this
+module is the only place that knows them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from pizza import config
+from pizza.eventing import Service
+from pizza.eventing.host import Runtime
+from pizza.web import errors
+
+log = logging.getLogger("pizza")
+
+SERVICES = ("orders", "kitchen", "delivery", "pickup", "loyalty", "notifications", "tracking")
+
+
+def load(names: Sequence[str] = SERVICES) -> list[Service]:
+    """Import the named service packages (importing registers handlers and routes)."""
+    unknown = [name for name in names if name not in SERVICES]
+    if unknown:
+        raise ValueError(f"unknown service {', '.join(unknown)}: choose from "
+                         f"{', '.join(SERVICES)}")
+    return [importlib.import_module(f"pizza.services.{name}").service for name in names]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Extras:
+    """The outside world `pizza up` brings along: an SMTP sink and the loyalty SaaS."""
+
+    smtp_sink: bool = False
+    loyalty_saas: bool = False
+    started: list[Any] = field(default_factory=list)
+
+    async def start(self) -> None:
+        if self.smtp_sink:
+            settings = config.settings()
+            port = free_port() if settings.smtp_port == 8025 else settings.smtp_port
+            config.configure(smtp_port=port, smtp_host="127.0.0.1", smtp_sink=True)
+        if self.loyalty_saas and config.settings().loyalty_saas_url is None:
+            from pizza.thirdparty import loyalty_saas
+
+            port = free_port()
+            server, task = await loyalty_saas.serve("127.0.0.1", port)
+            self.started.append((server, task))
+            config.configure(loyalty_saas_url=f"http://127.0.0.1:{port}")
+
+    async def stop(self) -> None:
+        for server, task in self.started:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await task
+        self.started.clear()
+
+
+def create_app(services: Sequence[Service], *, extras: Extras | None = None,
+               runtime_options: dict[str, Any] | None = None) -> FastAPI:
+    """One FastAPI app serving the routes of the given services, running them meanwhile."""
+    runtime = Runtime(services, **(runtime_options or {}))
+    extras = extras or Extras()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await extras.start()
+        await runtime.start()
+        app.state.runtime = runtime
+        log.info("services running: %s; bus at %s", ", ".join(runtime.hosts),
+                 runtime.nats_url)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            await extras.stop()
+
+    app = FastAPI(
+        title="Plant-Based Pizza",
+        description="An event-driven pizza company: thin synchronous commands, "
+        "everything else through events on NATS JetStream.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for service in services:
+        if service.router is not None:
+            app.include_router(service.router)
+
+    @app.get("/api/health", tags=["system"])
+    async def health() -> dict[str, Any]:
+        """Whether the services run, their queues and outbox backlogs, and the bus."""
+        report: dict[str, Any] = {}
+        for name, host in runtime.hosts.items():
+            queues = {}
+            for consumer in host.consumers:
+                waiting = unacked = None
+                if consumer.queue is not None:
+                    with contextlib.suppress(Exception):
+                        waiting, unacked = await consumer.queue.pending()
+                queues[consumer.subscription.name] = {
+                    "waiting": waiting, "inFlight": unacked,
+                    "handled": consumer.stats.handled,
+                    "deadLettered": consumer.stats.dead_lettered,
+                }
+            report[name] = {"outboxBacklog": await host.relay.backlog(), "queues": queues}
+        connected = runtime.transport is not None and runtime.transport.connected
+        return {"status": "ok" if connected else "degraded", "services": report,
+                "nats": runtime.nats_url}
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def home() -> HTMLResponse | RedirectResponse:
+        from pizza.web import pages
+
+        return HTMLResponse(pages.HOME) if pages.HOME else RedirectResponse("/docs")
+
+    return app

@@ -1,0 +1,218 @@
+"""The ``pizza`` command: run the system, one service, an order, a load, the tools."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from pizza import config
+
+app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStream.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+
+SERVICE_PORTS = {"orders": 8001, "kitchen": 8002, "delivery": 8003, "pickup": 8004,
+                 "loyalty": 8005, "notifications": 8006, "tracking": 8007}
+
+
+def _logging(verbose: bool) -> None:
+    level = os.environ.get("PIZZA_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    for noisy in ("aiosqlite", "asyncio", "nats", "uvicorn.access", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _serve(fastapi_app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(fastapi_app, host=host, port=port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=10)
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Address to serve the API on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the web app and API.")] = 8000,
+    simulate: Annotated[bool, typer.Option(
+        help="Kitchen, drivers and the pickup counter act by themselves.")] = False,
+    cook_seconds: Annotated[float, typer.Option(help="Simulated cooking time.")] = 0.0,
+    drive_seconds: Annotated[float, typer.Option(help="Simulated driving time.")] = 0.0,
+    loyalty: Annotated[str, typer.Option(
+        help="Loyalty backend: our own 'ledger' or the third-party 'saas'.")] = "",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """The whole system in one process: embedded NATS, every service, the SMTP sink."""
+    from pizza.app import Extras, create_app, load
+
+    _logging(verbose)
+    changes: dict[str, Any] = {"simulate": simulate or config.settings().simulate}
+    if cook_seconds:
+        changes["cook_seconds"] = cook_seconds
+    if drive_seconds:
+        changes["drive_seconds"] = drive_seconds
+    if loyalty:
+        if loyalty not in ("ledger", "saas"):
+            raise typer.BadParameter("choose 'ledger' or 'saas'", param_hint="--loyalty")
+        changes["loyalty_backend"] = loyalty
+    config.configure(**changes)
+    fastapi_app = create_app(load(), extras=Extras(smtp_sink=True, loyalty_saas=True))
+    url = f"http://{host}:{port}"
+    console.print(f"[bold green]Plant-Based Pizza[/] on [link={url}]{url}[/]")
+    console.print(f"  API docs   {url}/docs")
+    console.print(f"  health     {url}/api/health")
+    console.print(f"  mailbox    {url}/api/mailbox")
+    console.print(f"  catalog    {url}/api/catalog")
+    console.print(f"  state      {os.environ.get('PIZZA_HOME', '.pizza')}"
+                  + ("   (simulating staff)" if changes["simulate"] else ""))
+    console.print("Ctrl-C stops it cleanly.")
+    _serve(fastapi_app, host, port)
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="orders, kitchen, delivery, pickup, "
+                                           "loyalty, notifications or tracking")],
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (default: one per service, 8001-8007)")] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """One service in its own process (distributed mode), configured by PIZZA_* variables."""
+    from pizza.app import Extras, create_app, load
+
+    _logging(verbose)
+    if service not in SERVICE_PORTS:
+        raise typer.BadParameter(f"choose one of {', '.join(SERVICE_PORTS)}",
+                                 param_hint="SERVICE")
+    port = port or SERVICE_PORTS[service]
+    fastapi_app = create_app(load([service]), extras=Extras(
+        smtp_sink=service == "notifications" and config.settings().smtp_sink))
+    console.print(f"[bold green]{service}[/] on http://{host}:{port}")
+    _serve(fastapi_app, host, port)
+
+
+@app.command()
+def order(
+    url: Annotated[str, typer.Option(help="The system's base URL.")] = "http://127.0.0.1:8000",
+    item: Annotated[list[str] | None, typer.Option(
+        help="menuItemId[:quantity], repeatable.")] = None,
+    pickup: Annotated[bool, typer.Option(help="Collect it instead of delivery.")] = False,
+    customer: Annotated[str, typer.Option(help="Customer id.")] = "",
+    email: Annotated[str, typer.Option(help="Where the receipt goes.")] = "",
+    wait: Annotated[float, typer.Option(help="Seconds to follow the order.")] = 300.0,
+) -> None:
+    """Place an order and watch its status change live."""
+    customer = customer or f"cli-{uuid.uuid4().hex[:6]}"
+    email = email or f"{customer}@example.com"
+    lines = []
+    for raw in item or ["margherita:1"]:
+        name, _, quantity = raw.partition(":")
+        lines.append({"menuItemId": name, "quantity": int(quantity or 1)})
+    try:
+        asyncio.run(_order(url, customer, email, lines, pickup, wait))
+    except httpx.ConnectError:
+        console.print(f"[red]Nothing answers at {url}[/]: is `pizza up` running?")
+        raise typer.Exit(1) from None
+
+
+async def _order(url: str, customer: str, email: str, lines: list[dict[str, Any]],
+                 pickup: bool, wait: float) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        body: dict[str, Any] = {"customerId": customer, "email": email, "items": lines,
+                                "fulfilment": "pickup" if pickup else "delivery"}
+        if not pickup:
+            address = await client.post("/api/delivery-addresses", json={
+                "customerId": customer, "line1": "1 Basil Street", "city": "London",
+                "postcode": "E1 6AN"})
+            _fail_unless(address, 201)
+            body["deliveryId"] = address.json()["deliveryId"]
+        response = await client.post("/api/orders", json=body,
+                                     headers={"Idempotency-Key": str(uuid.uuid4())})
+        _fail_unless(response, 202)
+        order_id = response.json()["orderId"]
+        started = time.perf_counter()
+        console.print(f"order [bold]{order_id}[/] accepted")
+        seen: set[str] = set()
+        async with asyncio.timeout(wait), client.stream(
+                "GET", f"/api/orders/{order_id}/stream", timeout=None) as stream:
+            async for line in stream.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                document = orjson.loads(line[5:].strip())
+                status = document.get("status")
+                if status and status not in seen:
+                    seen.add(status)
+                    console.print(f"  {time.perf_counter() - started:7.2f}s  {status}"
+                                  + (f"  (+{document['loyaltyPoints']} points)"
+                                     if document.get("loyaltyPoints") else ""))
+                if status in ("completed", "cancelled") and (
+                        status == "cancelled" or document.get("loyaltyPoints") is not None):
+                    break
+
+
+def _fail_unless(response: httpx.Response, status: int) -> None:
+    if response.status_code != status:
+        console.print(f"[red]{response.request.method} {response.request.url.path} "
+                      f"answered {response.status_code}[/]: {response.text}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="The system's base URL.")] = "http://127.0.0.1:8000",
+    orders: Annotated[int, typer.Option(help="How many orders to place.")] = 100,
+    rate: Annotated[float, typer.Option(help="Orders per second offered.")] = 10.0,
+    follow_seconds: Annotated[float, typer.Option(
+        help="How long to follow each order.")] = 60.0,
+) -> None:
+    """Drive load through the HTTP API; report completions and latency to each status."""
+    from rich.progress import Progress
+
+    from pizza.loadgen import STATUSES, run_load
+
+    if orders < 1 or rate <= 0:
+        raise typer.BadParameter("--orders must be at least 1 and --rate positive")
+    with Progress(console=console) as bar:
+        accepted = bar.add_task("accepted", total=orders)
+        finished = bar.add_task("finished", total=orders)
+        tasks = {"accepted": accepted, "finished": finished}
+        try:
+            result = asyncio.run(run_load(
+                url, orders=orders, rate=rate, follow_seconds=follow_seconds,
+                progress=lambda name, n: bar.advance(tasks[name], n)))
+        except httpx.ConnectError:
+            console.print(f"[red]Nothing answers at {url}[/]: is `pizza up --simulate` "
+                          "running?")
+            raise typer.Exit(1) from None
+    table = Table(title=f"{result.accepted} accepted, {result.completed} completed of "
+                        f"{orders} ({result.completed_per_second():.1f} completed/s)")
+    table.add_column("status")
+    for column in ("orders", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(column, justify="right")
+    for status in STATUSES:
+        values = result.latencies(status)
+        if not values:
+            continue
+        cells = result.percentiles(status)
+        table.add_row(status, str(len(values)),
+                      *(f"{(cells[p] or 0) * 1000:.1f}" for p in ("p50", "p95", "p99")))
+    console.print(table)
+    for error in result.errors[:5]:
+        console.print(f"[red]{error}[/]")
+    if result.completed < orders:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
