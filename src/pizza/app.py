@@ -125,6 +125,20 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
         return {"status": "ok" if connected else "degraded", "services": report,
                 "nats": runtime.nats_url}
 
+    @app.post("/api/admin/replay/{service}", status_code=202, tags=["system"])
+    async def replay(service: str) -> dict[str, Any]:
+        """Rebuild a service's state from the start of its streams (e.g. the read model).
+
+        Answers at once; the service's queues then work through the history, which
+        ``GET /api/health`` shows draining.
+        """
+        host = runtime.hosts.get(service)
+        if host is None:
+            raise errors.ApiError(404, "not-found", f"no service {service!r} runs here",
+                                  {"running": sorted(runtime.hosts)})
+        await host.replay()
+        return {"service": service, "replaying": [c.name for c in host.consumers]}
+
     @app.get("/", include_in_schema=False, response_model=None)
     async def home() -> HTMLResponse | RedirectResponse:
         from pizza.web import pages

@@ -169,6 +169,42 @@ def _fail_unless(response: httpx.Response, status: int) -> None:
 
 
 @app.command()
+def replay(
+    service: Annotated[str, typer.Argument(help="The service to rebuild, e.g. tracking.")],
+    url: Annotated[str, typer.Option(help="The system's base URL.")] = "http://127.0.0.1:8000",
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the replay.")] = 300.0,
+) -> None:
+    """Rebuild a service's state from the whole history on the bus (CQRS replay)."""
+    try:
+        asyncio.run(_replay(url, service, wait))
+    except httpx.ConnectError:
+        console.print(f"[red]Nothing answers at {url}[/]: is `pizza up` running?")
+        raise typer.Exit(1) from None
+
+
+async def _replay(url: str, service: str, wait: float) -> None:
+    from rich.progress import Progress
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        started = await client.post(f"/api/admin/replay/{service}")
+        _fail_unless(started, 202)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"replaying {service}", total=None)
+            async with asyncio.timeout(wait):
+                while True:
+                    await asyncio.sleep(0.3)
+                    health = (await client.get("/api/health")).json()
+                    queues = health["services"][service]["queues"].values()
+                    left = sum((q["waiting"] or 0) + (q["inFlight"] or 0) for q in queues)
+                    handled = sum(q["handled"] for q in queues)
+                    bar.update(task, description=f"replaying {service}: {handled} handled, "
+                                                 f"{left} to go")
+                    if left == 0:
+                        break
+        console.print(f"[green]{service} rebuilt[/] from {handled} messages")
+
+
+@app.command()
 def simulate(
     url: Annotated[str, typer.Option(help="The system's base URL.")] = "http://127.0.0.1:8000",
     orders: Annotated[int, typer.Option(help="How many orders to place.")] = 100,

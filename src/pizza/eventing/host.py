@@ -14,14 +14,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
-from pizza.eventing import outbox, settings
+from sqlalchemy import delete
+
+from pizza.eventing import outbox, settings, usage
 from pizza.eventing.catalog import Registry, registry
-from pizza.eventing.consumer import Consumer
+from pizza.eventing.consumer import Consumer, ConsumerStats
 from pizza.eventing.context import Context
 from pizza.eventing.service import Service
-from pizza.eventing.storage import Database
+from pizza.eventing.storage import Database, inbox
 from pizza.eventing.transport.base import Transport
 
 log = logging.getLogger("pizza.eventing.host")
@@ -41,6 +44,7 @@ class ServiceHost:
         ]
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._usage: usage.UsageView | None = None
 
     @property
     def name(self) -> str:
@@ -49,16 +53,55 @@ class ServiceHost:
     async def start(self) -> None:
         await self.db.create()
         self.service.host = self
-        self._stopping.clear()
         self.relay.start()
+        await self._start_consumers()
+        await usage.announce(self.transport, self.service)
+        for hook in self.service.on_start:
+            await hook(self)
+        self.relay.wake()  # anything left from a previous run goes out now
+
+    async def _start_consumers(self) -> None:
+        self._stopping.clear()
         # Queues exist before start() returns, so no message published after it is missed.
         await asyncio.gather(*(consumer.open() for consumer in self.consumers))
         for consumer in self.consumers:
             self._tasks.append(asyncio.create_task(self._consume(consumer),
                                                    name=consumer.name))
-        for hook in self.service.on_start:
+
+    async def _stop_consumers(self, timeout: float) -> None:
+        self._stopping.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+
+    def usage_view(self) -> usage.UsageView:
+        """Who consumes what, cached and refreshed in the background (started on first use)."""
+        if self._usage is None:
+            self._usage = usage.UsageView(self.transport)
+            self._usage.start()
+        return self._usage
+
+    async def replay(self) -> None:
+        """Rebuild this service's state from the start of its streams.
+
+        Its queues are deleted and made again reading from the first message, its inbox
+        rows are forgotten (or the history would be taken for duplicates), and its
+        ``on_replay`` hooks clear the state that history rebuilds.
+        """
+        await self._stop_consumers(timeout=10.0)
+        names = [consumer.name for consumer in self.consumers]
+        for consumer in self.consumers:
+            await self.transport.delete_queue(consumer.spec)
+            consumer.spec = replace(consumer.spec, start="all")
+            consumer.stats = ConsumerStats()
+        async with self.db.begin() as conn:
+            await conn.execute(delete(inbox).where(inbox.c.consumer.in_(names)))
+        for hook in self.service.on_replay:
             await hook(self)
-        self.relay.wake()  # anything left from a previous run goes out now
+        await self._start_consumers()
 
     async def _consume(self, consumer: Consumer) -> None:
         while not self._stopping.is_set():
@@ -74,13 +117,10 @@ class ServiceHost:
         for hook in self.service.on_stop:
             with contextlib.suppress(Exception):
                 await hook(self)
-        self._stopping.set()
-        if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        self._tasks.clear()
+        await self._stop_consumers(timeout)
+        if self._usage is not None:
+            await self._usage.stop()
+            self._usage = None
         await self.relay.stop()
         if self.service.host is self:
             self.service.host = None

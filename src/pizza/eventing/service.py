@@ -74,6 +74,7 @@ class Service:
         self.sends: list[type[Command]] = []
         self.on_start: list[Hook] = []
         self.on_stop: list[Hook] = []
+        self.on_replay: list[Hook] = []  # clear what a replay of history rebuilds
         self.router: Any = None  # a FastAPI APIRouter, if the service has an HTTP side
         self.host: ServiceHost | None = None
 

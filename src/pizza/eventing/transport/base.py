@@ -133,6 +133,22 @@ class Transport(abc.ABC):
     async def dead_letter(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         """Store a message that will not be handled, with why (headers)."""
 
+    # -- a small key-value store on the broker (the live registry of who uses what) -------
+
+    @abc.abstractmethod
+    async def kv_put(self, bucket: str, key: str, value: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def kv_entries(self, bucket: str) -> dict[str, bytes]:
+        """Every live key and its value (empty when the bucket does not exist)."""
+
+    @abc.abstractmethod
+    async def kv_delete(self, bucket: str, key: str) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_queue(self, spec: QueueSpec) -> None:
+        """Remove a durable queue (a replay recreates it from the start of the stream)."""
+
     @property
     def connected(self) -> bool:
         return True

@@ -164,6 +164,7 @@ class MemoryTransport(Transport):
         self._streams = {name: _Stream() for name in STREAMS}
         self._consumers: dict[tuple[str, str], _Consumer] = {}
         self._changed = asyncio.Event()
+        self._buckets: dict[str, dict[str, bytes]] = {}
 
     def _wake(self) -> None:
         """Wake every fetch waiting for a message (or for the broker to come back)."""
@@ -236,6 +237,18 @@ class MemoryTransport(Transport):
             raise ValueError(f"{subject!r} is not a dead-letter subject")
         self._store(subject, payload, headers)
         self._wake()
+
+    async def kv_put(self, bucket: str, key: str, value: bytes) -> None:
+        self._buckets.setdefault(bucket, {})[key] = value
+
+    async def kv_entries(self, bucket: str) -> dict[str, bytes]:
+        return dict(self._buckets.get(bucket, {}))
+
+    async def kv_delete(self, bucket: str, key: str) -> None:
+        self._buckets.get(bucket, {}).pop(key, None)
+
+    async def delete_queue(self, spec: QueueSpec) -> None:
+        self._consumers.pop((spec.stream, spec.name), None)
 
     def messages(self, stream_or_subject_prefix: str) -> list[tuple[str, bytes, dict[str, str]]]:
         """For tests: what a stream (by name) or a subject prefix holds, in order."""

@@ -19,8 +19,15 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    StreamConfig,
+)
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.kv import KeyValue
 
 from pizza.eventing.transport.base import (
     DUPLICATE_WINDOW,
@@ -205,3 +212,37 @@ class NatsTransport(Transport):
     async def delete_queue(self, spec: QueueSpec) -> None:
         with contextlib.suppress(NotFoundError):
             await self.js.delete_consumer(spec.stream, spec.name)
+
+    async def _bucket(self, bucket: str, *, create: bool) -> KeyValue | None:
+        try:
+            return await self.js.key_value(bucket)
+        except (NotFoundError, BucketNotFoundError):
+            if not create:
+                return None
+            return await self.js.create_key_value(KeyValueConfig(bucket=bucket, history=1))
+
+    async def kv_put(self, bucket: str, key: str, value: bytes) -> None:
+        kv = await self._bucket(bucket, create=True)
+        assert kv is not None
+        await kv.put(key, value)
+
+    async def kv_entries(self, bucket: str) -> dict[str, bytes]:
+        kv = await self._bucket(bucket, create=False)
+        if kv is None:
+            return {}
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            return {}
+        entries: dict[str, bytes] = {}
+        for key in keys:
+            with contextlib.suppress(KeyNotFoundError):
+                entry = await kv.get(key)
+                if entry.value is not None:
+                    entries[key] = entry.value
+        return entries
+
+    async def kv_delete(self, bucket: str, key: str) -> None:
+        kv = await self._bucket(bucket, create=False)
+        if kv is not None:
+            await kv.purge(key)

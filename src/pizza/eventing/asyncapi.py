@@ -1,0 +1,230 @@
+"""The AsyncAPI 3.0.0 document of every channel, message and operation, from the declarations.
+
+* A channel per subject: each event type and version, each command, and each service's
+  reply subject (``pizza.replies.<service>``) with the answers that come back to it.
+* A message per type and version (``OrderConfirmedV1``): its payload is the envelope,
+  ``metadata`` (one shared schema in components) and ``data`` (the message's schema).
+  Pydantic's ``$defs`` move to ``components/schemas``, their ``$ref`` rewritten, since a
+  ``#/$defs/...`` pointer would resolve against the whole document, not the payload.
+* Operations per service: ``send`` what it publishes, sends or answers, ``receive`` what
+  its durable queues drain. AsyncAPI 3.0 messages have no ``deprecated`` field, so a
+  deprecated version says so in its description and in ``x-deprecated`` / ``x-sunset``.
+
+Generic kernel code: it takes a Registry and the Services, and knows no business.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from pizza.eventing.catalog import REPLIES_PREFIX, Message, Registry
+from pizza.eventing.governance import TRACEPARENT, metadata_schema
+from pizza.eventing.service import Service
+
+SCHEMAS = "#/components/schemas/"
+RESERVED = ("Metadata", "NatsHeaders")
+
+
+def message_id(cls: type[Message]) -> str:
+    return f"{cls.info.type}V{cls.info.version}"
+
+
+def reply_channel(service: str) -> str:
+    return f"{REPLIES_PREFIX}.{service}"
+
+
+def _rewrite(node: Any, names: dict[str, str]) -> Any:
+    """A copy of a schema with ``#/$defs/X`` pointers moved to components/schemas."""
+    if isinstance(node, list):
+        return [_rewrite(item, names) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {key: _rewrite(value, names) for key, value in node.items()}
+    ref = result.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        result["$ref"] = SCHEMAS + names[ref.removeprefix("#/$defs/")]
+    return result
+
+
+def _payload_schema(registry: Registry, cls: type[Message],
+                    schemas: dict[str, Any]) -> dict[str, Any]:
+    """The data schema of ``cls``, its ``$defs`` added to ``schemas`` under unique names."""
+    data = copy.deepcopy(registry.schema(cls))
+    defs: dict[str, Any] = data.pop("$defs", {})
+    names = {name: name for name in defs}
+    moved = {name: _rewrite(schema, names) for name, schema in defs.items()}
+    if any(name in RESERVED or schemas.get(name, schema) != schema
+           for name, schema in moved.items()):
+        # The same name means something else elsewhere: this message's get its prefix.
+        names = {name: f"{message_id(cls)}.{name}" for name in defs}
+        moved = {name: _rewrite(schema, names) for name, schema in defs.items()}
+    for name, schema in moved.items():
+        schemas[names[name]] = schema
+    data = _rewrite(data, names)
+    if cls.info.deprecated:
+        data["deprecated"] = True
+    return data
+
+
+def _message(registry: Registry, cls: type[Message], schemas: dict[str, Any]) -> dict[str, Any]:
+    info = cls.info
+    description = info.description
+    message: dict[str, Any] = {
+        "name": message_id(cls),
+        "title": f"{info.type} v{info.version}",
+        "summary": info.description or f"{info.type} v{info.version}",
+        "contentType": "application/json",
+        "correlationId": {"location": "$message.payload#/metadata/correlationId"},
+        "headers": {"$ref": SCHEMAS + "NatsHeaders"},
+        "payload": {
+            "type": "object",
+            "required": ["metadata", "data"],
+            "properties": {
+                "metadata": {"$ref": SCHEMAS + "Metadata"},
+                "data": _payload_schema(registry, cls, schemas),
+            },
+        },
+        "tags": [{"name": info.kind}, {"name": info.owner}],
+        "x-type": info.type,
+        "x-version": info.version,
+        "x-kind": info.kind,
+    }
+    if info.deprecated:
+        sunset = info.deprecated.isoformat()
+        description = (f"**Deprecated**: sunset on {sunset}; consumers move to a newer "
+                       f"version of {info.type}. {description}")
+        message["x-deprecated"] = True
+        message["x-sunset"] = sunset
+    if description:
+        message["description"] = description
+    return message
+
+
+def _ref(channel: str, message: str) -> dict[str, str]:
+    return {"$ref": f"#/channels/{channel}/messages/{message}"}
+
+
+def _replies_to(service: Service, registry: Registry) -> list[type[Message]]:
+    """The answers that come back to ``service``: those it handles, those its targets give."""
+    subject = reply_channel(service.name)
+    handled = {key for sub in service.subscriptions.values() if sub.subject == subject
+               for key in sub.handlers}
+    targets = {command.info.owner for command in service.sends}
+    return [cls for cls in registry if cls.info.kind == "reply"
+            and (cls.info.key in handled or cls.info.owner in targets)]
+
+
+def asyncapi(registry: Registry, services: Sequence[Service], title: str,
+             version: str) -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document of ``registry``'s messages and ``services``' operations."""
+    schemas: dict[str, Any] = {
+        "Metadata": metadata_schema(),
+        "NatsHeaders": {
+            "type": "object",
+            "properties": {
+                "Nats-Msg-Id": {"type": "string", "description":
+                                "Equals metadata.id: the broker drops a re-publish."},
+                "traceparent": {"type": "string", "pattern": TRACEPARENT,
+                                "description": "Repeats metadata.traceparent."},
+            },
+        },
+    }
+    messages = {message_id(cls): _message(registry, cls, schemas) for cls in registry}
+    channels: dict[str, Any] = {}
+    carried: dict[str, list[type[Message]]] = {}  # channel -> its messages
+
+    def channel(address: str, classes: list[type[Message]], description: str) -> None:
+        carried[address] = classes
+        channels[address] = {
+            "address": address,
+            "description": description,
+            "messages": {message_id(cls): {"$ref": f"#/components/messages/{message_id(cls)}"}
+                         for cls in classes},
+        }
+
+    for cls in registry:
+        if cls.info.kind == "event":
+            channel(cls.info.subject, [cls], f"{cls.info.type} v{cls.info.version} events "
+                    f"published by {cls.info.owner}.")
+        elif cls.info.kind == "command":
+            channel(cls.info.subject, [cls], f"{cls.info.type} v{cls.info.version} commands "
+                    f"to {cls.info.owner}.")
+    for service in services:
+        answers = _replies_to(service, registry)
+        if answers:
+            channel(reply_channel(service.name), answers,
+                    f"Answers to the commands {service.name} sends (its replyTo).")
+
+    operations: dict[str, Any] = {}
+    for service in services:
+        operations.update(_operations(service, registry, carried))
+
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": title, "version": version,
+                 "description": "Every channel, message and operation on the bus. Each "
+                 "message is an envelope: the shared metadata and the data of its type "
+                 "and version."},
+        "defaultContentType": "application/json",
+        "servers": {"nats": {"host": "127.0.0.1:4222", "protocol": "nats",
+                             "description": "NATS JetStream (pizza up embeds one)."}},
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": schemas, "messages": messages},
+    }
+
+
+def _operations(service: Service, registry: Registry,
+                carried: dict[str, list[type[Message]]]) -> dict[str, Any]:
+    """The send and receive operations of one service."""
+    name = service.name
+    ops: dict[str, Any] = {}
+    for cls in service.publishes:
+        if cls.info.kind == "event" and cls.info.subject in carried:
+            address = cls.info.subject
+            ops[f"{name}.send.{message_id(cls)}"] = {
+                "action": "send", "channel": {"$ref": f"#/channels/{address}"},
+                "summary": f"{name} publishes {cls.info.type} v{cls.info.version}.",
+                "messages": [_ref(address, message_id(cls))]}
+    answers = {cls.info.key for cls in service.publishes if cls.info.kind == "reply"}
+    for address, classes in carried.items():
+        mine = [cls for cls in classes if cls.info.kind == "reply" and cls.info.key in answers]
+        if mine:
+            ops[f"{name}.reply.{address.rsplit('.', 1)[-1]}"] = {
+                "action": "send", "channel": {"$ref": f"#/channels/{address}"},
+                "summary": f"{name} answers on the commands' replyTo.",
+                "messages": [_ref(address, message_id(cls)) for cls in mine]}
+    for command in service.sends:
+        address = command.info.subject
+        if address not in carried:
+            continue
+        operation: dict[str, Any] = {
+            "action": "send", "channel": {"$ref": f"#/channels/{address}"},
+            "summary": f"{name} sends {command.info.type} v{command.info.version} to "
+                       f"{command.info.owner}.",
+            "messages": [_ref(address, message_id(command))]}
+        back = reply_channel(name)
+        answers_back = [cls for cls in carried.get(back, ())
+                        if cls.info.owner == command.info.owner]
+        if answers_back:
+            operation["reply"] = {
+                "channel": {"$ref": f"#/channels/{back}"},
+                "messages": [_ref(back, message_id(cls)) for cls in answers_back]}
+        ops[f"{name}.send.{message_id(command)}"] = operation
+    for sub in service.subscriptions.values():
+        classes = [cls for cls in (registry.get(*key) for key in sub.messages)
+                   if cls is not None]
+        on = [cls for cls in classes if cls in carried.get(sub.subject, ())]
+        if not on:
+            continue
+        ops[f"{name}.receive.{sub.name}"] = {
+            "action": "receive", "channel": {"$ref": f"#/channels/{sub.subject}"},
+            "summary": f"{name} drains its durable queue {name}-{sub.name}.",
+            "messages": [_ref(sub.subject, message_id(cls)) for cls in on],
+            "x-durable": f"{name}-{sub.name}",
+            "x-max-in-flight": sub.max_in_flight,
+            "x-max-attempts": sub.max_attempts,
+        }
+    return ops

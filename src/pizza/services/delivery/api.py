@@ -1,0 +1,101 @@
+"""Delivery's HTTP side: registering addresses, the job list, and the drivers' buttons."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from pizza.services.delivery import addresses, jobs, service
+from pizza.web.errors import ApiError
+
+router: APIRouter = APIRouter(tags=["delivery"])
+OrderId = Annotated[str, Path(alias="orderId", max_length=100)]
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class Registered(_Camel):
+    delivery_id: str
+
+
+class Address(_Camel):
+    line1: str
+    line2: str | None = None
+    city: str
+    postcode: str
+
+
+class Job(_Camel):
+    order_id: str
+    stage: jobs.Stage
+    driver: str | None
+    address: Address | None
+
+
+class Driver(_Camel):
+    driver: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=100)]
+
+
+class StageChange(_Camel):
+    order_id: str
+    stage: jobs.Stage
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """Delivery's refusals in the API's error shape."""
+    try:
+        yield
+    except jobs.JobNotFound as missing:
+        raise ApiError(404, "not-found", str(missing)) from None
+    except jobs.JobRefused as refused:
+        raise ApiError(409, refused.code, str(refused), {"stage": refused.stage}) from None
+
+
+@router.post("/api/delivery-addresses", status_code=201, response_model=Registered)
+async def register_address(address: addresses.NewAddress) -> Registered:
+    """Keep an address; orders name it by the id answered here."""
+    async with service.unit_of_work() as ctx:
+        delivery_id = await addresses.register(ctx, address)
+    return Registered(delivery_id=delivery_id)
+
+
+@router.get("/api/delivery/jobs", response_model=list[Job])
+async def list_jobs() -> list[Job]:
+    """Jobs awaiting a driver or on the road, oldest first."""
+    async with service.read() as conn:
+        rows = await jobs.active_jobs(conn)
+    return [_job(row) for row in rows]
+
+
+def _job(row: Any) -> Job:
+    address = Address.model_validate(row.address) if row.address else None
+    return Job(order_id=row.order_id, stage=row.stage, driver=row.driver, address=address)
+
+
+@router.post("/api/delivery/jobs/{orderId}/out-for-delivery", status_code=202,
+             response_model=StageChange)
+async def out_for_delivery(order_id: OrderId, body: Driver) -> StageChange:
+    """A driver takes the order (the same driver again is harmless)."""
+    with refusals():
+        async with service.unit_of_work() as ctx:
+            await jobs.send_out_one(ctx, order_id, body.driver)
+    return StageChange(order_id=order_id, stage="out")
+
+
+@router.post("/api/delivery/jobs/{orderId}/delivered", status_code=202,
+             response_model=StageChange)
+async def delivered(order_id: OrderId) -> StageChange:
+    """The customer has the order (only once it is out; again is harmless)."""
+    with refusals():
+        async with service.unit_of_work() as ctx:
+            await jobs.deliver_one(ctx, order_id)
+    return StageChange(order_id=order_id, stage="delivered")

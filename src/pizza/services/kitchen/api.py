@@ -1,0 +1,92 @@
+"""The kitchen's HTTP side: the ticket list and the two buttons staff press."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from pizza.services.kitchen import service, tickets
+from pizza.web.errors import ApiError
+
+router: APIRouter = APIRouter(prefix="/api/kitchen", tags=["kitchen"])
+OrderId = Annotated[str, Path(alias="orderId", max_length=100)]
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class TicketItem(_Camel):
+    menu_item_id: str
+    name: str
+    quantity: int
+
+
+class Ticket(_Camel):
+    order_id: str
+    stage: tickets.Stage
+    items: list[TicketItem]
+    fulfilment: Literal["delivery", "pickup"]
+    created_at: str
+
+
+class StageChange(_Camel):
+    order_id: str
+    stage: tickets.Stage
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds (SQLite gives back naive UTC datetimes)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """The kitchen's refusals in the API's error shape."""
+    try:
+        yield
+    except tickets.TicketNotFound as missing:
+        raise ApiError(404, "not-found", str(missing)) from None
+    except tickets.TicketRefused as refused:
+        raise ApiError(409, refused.code, str(refused), {"stage": refused.stage}) from None
+
+
+@router.get("/tickets", response_model=list[Ticket])
+async def list_tickets() -> list[Ticket]:
+    """Tickets the kitchen holds (not withdrawn), newest last."""
+    async with service.read() as conn:
+        rows = await tickets.open_tickets(conn)
+    return [_ticket(row) for row in rows]
+
+
+def _ticket(row: Any) -> Ticket:
+    return Ticket(order_id=row.order_id, stage=row.stage, fulfilment=row.fulfilment,
+                  items=[TicketItem.model_validate(item) for item in row.items],
+                  created_at=iso(row.created_at))
+
+
+@router.post("/tickets/{orderId}/start", status_code=202, response_model=StageChange)
+async def start_ticket(order_id: OrderId) -> StageChange:
+    """Start cooking (again is harmless: no second OrderPreparing)."""
+    with refusals():
+        async with service.unit_of_work() as ctx:
+            await tickets.start_one(ctx, order_id)
+    return StageChange(order_id=order_id, stage="preparing")
+
+
+@router.post("/tickets/{orderId}/prepared", status_code=202, response_model=StageChange)
+async def ticket_prepared(order_id: OrderId) -> StageChange:
+    """Cooked and boxed (again is harmless: no second OrderPrepared)."""
+    with refusals():
+        async with service.unit_of_work() as ctx:
+            await tickets.finish_one(ctx, order_id)
+    return StageChange(order_id=order_id, stage="prepared")

@@ -1,0 +1,94 @@
+"""What orders does when other services report progress.
+
+Each subscription is its own queue, so messages may come late or out of order (an
+OrderDelivered before the OrderPrepared it follows). Status therefore moves forward only,
+through conditional UPDATEs: a repeated or late message finds nothing to change and has
+no effect, which also makes OrderCompleted and the thank-you email happen exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import case, func, select, update
+
+from pizza.contracts.delivery import DeliveryAddressRegisteredV1, OrderDeliveredV1
+from pizza.contracts.kitchen import OrderPreparedV1
+from pizza.contracts.notifications import EmailFailedV1, EmailSentV1
+from pizza.contracts.orders import OrderCompletedV1
+from pizza.contracts.pickup import OrderCollectedV1
+from pizza.eventing import Context
+from pizza.services.orders import delivery_addresses, emails, menu, service
+from pizza.services.orders.tables import orders
+
+log = logging.getLogger("pizza.services.orders")
+
+
+@service.handles(DeliveryAddressRegisteredV1, start="all")
+async def learn_delivery_address(event: DeliveryAddressRegisteredV1, ctx: Context) -> None:
+    """Remember an issued delivery id (from the start of the stream: ids issued before
+    this service first ran are valid too)."""
+    await delivery_addresses.remember(ctx, event.delivery_id, event.customer_id)
+
+
+@service.handles(OrderPreparedV1)
+async def note_prepared(event: OrderPreparedV1, ctx: Context) -> None:
+    """From now on the order cannot be cancelled."""
+    now = datetime.now(UTC)
+    result = await ctx.db.execute(
+        update(orders)
+        .where(orders.c.id == event.order_id)
+        .values(prepared_at=func.coalesce(orders.c.prepared_at, now),
+                status=case((orders.c.status == "confirmed", "prepared"),
+                            else_=orders.c.status)))
+    if not result.rowcount:
+        log.warning("OrderPrepared for unknown order %s ignored", event.order_id)
+
+
+@service.handles(OrderDeliveredV1)
+async def complete_delivered(event: OrderDeliveredV1, ctx: Context) -> None:
+    await complete(ctx, event.order_id)
+
+
+@service.handles(OrderCollectedV1)
+async def complete_collected(event: OrderCollectedV1, ctx: Context) -> None:
+    await complete(ctx, event.order_id)
+
+
+async def complete(ctx: Context, order_id: str) -> None:
+    """Mark the order completed, once: OrderCompleted and the thank-you email follow.
+
+    Delivered before prepared is accepted (queues are not ordered with each other). A
+    cancelled order is not completed: the cancellation was already announced.
+    """
+    changed = await ctx.db.execute(
+        update(orders)
+        .where(orders.c.id == order_id, orders.c.status.in_(("confirmed", "prepared")))
+        .values(status="completed", completed_at=datetime.now(UTC)))
+    if not changed.rowcount:
+        log.info("order %s not completed again (unknown, done or cancelled)", order_id)
+        return
+    order = (await ctx.db.execute(
+        select(orders.c.customer_id, orders.c.email, orders.c.value_pence,
+               orders.c.fulfilment).where(orders.c.id == order_id))).one()
+    ctx.publish(OrderCompletedV1(order_id=order_id, customer_id=order.customer_id,
+                                 order_value=menu.pounds(order.value_pence),
+                                 fulfilment=order.fulfilment))
+    await emails.send(ctx, order_id, "thanks",
+                      emails.thanks(order_id, order.email, order.value_pence,
+                                    order.fulfilment))
+
+
+@service.on_reply(EmailSentV1)
+async def email_sent(answer: EmailSentV1, ctx: Context) -> None:
+    if not await emails.record_answer(ctx, "sent", answer.message_id):
+        log.info("EmailSent for a command orders does not know (or already sent)")
+
+
+@service.on_reply(EmailFailedV1)
+async def email_failed(answer: EmailFailedV1, ctx: Context) -> None:
+    if not await emails.record_answer(ctx, "failed", answer.reason):
+        log.info("EmailFailed for a command orders does not know (or already sent)")
+    else:
+        log.warning("an order email failed: %s", answer.reason)

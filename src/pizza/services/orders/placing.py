@@ -1,0 +1,194 @@
+"""Placing an order: validate it against the menu and the known addresses, then store it
+and announce it in one unit of work.
+
+The order row, the OrderConfirmed events (v1 while consumers need it, and v2), the
+receipt's SendEmail and its ``order_emails`` row commit together or not at all; the
+outbox relay publishes them after the commit. The order id is the story's correlationId,
+so every message about one order, from any service, can be found by it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic.alias_generators import to_camel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from pizza.config import settings
+from pizza.contracts.orders import Money, OrderConfirmedV1, OrderConfirmedV2, OrderLine
+from pizza.eventing import Context, ServiceHost
+from pizza.services.orders import delivery_addresses, emails, menu, service
+from pizza.services.orders.tables import orders
+from pizza.web.errors import ApiError
+
+log = logging.getLogger("pizza.services.orders")
+
+MAX_LINES = 50
+MAX_QUANTITY = 50
+# A plausible address: something@domain.tld, no spaces; the mail server has the last word.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True,
+                              extra="ignore", str_strip_whitespace=True)
+
+
+class LineRequest(_Camel):
+    menu_item_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    # Strict: 2.0, "2" and true are not quantities.
+    quantity: Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
+
+
+class PlaceOrder(_Camel):
+    """The body of POST /api/orders; unknown fields are ignored."""
+
+    customer_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    email: Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)]
+    items: Annotated[list[LineRequest], Field(min_length=1, max_length=MAX_LINES)]
+    fulfilment: Literal["delivery", "pickup"]
+    delivery_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+
+    def fingerprint(self) -> str:
+        """A digest of what was asked, to tell a retried request from a reused key."""
+        canonical = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(canonical).hexdigest()
+
+
+@dataclass(frozen=True)
+class Placed:
+    order_id: str
+    created: bool  # False when an earlier request with the same key made it
+
+
+def publish_v1() -> bool:
+    """Whether OrderConfirmed v1 still goes out beside v2 (PIZZA_ORDER_CONFIRMED_V1).
+
+    "auto" asks the live registry whether any service still declares that it consumes
+    v1; while the registry has not answered yet, v1 goes out (the safe side).
+    """
+    mode = settings().order_confirmed_v1
+    if mode != "auto":
+        return mode == "always"
+    readers = service.running().usage_view().consumers(
+        OrderConfirmedV1.info.type, OrderConfirmedV1.info.version)
+    return readers is None or bool(readers)
+
+
+async def watch_v1_readers(host: ServiceHost) -> None:
+    """Warm the registry view at start, so the first orders already know who reads v1."""
+    view = host.usage_view()
+    with contextlib.suppress(Exception):
+        await view.refresh()
+
+
+async def place(request: PlaceOrder, idempotency_key: str | None) -> Placed:
+    """Accept an order or refuse it with an ApiError; nothing is stored when refused."""
+    lines = priced_lines(request)
+    delivery_id = _delivery_id(request)
+    fingerprint = request.fingerprint()
+    if idempotency_key is not None:
+        earlier = await _by_key(idempotency_key, fingerprint)
+        if earlier is not None:
+            return Placed(earlier, created=False)
+    if delivery_id is not None:
+        await _check_delivery_id(delivery_id, request.customer_id)
+    order_id = str(uuid.uuid4())
+    try:
+        async with service.unit_of_work(correlation_id=order_id) as ctx:
+            await _store_and_announce(ctx, order_id, request, lines, delivery_id,
+                                      idempotency_key, fingerprint)
+    except IntegrityError:
+        # Another request with the same key committed first: that one is the order.
+        earlier = await _by_key(idempotency_key, fingerprint) if idempotency_key else None
+        if earlier is None:
+            raise
+        return Placed(earlier, created=False)
+    log.info("order %s accepted for %s", order_id, request.customer_id)
+    return Placed(order_id, created=True)
+
+
+def priced_lines(request: PlaceOrder) -> list[dict[str, Any]]:
+    """Each line with the menu's name and price; every id must be on the menu."""
+    unknown = sorted({line.menu_item_id for line in request.items
+                      if menu.find(line.menu_item_id) is None})
+    if unknown:
+        raise ApiError(422, "unknown-menu-item",
+                       f"not on the menu: {', '.join(unknown)}", {"menuItemIds": unknown})
+    priced = []
+    for line in request.items:
+        item = menu.find(line.menu_item_id)
+        assert item is not None
+        priced.append({"menuItemId": item.id, "name": item.name, "quantity": line.quantity,
+                       "unitPricePence": item.price_pence})
+    return priced
+
+
+def _delivery_id(request: PlaceOrder) -> str | None:
+    """The delivery id a delivery needs; a pickup order ignores one if sent."""
+    if request.fulfilment == "pickup":
+        return None
+    if request.delivery_id is None:
+        raise ApiError(422, "delivery-id-required",
+                       "a delivery order needs the deliveryId of a registered address",
+                       {"field": "deliveryId"})
+    return request.delivery_id
+
+
+async def _check_delivery_id(delivery_id: str, customer_id: str) -> None:
+    verdict = await delivery_addresses.check(delivery_id, customer_id)
+    if verdict != "ok":
+        # Another customer's id is answered like an unknown one: ids are not disclosed.
+        raise ApiError(422, "unknown-delivery-id",
+                       "no delivery address with this id is registered for this customer",
+                       {"deliveryId": delivery_id})
+
+
+async def _by_key(key: str, fingerprint: str) -> str | None:
+    """The order an earlier request with this key made, or None; 422 if it asked else."""
+    async with service.read() as conn:
+        row = (await conn.execute(
+            select(orders.c.id, orders.c.request_hash)
+            .where(orders.c.idempotency_key == key))).first()
+    if row is None:
+        return None
+    if row.request_hash != fingerprint:
+        raise ApiError(422, "idempotency-key-reused",
+                       "this Idempotency-Key was used for a different order",
+                       {"orderId": row.id})
+    return str(row.id)
+
+
+async def _store_and_announce(ctx: Context, order_id: str, request: PlaceOrder,
+                              lines: list[dict[str, Any]], delivery_id: str | None,
+                              idempotency_key: str | None, fingerprint: str) -> None:
+    value_pence = sum(line["quantity"] * line["unitPricePence"] for line in lines)
+    await ctx.db.execute(orders.insert().values(
+        id=order_id, customer_id=request.customer_id, email=request.email, items=lines,
+        value_pence=value_pence, fulfilment=request.fulfilment, delivery_id=delivery_id,
+        status="confirmed", idempotency_key=idempotency_key, request_hash=fingerprint,
+        created_at=datetime.now(UTC)))
+    event_lines = [OrderLine(menu_item_id=line["menuItemId"], name=line["name"],
+                             quantity=line["quantity"],
+                             unit_price=menu.pounds(line["unitPricePence"]))
+                   for line in lines]
+    value = menu.pounds(value_pence)
+    common: dict[str, Any] = {"order_id": order_id, "customer_id": request.customer_id,
+                              "items": event_lines, "fulfilment": request.fulfilment,
+                              "delivery_id": delivery_id}
+    if publish_v1():
+        ctx.publish(OrderConfirmedV1(order_value=value, **common))
+    ctx.publish(OrderConfirmedV2(order_value=Money(amount=value, currency=menu.CURRENCY),
+                                 **common))
+    await emails.send(ctx, order_id, "receipt",
+                      emails.receipt(order_id, request.email, lines, value_pence,
+                                     request.fulfilment))

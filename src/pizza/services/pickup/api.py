@@ -1,0 +1,43 @@
+"""The pickup counter's HTTP side: what waits, and the "collected" button."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from pizza.services.pickup import service, shelf
+from pizza.web.errors import ApiError
+
+router: APIRouter = APIRouter(prefix="/api/pickup", tags=["pickup"])
+OrderId = Annotated[str, Path(alias="orderId", max_length=100)]
+
+
+class PickupOrder(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    order_id: str
+    stage: shelf.Stage
+
+
+@router.get("/orders", response_model=list[PickupOrder])
+async def list_waiting() -> list[PickupOrder]:
+    """Orders waiting at the counter, oldest first."""
+    async with service.read() as conn:
+        rows = await shelf.waiting_orders(conn)
+    return [PickupOrder(order_id=row.order_id, stage=row.stage) for row in rows]
+
+
+@router.post("/orders/{orderId}/collected", status_code=202, response_model=PickupOrder)
+async def collected(order_id: OrderId) -> PickupOrder:
+    """The customer took the order (again is harmless: no second OrderCollected)."""
+    try:
+        async with service.unit_of_work() as ctx:
+            await shelf.collect_one(ctx, order_id)
+    except shelf.OrderNotFound as missing:
+        raise ApiError(404, "not-found", str(missing)) from None
+    except shelf.CollectionRefused as refused:
+        raise ApiError(409, refused.code, str(refused), {"stage": refused.stage}) from None
+    return PickupOrder(order_id=order_id, stage="collected")

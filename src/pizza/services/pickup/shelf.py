@@ -1,0 +1,150 @@
+"""Orders on the pickup shelf, and the only way their stage changes.
+
+The HTTP route and the simulated counter both go through ``collect`` (a click for one
+order, the simulation for many at once). It is a conditional UPDATE (``WHERE stage =
+'waiting'``), so only the statement that moved an order publishes OrderCollected,
+however many clicks or processes race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Row, select, update
+
+from pizza.contracts.kitchen import OrderPreparedV1
+from pizza.contracts.pickup import OrderCollectedV1, OrderReadyForCollectionV1
+from pizza.eventing import Context, Event
+from pizza.eventing.storage import AsyncConnection
+from pizza.services.pickup.tables import counter, dialect_of
+
+Stage = Literal["waiting", "collected", "withdrawn"]
+AnyRow = Row[*tuple[Any, ...]]
+
+
+class OrderNotFound(LookupError):
+    """Nothing on the shelf for this order (yet, or it is a delivery order)."""
+
+
+class CollectionRefused(Exception):
+    """The order's stage does not allow collecting it."""
+
+    def __init__(self, code: str, message: str, stage: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.stage = stage
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _correlation(ctx: Context) -> str | None:
+    return ctx.cause.correlation_id if ctx.cause else ctx.correlation_id
+
+
+def publish_in_story(ctx: Context, event: Event, correlation_id: str | None) -> None:
+    """Publish an event as part of the order's story, not a story of its own.
+
+    A click or the simulation has no message that caused it, so the Context would start
+    a new correlationId; the one stored with the order keeps its timeline whole.
+    """
+    saved = ctx.correlation_id
+    if ctx.cause is None and correlation_id:
+        ctx.correlation_id = correlation_id
+    try:
+        ctx.publish(event)
+    finally:
+        ctx.correlation_id = saved
+
+
+async def put_out(ctx: Context, prepared: OrderPreparedV1) -> bool:
+    """Put a prepared pickup order on the shelf and say so; delivery orders are not ours.
+
+    Announced only when the row is new, so a repeated OrderPrepared (or one that comes
+    after a cancellation's tombstone) announces nothing.
+    """
+    if prepared.fulfilment != "pickup":
+        return False
+    now = _now()
+    statement = dialect_of(ctx.db).insert(counter).values(
+        order_id=prepared.order_id, stage="waiting", correlation_id=_correlation(ctx),
+        created_at=now, updated_at=now,
+    ).on_conflict_do_nothing(index_elements=["order_id"])
+    result = await ctx.db.execute(statement)
+    if not result.rowcount:
+        return False
+    ctx.publish(OrderReadyForCollectionV1(order_id=prepared.order_id))
+    return True
+
+
+async def withdraw(ctx: Context, order_id: str) -> None:
+    """Take a cancelled order off the shelf, or leave a tombstone if it is not here yet.
+
+    One statement, so an OrderPrepared committing at the same moment cannot slip between
+    a check and a write.
+    """
+    now = _now()
+    insert = dialect_of(ctx.db).insert(counter).values(
+        order_id=order_id, stage="withdrawn", correlation_id=_correlation(ctx),
+        created_at=now, updated_at=now,
+    )
+    await ctx.db.execute(insert.on_conflict_do_update(
+        index_elements=["order_id"],
+        set_={"stage": "withdrawn", "updated_at": now},
+        where=counter.c.stage == "waiting",
+    ))
+
+
+async def collect(ctx: Context, order_ids: Sequence[str]) -> list[str]:
+    """Customers took these orders; the ones collected now (one statement for all)."""
+    if not order_ids:
+        return []
+    result = await ctx.db.execute(
+        update(counter)
+        .where(counter.c.order_id.in_(order_ids), counter.c.stage == "waiting")
+        .values(stage="collected", updated_at=_now())
+        .returning(counter.c.order_id, counter.c.correlation_id)
+    )
+    moved = result.all()
+    for row in moved:
+        publish_in_story(ctx, OrderCollectedV1(order_id=row.order_id), row.correlation_id)
+    return [row.order_id for row in moved]
+
+
+async def collect_one(ctx: Context, order_id: str) -> bool:
+    """One order collected (a click): True if now, False if it already was, else
+    refused."""
+    if await collect(ctx, [order_id]):
+        return True
+    stage = (await ctx.db.execute(
+        select(counter.c.stage).where(counter.c.order_id == order_id))).scalar_one_or_none()
+    if stage == "collected":
+        return False
+    if stage is None:
+        raise OrderNotFound(f"no pickup order {order_id} at the counter")
+    raise CollectionRefused("order-withdrawn", f"order {order_id} was cancelled", stage)
+
+
+async def waiting_orders(conn: AsyncConnection) -> Sequence[AnyRow]:
+    """Orders waiting at the counter, oldest first."""
+    result = await conn.execute(
+        select(counter.c.order_id, counter.c.stage)
+        .where(counter.c.stage == "waiting")
+        .order_by(counter.c.created_at, counter.c.order_id)
+    )
+    return result.all()
+
+
+async def in_stage(conn: AsyncConnection, stage: Stage, *, changed_before: datetime,
+                   limit: int) -> list[str]:
+    """Orders in ``stage`` since before a moment, longest first."""
+    result = await conn.execute(
+        select(counter.c.order_id)
+        .where(counter.c.stage == stage, counter.c.updated_at <= changed_before)
+        .order_by(counter.c.updated_at)
+        .limit(limit)
+    )
+    return list(result.scalars())

@@ -1,0 +1,301 @@
+"""Delivery: addresses, jobs for prepared delivery orders, drivers, cancellations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from harness import System, running
+from pizza import config
+from pizza.contracts.kitchen import OrderPreparedV1
+from pizza.contracts.orders import OrderCancelledV1
+from pizza.eventing import Event
+from pizza.eventing.envelope import Envelope, Metadata
+from pizza.eventing.transport.base import Outgoing
+from pizza.services.delivery import service as delivery
+from pizza.services.delivery.simulation import DRIVERS
+from pizza.services.delivery.tables import addresses
+
+DELIVERY = "pizza.events.delivery."
+HOME = {"customerId": "c-1", "line1": "1 Basil Street", "line2": "Flat 2",
+        "city": "London", "postcode": "sw1a1aa"}
+
+
+def envelope(message: Event) -> Envelope:
+    info = message.info
+    return Envelope(Metadata(type=info.type, version=info.version, source=info.owner),
+                    message.to_data())
+
+
+async def deliver(system: System, env: Envelope, nats_id: str | None = None) -> None:
+    """Put an envelope on the bus; another ``nats_id`` gets past the broker's dedup,
+    as a redelivery does."""
+    meta = env.metadata
+    subject = f"pizza.events.{meta.source}.{meta.type}.v{meta.version}"
+    await system.transport.publish([Outgoing(nats_id or meta.id, subject, env.encode())])
+    await system.settle()
+
+
+async def publish(system: System, message: Event) -> Envelope:
+    env = envelope(message)
+    await deliver(system, env)
+    return env
+
+
+def prepared(order_id: str, delivery_id: str | None = "d-1",
+             fulfilment: str = "delivery") -> OrderPreparedV1:
+    return OrderPreparedV1(order_id=order_id, fulfilment=fulfilment, delivery_id=delivery_id)
+
+
+def cancelled(order_id: str) -> OrderCancelledV1:
+    return OrderCancelledV1(order_id=order_id, reason="changed my mind")
+
+
+def types(system: System) -> list[str]:
+    return [e["metadata"]["type"] for e in system.published(DELIVERY)]
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("it did not happen in time")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def delivery_running(tmp_path: Path) -> AsyncIterator[System]:
+    """Delivery, once its queues exist: a queue that starts at "new" would miss a
+    message published before its consumer task first ran."""
+    async with running([delivery], tmp_path) as system:
+        await eventually(lambda: all(c.queue is not None
+                                     for h in system.runtime.hosts.values()
+                                     for c in h.consumers))
+        yield system
+
+
+@pytest.fixture
+async def system(tmp_path: Path) -> AsyncIterator[System]:
+    async with delivery_running(tmp_path) as running_system:
+        yield running_system
+
+
+async def register(system: System, body: dict[str, Any] = HOME) -> str:
+    response = await system.http.post("/api/delivery-addresses", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["deliveryId"])
+
+
+async def jobs(system: System) -> list[dict[str, Any]]:
+    response = await system.http.get("/api/delivery/jobs")
+    assert response.status_code == 200
+    return response.json()
+
+
+async def send_out(system: System, order_id: str, driver: str = "Asha") -> Any:
+    return await system.http.post(f"/api/delivery/jobs/{order_id}/out-for-delivery",
+                                  json={"driver": driver})
+
+
+async def stored_addresses() -> int:
+    async with delivery.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(addresses)))
+                   .scalar_one())
+
+
+# -- addresses ---------------------------------------------------------------------------
+
+async def test_registering_an_address_announces_its_id(system: System) -> None:
+    response = await system.http.post("/api/delivery-addresses", json=HOME)
+    assert response.status_code == 201
+    assert list(response.json()) == ["deliveryId"]
+    delivery_id = response.json()["deliveryId"]
+    await system.settle()
+    [registered] = system.published(DELIVERY)
+    assert registered["metadata"]["type"] == "DeliveryAddressRegistered"
+    assert registered["data"] == {"deliveryId": delivery_id, "customerId": "c-1"}
+    assert await register(system) != delivery_id  # every registration gets its own id
+
+
+@pytest.mark.parametrize("change", [
+    {"city": None},
+    {"line1": "   "},
+    {"customerId": ""},
+    {"postcode": "not a postcode"},
+    {"postcode": "12345"},
+    {"line1": "x" * 201},
+    {"line2": "x" * 201},
+])
+async def test_bad_address_is_refused_and_nothing_happens(system: System,
+                                                          change: dict[str, Any]) -> None:
+    body = {k: v for k, v in {**HOME, **change}.items() if v is not None}
+    response = await system.http.post("/api/delivery-addresses", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid-request"
+    await system.settle()
+    assert types(system) == []
+    assert await stored_addresses() == 0
+
+
+# -- jobs ------------------------------------------------------------------------------
+
+async def test_a_prepared_delivery_order_becomes_a_job_with_its_address(
+        system: System) -> None:
+    delivery_id = await register(system, {**HOME, "line2": None, "postcode": " se1 7pb "})
+    await publish(system, prepared("o-1", delivery_id))
+    assert await jobs(system) == [{
+        "orderId": "o-1", "stage": "awaiting", "driver": None,
+        "address": {"line1": "1 Basil Street", "line2": None, "city": "London",
+                    "postcode": "SE1 7PB"},
+    }]
+
+
+async def test_a_pickup_order_is_not_delivered(system: System) -> None:
+    await publish(system, prepared("o-1", None, fulfilment="pickup"))
+    assert await jobs(system) == []
+    assert (await send_out(system, "o-1")).status_code == 404
+
+
+async def test_an_unknown_delivery_id_still_opens_the_job(system: System) -> None:
+    await publish(system, prepared("o-1", "no-such-address"))
+    [job] = await jobs(system)
+    assert (job["orderId"], job["address"]) == ("o-1", None)
+
+
+async def test_redelivered_prepared_opens_one_job(system: System) -> None:
+    env = await publish(system, prepared("o-1"))
+    await deliver(system, env, nats_id="redelivered")
+    await publish(system, prepared("o-1"))
+    assert [j["orderId"] for j in await jobs(system)] == ["o-1"]
+
+
+async def test_out_for_delivery_publishes_once_in_the_orders_story(system: System) -> None:
+    env = await publish(system, prepared("o-1"))
+    first = await send_out(system, "o-1", "Asha")
+    again = await send_out(system, "o-1", "Asha")
+    assert (first.status_code, again.status_code) == (202, 202)
+    await system.settle()
+    [out] = system.published(DELIVERY)
+    assert out["metadata"]["type"] == "OrderOutForDelivery"
+    assert out["data"] == {"orderId": "o-1", "driver": "Asha"}
+    assert out["metadata"]["correlationId"] == env.metadata.correlation_id
+    assert [(j["stage"], j["driver"]) for j in await jobs(system)] == [("out", "Asha")]
+
+
+async def test_another_driver_cannot_take_a_job_already_out(system: System) -> None:
+    await publish(system, prepared("o-1"))
+    await send_out(system, "o-1", "Asha")
+    response = await send_out(system, "o-1", "Bertie")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "wrong-stage"
+
+
+@pytest.mark.parametrize("body", [{}, {"driver": ""}, {"driver": "x" * 101}])
+async def test_out_for_delivery_needs_a_driver(system: System, body: dict[str, Any]) -> None:
+    await publish(system, prepared("o-1"))
+    response = await system.http.post("/api/delivery/jobs/o-1/out-for-delivery", json=body)
+    assert response.status_code == 422
+    await system.settle()
+    assert types(system) == []
+    assert (await jobs(system))[0]["stage"] == "awaiting"
+
+
+async def test_delivered_needs_the_job_out_first(system: System) -> None:
+    await publish(system, prepared("o-1"))
+    response = await system.http.post("/api/delivery/jobs/o-1/delivered")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "wrong-stage"
+    await system.settle()
+    assert types(system) == []
+
+
+async def test_delivered_publishes_once_and_leaves_the_list(system: System) -> None:
+    await publish(system, prepared("o-1"))
+    await publish(system, prepared("o-2"))
+    await send_out(system, "o-1")
+    for _ in range(2):
+        response = await system.http.post("/api/delivery/jobs/o-1/delivered")
+        assert response.status_code == 202
+    await system.settle()
+    assert types(system) == ["OrderOutForDelivery", "OrderDelivered"]
+    assert system.published(DELIVERY)[1]["data"] == {"orderId": "o-1"}
+    assert [j["orderId"] for j in await jobs(system)] == ["o-2"]
+    assert (await send_out(system, "o-1")).status_code == 409
+
+
+@pytest.mark.parametrize("path", ["out-for-delivery", "delivered"])
+async def test_unknown_job_is_not_found(system: System, path: str) -> None:
+    response = await system.http.post(f"/api/delivery/jobs/nope/{path}",
+                                      json={"driver": "Asha"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not-found"
+
+
+async def test_a_cancelled_job_is_withdrawn(system: System) -> None:
+    await publish(system, prepared("o-1"))
+    await publish(system, cancelled("o-1"))
+    assert await jobs(system) == []
+    response = await send_out(system, "o-1")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "job-withdrawn"
+    await system.settle()
+    assert types(system) == []
+
+
+async def test_cancel_before_prepared_leaves_a_tombstone(system: System) -> None:
+    await publish(system, cancelled("o-1"))
+    await publish(system, prepared("o-1"))  # late: its own queue was slower
+    assert await jobs(system) == []
+    assert (await send_out(system, "o-1")).json()["error"]["code"] == "job-withdrawn"
+
+
+async def test_cancel_once_out_changes_nothing(system: System) -> None:
+    await publish(system, prepared("o-1"))
+    await send_out(system, "o-1")
+    await publish(system, cancelled("o-1"))
+    assert [j["stage"] for j in await jobs(system)] == ["out"]
+    assert (await system.http.post("/api/delivery/jobs/o-1/delivered")).status_code == 202
+
+
+# -- simulation ------------------------------------------------------------------------
+
+@pytest.fixture
+def simulate() -> Iterator[Callable[..., None]]:
+    def configure(**options: Any) -> None:
+        config.configure(simulate=True, **options)
+
+    yield configure
+    config.reset()
+
+
+async def test_simulated_drivers_deliver_every_job(tmp_path: Path,
+                                                   simulate: Callable[..., None]) -> None:
+    simulate(drive_seconds=0)
+    async with delivery_running(tmp_path) as system:
+        for n in range(4):
+            await publish(system, prepared(f"o-{n}"))
+        await publish(system, prepared("p-1", None, fulfilment="pickup"))
+        await eventually(lambda: types(system).count("OrderDelivered") == 4)
+        await system.settle()
+        events = system.published(DELIVERY)
+        outs = [e["data"] for e in events if e["metadata"]["type"] == "OrderOutForDelivery"]
+        assert sorted(o["orderId"] for o in outs) == [f"o-{n}" for n in range(4)]
+        assert {o["driver"] for o in outs} <= set(DRIVERS)
+        assert await jobs(system) == []
+
+
+async def test_simulated_drivers_take_drive_seconds(tmp_path: Path,
+                                                    simulate: Callable[..., None]) -> None:
+    simulate(drive_seconds=0.5)
+    async with delivery_running(tmp_path) as system:
+        await publish(system, prepared("o-1"))
+        await eventually(lambda: types(system) == ["OrderOutForDelivery"])
+        left = asyncio.get_running_loop().time()
+        await eventually(lambda: types(system) == ["OrderOutForDelivery", "OrderDelivered"])
+        assert asyncio.get_running_loop().time() - left >= 0.4

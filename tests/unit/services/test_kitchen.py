@@ -1,0 +1,233 @@
+"""The kitchen: tickets from confirmed orders, the two buttons, cancellations, simulation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import System, running
+from pizza import config
+from pizza.contracts.orders import OrderCancelledV1, OrderConfirmedV1, OrderLine
+from pizza.eventing import Event
+from pizza.eventing.envelope import Envelope, Metadata
+from pizza.eventing.transport.base import Outgoing
+from pizza.services.kitchen import service as kitchen
+
+KITCHEN = "pizza.events.kitchen."
+
+
+def confirmed(order_id: str = "o-1", fulfilment: str = "delivery") -> OrderConfirmedV1:
+    return OrderConfirmedV1(
+        order_id=order_id, customer_id="c-1", order_value=21.5, fulfilment=fulfilment,
+        delivery_id="d-1" if fulfilment == "delivery" else None,
+        items=[OrderLine(menu_item_id="margherita", name="Margherita", quantity=2,
+                         unit_price=9.5),
+               OrderLine(menu_item_id="garlic-bread", name="Garlic bread", quantity=1,
+                         unit_price=2.5)])
+
+
+def envelope(message: Event) -> Envelope:
+    info = message.info
+    return Envelope(Metadata(type=info.type, version=info.version, source=info.owner),
+                    message.to_data())
+
+
+async def deliver(system: System, env: Envelope, nats_id: str | None = None) -> None:
+    """Put an envelope on the bus; another ``nats_id`` gets past the broker's dedup,
+    as a redelivery does."""
+    meta = env.metadata
+    subject = f"pizza.events.{meta.source}.{meta.type}.v{meta.version}"
+    await system.transport.publish(
+        [Outgoing(nats_id or env.metadata.id, subject, env.encode())])
+    await system.settle()
+
+
+async def publish(system: System, message: Event) -> Envelope:
+    env = envelope(message)
+    await deliver(system, env)
+    return env
+
+
+def types(system: System) -> list[str]:
+    return [e["metadata"]["type"] for e in system.published(KITCHEN)]
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("it did not happen in time")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def kitchen_running(tmp_path: Path) -> AsyncIterator[System]:
+    """The kitchen, once its queues exist: a queue that starts at "new" would miss a
+    message published before its consumer task first ran."""
+    async with running([kitchen], tmp_path) as system:
+        await eventually(lambda: all(c.queue is not None
+                                     for h in system.runtime.hosts.values()
+                                     for c in h.consumers))
+        yield system
+
+
+@pytest.fixture
+async def system(tmp_path: Path) -> AsyncIterator[System]:
+    async with kitchen_running(tmp_path) as running_system:
+        yield running_system
+
+
+async def tickets(system: System) -> list[dict[str, Any]]:
+    response = await system.http.get("/api/kitchen/tickets")
+    assert response.status_code == 200
+    return response.json()
+
+
+async def test_a_confirmed_order_becomes_a_ticket(system: System) -> None:
+    await publish(system, confirmed("o-1"))
+    [ticket] = await tickets(system)
+    assert ticket["createdAt"].endswith("Z")
+    del ticket["createdAt"]
+    assert ticket == {
+        "orderId": "o-1", "stage": "new", "fulfilment": "delivery",
+        "items": [{"menuItemId": "margherita", "name": "Margherita", "quantity": 2},
+                  {"menuItemId": "garlic-bread", "name": "Garlic bread", "quantity": 1}],
+    }
+    assert types(system) == []
+
+
+async def test_redelivered_confirmation_opens_one_ticket(system: System) -> None:
+    env = await publish(system, confirmed("o-1"))
+    await deliver(system, env, nats_id="redelivered")  # same message, past the broker
+    await publish(system, confirmed("o-1"))  # the same fact published again
+    assert [t["orderId"] for t in await tickets(system)] == ["o-1"]
+
+
+async def test_tickets_are_listed_newest_last(system: System) -> None:
+    for order_id in ("o-1", "o-2", "o-3"):
+        await publish(system, confirmed(order_id))
+    assert [t["orderId"] for t in await tickets(system)] == ["o-1", "o-2", "o-3"]
+
+
+async def test_start_publishes_preparing_once_in_the_orders_story(system: System) -> None:
+    env = await publish(system, confirmed("o-1"))
+    first = await system.http.post("/api/kitchen/tickets/o-1/start")
+    again = await system.http.post("/api/kitchen/tickets/o-1/start")
+    await system.settle()
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert first.json() == {"orderId": "o-1", "stage": "preparing"}
+    [preparing] = system.published(KITCHEN)
+    assert preparing["metadata"]["type"] == "OrderPreparing"
+    assert preparing["data"] == {"orderId": "o-1"}
+    assert preparing["metadata"]["correlationId"] == env.metadata.correlation_id
+    assert (await tickets(system))[0]["stage"] == "preparing"
+
+
+async def test_prepared_from_new_says_preparing_first(system: System) -> None:
+    await publish(system, confirmed("o-1"))
+    response = await system.http.post("/api/kitchen/tickets/o-1/prepared")
+    assert response.status_code == 202
+    await system.settle()
+    events = system.published(KITCHEN)
+    assert [e["metadata"]["type"] for e in events] == ["OrderPreparing", "OrderPrepared"]
+    assert events[1]["data"] == {"orderId": "o-1", "fulfilment": "delivery",
+                                 "deliveryId": "d-1"}
+    assert (await tickets(system))[0]["stage"] == "prepared"
+
+
+async def test_prepared_twice_publishes_once(system: System) -> None:
+    await publish(system, confirmed("o-1", fulfilment="pickup"))
+    assert (await system.http.post("/api/kitchen/tickets/o-1/start")).status_code == 202
+    for _ in range(2):
+        assert (await system.http.post("/api/kitchen/tickets/o-1/prepared")).status_code == 202
+    await system.settle()
+    assert types(system) == ["OrderPreparing", "OrderPrepared"]
+    assert system.published(KITCHEN)[1]["data"] == {
+        "orderId": "o-1", "fulfilment": "pickup", "deliveryId": None}
+
+
+async def test_start_after_prepared_is_wrong_stage(system: System) -> None:
+    await publish(system, confirmed("o-1"))
+    await system.http.post("/api/kitchen/tickets/o-1/prepared")
+    response = await system.http.post("/api/kitchen/tickets/o-1/start")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "wrong-stage"
+    await system.settle()
+    assert types(system) == ["OrderPreparing", "OrderPrepared"]
+
+
+@pytest.mark.parametrize("button", ["start", "prepared"])
+async def test_unknown_ticket_is_not_found(system: System, button: str) -> None:
+    response = await system.http.post(f"/api/kitchen/tickets/nope/{button}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not-found"
+    await system.settle()
+    assert types(system) == []
+
+
+async def test_cancelled_ticket_is_withdrawn(system: System) -> None:
+    await publish(system, confirmed("o-1"))
+    await publish(system, confirmed("o-2"))
+    await system.http.post("/api/kitchen/tickets/o-1/start")
+    await publish(system, OrderCancelledV1(order_id="o-1", reason="changed my mind"))
+    assert [t["orderId"] for t in await tickets(system)] == ["o-2"]
+    for button in ("start", "prepared"):
+        response = await system.http.post(f"/api/kitchen/tickets/o-1/{button}")
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "ticket-withdrawn"
+    await system.settle()
+    assert types(system) == ["OrderPreparing"]
+
+
+async def test_cancel_before_confirm_leaves_a_tombstone(system: System) -> None:
+    await publish(system, OrderCancelledV1(order_id="o-1", reason="changed my mind"))
+    await publish(system, confirmed("o-1"))  # late: its own queue was slower
+    assert await tickets(system) == []
+    response = await system.http.post("/api/kitchen/tickets/o-1/start")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "ticket-withdrawn"
+
+
+async def test_cancel_after_prepared_changes_nothing(system: System) -> None:
+    await publish(system, confirmed("o-1"))
+    await system.http.post("/api/kitchen/tickets/o-1/prepared")
+    await publish(system, OrderCancelledV1(order_id="o-1", reason="too late"))
+    assert [t["stage"] for t in await tickets(system)] == ["prepared"]
+    assert (await system.http.post("/api/kitchen/tickets/o-1/prepared")).status_code == 202
+
+
+@pytest.fixture
+def simulate() -> Iterator[Callable[..., None]]:
+    def configure(**options: Any) -> None:
+        config.configure(simulate=True, **options)
+
+    yield configure
+    config.reset()
+
+
+async def test_simulated_staff_cook_every_ticket(tmp_path: Path,
+                                                 simulate: Callable[..., None]) -> None:
+    simulate(cook_seconds=0)
+    async with kitchen_running(tmp_path) as system:
+        for n in range(5):
+            await publish(system, confirmed(f"o-{n}"))
+        await eventually(lambda: types(system).count("OrderPrepared") == 5)
+        await system.settle()
+        assert types(system).count("OrderPreparing") == 5
+        assert {t["stage"] for t in await tickets(system)} == {"prepared"}
+
+
+async def test_simulated_staff_take_cook_seconds(tmp_path: Path,
+                                                 simulate: Callable[..., None]) -> None:
+    simulate(cook_seconds=0.5)
+    async with kitchen_running(tmp_path) as system:
+        await publish(system, confirmed("o-1"))
+        await eventually(lambda: types(system) == ["OrderPreparing"])
+        started = asyncio.get_running_loop().time()
+        await eventually(lambda: types(system) == ["OrderPreparing", "OrderPrepared"])
+        assert asyncio.get_running_loop().time() - started >= 0.4

@@ -1,0 +1,181 @@
+"""The pickup counter: prepared pickup orders wait, get collected, or are withdrawn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import System, running
+from pizza import config
+from pizza.contracts.kitchen import OrderPreparedV1
+from pizza.contracts.orders import OrderCancelledV1
+from pizza.eventing import Event
+from pizza.eventing.envelope import Envelope, Metadata
+from pizza.eventing.transport.base import Outgoing
+from pizza.services.pickup import service as pickup
+
+PICKUP = "pizza.events.pickup."
+
+
+def envelope(message: Event) -> Envelope:
+    info = message.info
+    return Envelope(Metadata(type=info.type, version=info.version, source=info.owner),
+                    message.to_data())
+
+
+async def deliver(system: System, env: Envelope, nats_id: str | None = None) -> None:
+    """Put an envelope on the bus; another ``nats_id`` gets past the broker's dedup,
+    as a redelivery does."""
+    meta = env.metadata
+    subject = f"pizza.events.{meta.source}.{meta.type}.v{meta.version}"
+    await system.transport.publish([Outgoing(nats_id or meta.id, subject, env.encode())])
+    await system.settle()
+
+
+async def publish(system: System, message: Event) -> Envelope:
+    env = envelope(message)
+    await deliver(system, env)
+    return env
+
+
+def prepared(order_id: str, fulfilment: str = "pickup") -> OrderPreparedV1:
+    return OrderPreparedV1(order_id=order_id, fulfilment=fulfilment,
+                           delivery_id="d-1" if fulfilment == "delivery" else None)
+
+
+def cancelled(order_id: str) -> OrderCancelledV1:
+    return OrderCancelledV1(order_id=order_id, reason="changed my mind")
+
+
+def types(system: System) -> list[str]:
+    return [e["metadata"]["type"] for e in system.published(PICKUP)]
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("it did not happen in time")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def pickup_running(tmp_path: Path) -> AsyncIterator[System]:
+    """The counter, once its queues exist: a queue that starts at "new" would miss a
+    message published before its consumer task first ran."""
+    async with running([pickup], tmp_path) as system:
+        await eventually(lambda: all(c.queue is not None
+                                     for h in system.runtime.hosts.values()
+                                     for c in h.consumers))
+        yield system
+
+
+@pytest.fixture
+async def system(tmp_path: Path) -> AsyncIterator[System]:
+    async with pickup_running(tmp_path) as running_system:
+        yield running_system
+
+
+async def waiting(system: System) -> list[dict[str, Any]]:
+    response = await system.http.get("/api/pickup/orders")
+    assert response.status_code == 200
+    return response.json()
+
+
+async def collect(system: System, order_id: str) -> Any:
+    return await system.http.post(f"/api/pickup/orders/{order_id}/collected")
+
+
+async def test_a_prepared_pickup_order_waits_and_is_announced_once(system: System) -> None:
+    env = await publish(system, prepared("o-1"))
+    await deliver(system, env, nats_id="redelivered")
+    await publish(system, prepared("o-1"))  # the same fact published again
+    assert await waiting(system) == [{"orderId": "o-1", "stage": "waiting"}]
+    [ready] = system.published(PICKUP)
+    assert ready["metadata"]["type"] == "OrderReadyForCollection"
+    assert ready["data"] == {"orderId": "o-1"}
+    assert ready["metadata"]["correlationId"] == env.metadata.correlation_id
+    assert ready["metadata"]["causationId"] == env.metadata.id
+
+
+async def test_a_delivery_order_is_not_ours(system: System) -> None:
+    await publish(system, prepared("o-1", fulfilment="delivery"))
+    assert await waiting(system) == []
+    assert types(system) == []
+    assert (await collect(system, "o-1")).status_code == 404
+
+
+async def test_waiting_orders_are_listed_oldest_first(system: System) -> None:
+    for order_id in ("o-1", "o-2", "o-3"):
+        await publish(system, prepared(order_id))
+    assert [o["orderId"] for o in await waiting(system)] == ["o-1", "o-2", "o-3"]
+
+
+async def test_collected_publishes_once_in_the_orders_story(system: System) -> None:
+    env = await publish(system, prepared("o-1"))
+    for _ in range(2):
+        response = await collect(system, "o-1")
+        assert response.status_code == 202
+        assert response.json() == {"orderId": "o-1", "stage": "collected"}
+    await system.settle()
+    assert types(system) == ["OrderReadyForCollection", "OrderCollected"]
+    collected = system.published(PICKUP)[1]
+    assert collected["data"] == {"orderId": "o-1"}
+    assert collected["metadata"]["correlationId"] == env.metadata.correlation_id
+    assert await waiting(system) == []
+
+
+async def test_unknown_order_is_not_found(system: System) -> None:
+    response = await collect(system, "nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not-found"
+
+
+async def test_a_cancelled_order_is_withdrawn(system: System) -> None:
+    await publish(system, prepared("o-1"))
+    await publish(system, cancelled("o-1"))
+    assert await waiting(system) == []
+    response = await collect(system, "o-1")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "order-withdrawn"
+    await system.settle()
+    assert types(system) == ["OrderReadyForCollection"]
+
+
+async def test_cancel_before_prepared_leaves_a_tombstone(system: System) -> None:
+    await publish(system, cancelled("o-1"))
+    await publish(system, prepared("o-1"))  # late: its own queue was slower
+    assert await waiting(system) == []
+    assert types(system) == []
+    assert (await collect(system, "o-1")).status_code == 409
+
+
+async def test_cancel_after_collection_changes_nothing(system: System) -> None:
+    await publish(system, prepared("o-1"))
+    await collect(system, "o-1")
+    await publish(system, cancelled("o-1"))
+    assert (await collect(system, "o-1")).status_code == 202
+
+
+@pytest.fixture
+def simulate() -> Iterator[Callable[..., None]]:
+    def configure(**options: Any) -> None:
+        config.configure(simulate=True, **options)
+
+    yield configure
+    config.reset()
+
+
+async def test_the_simulated_counter_hands_every_order_over(
+        tmp_path: Path, simulate: Callable[..., None]) -> None:
+    simulate(drive_seconds=0)
+    async with pickup_running(tmp_path) as system:
+        for n in range(4):
+            await publish(system, prepared(f"o-{n}"))
+        await eventually(lambda: types(system).count("OrderCollected") == 4)
+        assert await waiting(system) == []
