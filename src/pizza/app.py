@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pizza import config
 from pizza.eventing import Service
 from pizza.eventing.host import Runtime
+from pizza.web import catalog as catalog_routes
 from pizza.web import errors
 
 log = logging.getLogger("pizza")
@@ -60,16 +61,16 @@ class Extras:
         if self.loyalty_saas and config.settings().loyalty_saas_url is None:
             from pizza.thirdparty import loyalty_saas
 
-            port = free_port()
-            server, task = await loyalty_saas.serve("127.0.0.1", port)
+            server, task = await loyalty_saas.serve("127.0.0.1", 0)
             self.started.append((server, task))
-            config.configure(loyalty_saas_url=f"http://127.0.0.1:{port}")
+            config.configure(loyalty_saas_url=loyalty_saas.url(server))
 
     async def stop(self) -> None:
+        from pizza.thirdparty import loyalty_saas
+
         for server, task in self.started:
-            server.should_exit = True
             with contextlib.suppress(Exception):
-                await task
+                await loyalty_saas.stop(server, task)
         self.started.clear()
 
 
@@ -103,6 +104,7 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
     for service in services:
         if service.router is not None:
             app.include_router(service.router)
+    app.include_router(catalog_routes.router(services))
 
     @app.get("/api/health", tags=["system"])
     async def health() -> dict[str, Any]:

@@ -162,6 +162,10 @@ class Runtime:
                 self.nats_url = self.embedded.url
             self.transport = NatsTransport(self.nats_url)
         await self.transport.start()
+        # Every service says what it reads before any starts producing, so a producer
+        # asking "does anyone still read v1?" at start hears about all of them.
+        for service in self.services:
+            await usage.announce(self.transport, service)
         for service in self.services:
             host = ServiceHost(service, self.transport, database_url=self.database_url,
                                **self.host_options)

@@ -1,0 +1,48 @@
+"""GET /api/loyalty/{customerId}: a customer's points, from our ledger or the SaaS."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from pizza.services.loyalty import ledger, service
+from pizza.services.loyalty.saas_adapter import (
+    LoyaltyRefused,
+    LoyaltyUnavailable,
+    saas,
+    using_saas,
+)
+from pizza.web.errors import ApiError
+
+router: APIRouter = APIRouter(tags=["loyalty"])
+
+
+class LoyaltyBalance(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    customer_id: str
+    points: int
+
+
+@router.get("/api/loyalty/{customer_id}", response_model=LoyaltyBalance)
+async def loyalty_balance(customer_id: str) -> LoyaltyBalance:
+    """One point per whole pound of each completed order; 0 for a customer with none."""
+    if using_saas():
+        points = await _points_from_saas(customer_id)
+    else:
+        async with service.read() as conn:
+            points = await ledger.balance(conn, customer_id)
+    return LoyaltyBalance(customer_id=customer_id, points=points)
+
+
+async def _points_from_saas(customer_id: str) -> int:
+    try:
+        return await saas().balance(customer_id)
+    except (LoyaltyUnavailable, LoyaltyRefused) as error:
+        retry_after = getattr(error, "retry_after", None)
+        raise ApiError(503, "loyalty-unavailable",
+                       "the loyalty provider cannot answer now; try again later",
+                       {"reason": str(error),
+                        "retryAfter": round(retry_after, 1) if retry_after else None},
+                       ) from error

@@ -1,0 +1,195 @@
+"""The SMTP sink of ``pizza up``: a real SMTP server that keeps what it receives.
+
+It stands in for the outside mail system on one machine: notifications sends real SMTP
+to it, and ``GET /api/mailbox`` shows what arrived. Mail is kept in this service's own
+``mailbox`` table (one row per recipient), so it survives restarts, on SQLite and
+PostgreSQL alike.
+
+aiosmtpd's Controller runs the SMTP server on its own event loop in a thread. A received
+email is handed to the service's loop with ``run_coroutine_threadsafe`` and stored there,
+through the service's database engine. The SMTP answer does NOT wait for that store:
+the email usually comes from the notifications handler itself, whose transaction (on
+SQLite) holds the database's write lock until the send returns; waiting would deadlock
+until the SMTP timeout. So the sink answers 250 at once and the row follows moments
+later; ``stop_sink`` waits for the stores still under way.
+
+Recipients in the reserved ``.invalid`` top-level domain (RFC 2606) are refused with a
+permanent 550, so the EmailFailed path can be seen without a real mail server.
+
+Started by the composition root with ``start_sink(host, port)``, or by the service's
+on_start hook when PIZZA_SMTP_SINK=1 (then on settings().smtp_host:smtp_port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import TYPE_CHECKING, cast
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import func, insert, select
+
+from pizza.config import settings
+from pizza.services.notifications import service
+from pizza.services.notifications.tables import mailbox
+
+if TYPE_CHECKING:
+    from pizza.eventing.host import ServiceHost
+
+log = logging.getLogger("pizza.services.notifications.mailbox")
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One received email, as one recipient's mailbox holds it."""
+
+    to: str
+    sender: str
+    subject: str
+    body: str
+    received_at: datetime
+
+
+def _letters(envelope: Envelope) -> list[Letter]:
+    raw = envelope.original_content or envelope.content or b""
+    data = raw if isinstance(raw, bytes) else raw.encode()
+    message = cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(data))
+    part = message.get_body(preferencelist=("plain", "html"))
+    try:
+        body = part.get_content() if part is not None else str(message.get_payload())
+    except (LookupError, ValueError):  # an unknown charset or a broken encoding
+        body = data.decode("utf-8", "replace")
+    now = datetime.now(UTC)
+    return [Letter(to=recipient, sender=str(message.get("From") or envelope.mail_from or ""),
+                   subject=str(message.get("Subject") or ""),
+                   body=_text(body), received_at=now)
+            for recipient in envelope.rcpt_tos]
+
+
+def _text(body: str) -> str:
+    """As it was written: SMTP's CRLF line ends back to newlines, without the final
+    newline the email library adds to every body."""
+    return body.replace("\r\n", "\n").removesuffix("\n")
+
+
+async def store(letters: list[Letter]) -> None:
+    """Keep received letters in the service's database (runs on the service's loop)."""
+    async with service.running().db.begin() as conn:
+        await conn.execute(insert(mailbox), [
+            {"to": x.to, "from": x.sender, "subject": x.subject, "body": x.body,
+             "received_at": x.received_at} for x in letters])
+
+
+async def letters_for(to: str | None) -> list[Letter]:
+    """What arrived, oldest first; only one address's mail when ``to`` is given."""
+    query = select(mailbox).order_by(mailbox.c.id)
+    if to is not None:
+        query = query.where(func.lower(mailbox.c.to) == to.strip().lower())
+    async with service.read() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [Letter(to=r["to"], sender=r["from"], subject=r["subject"], body=r["body"],
+                   received_at=r["received_at"]) for r in rows]
+
+
+class _SinkHandler:
+    """aiosmtpd's handler: runs on the Controller's loop, in the Controller's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop  # the service's loop, where the database lives
+        self.storing: set[concurrent.futures.Future[None]] = set()
+        self.in_turn = asyncio.Lock()  # fair: stored in the order they were accepted
+
+    async def handle_RCPT(self, _server: SMTP, _session: Session, envelope: Envelope,
+                          address: str, _options: list[str]) -> str:
+        domain = address.rpartition("@")[2].lower().rstrip(".>")
+        if domain == "invalid" or domain.endswith(".invalid"):
+            return f"550 5.1.1 <{address}>: no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
+        if service.host is None:  # nowhere to keep it yet: the sender will try again
+            return "451 4.3.0 mailbox not ready, try again later"
+        letters = _letters(envelope)
+        future = asyncio.run_coroutine_threadsafe(self._store_in_turn(letters), self.loop)
+        self.storing.add(future)
+        future.add_done_callback(self._stored)
+        return "250 Message accepted for delivery"
+
+    async def _store_in_turn(self, letters: list[Letter]) -> None:
+        async with self.in_turn:
+            await store(letters)
+
+    def _stored(self, future: concurrent.futures.Future[None]) -> None:
+        self.storing.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.error("the SMTP sink could not store an email: %r", future.exception())
+
+
+class MailSink:
+    """A running sink: an aiosmtpd Controller on host:port."""
+
+    def __init__(self, host: str, port: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.host = host
+        self.port = port
+        self.handler = _SinkHandler(loop)
+        self.controller = Controller(self.handler, hostname=host, port=port,
+                                     server_hostname="smtp-sink.plant-based.pizza")
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.controller.start)  # it blocks until it answers
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.controller.stop)
+        pending = [asyncio.wrap_future(f) for f in list(self.handler.storing)]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+_sink: MailSink | None = None
+
+
+async def start_sink(host: str, port: int) -> MailSink:
+    """Start the SMTP sink on host:port (once; a second call for the same place is a
+    no-op). Call it on the loop the notifications service runs on."""
+    global _sink
+    if _sink is not None:
+        if (_sink.host, _sink.port) == (host, port):
+            return _sink
+        await stop_sink()
+    sink = MailSink(host, port, asyncio.get_running_loop())
+    await sink.start()
+    _sink = sink
+    log.info("SMTP sink listening on %s:%d", host, port)
+    return sink
+
+
+async def stop_sink() -> None:
+    """Stop the sink, after the emails it accepted are stored."""
+    global _sink
+    sink, _sink = _sink, None
+    if sink is not None:
+        await sink.stop()
+
+
+async def start_if_wanted(_host: ServiceHost) -> None:
+    """on_start: with the smtp_sink setting (PIZZA_SMTP_SINK=1, or `pizza up`), receive
+    mail on settings().smtp_host:smtp_port."""
+    if settings().smtp_sink:
+        config = settings()
+        await start_sink(config.smtp_host, config.smtp_port)
+
+
+async def stop_on_stop(_host: ServiceHost) -> None:
+    """on_stop: the sink stores through this service, so it cannot outlive it."""
+    await stop_sink()
+
+
+__all__ = ["Letter", "MailSink", "letters_for", "start_sink", "stop_sink"]

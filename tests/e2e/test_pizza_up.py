@@ -1,0 +1,243 @@
+"""The whole system through HTTP alone, started with `pizza up` as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import nats
+import pytest
+from running_pizza import Pizza, eventually
+
+pytestmark = pytest.mark.e2e
+
+DELIVERY_TIMELINE = ["OrderConfirmed", "OrderPreparing", "OrderPrepared",
+                     "OrderOutForDelivery", "OrderDelivered", "OrderCompleted",
+                     "LoyaltyPointsAdded"]
+PICKUP_TIMELINE = ["OrderConfirmed", "OrderPreparing", "OrderPrepared",
+                   "OrderReadyForCollection", "OrderCollected", "OrderCompleted",
+                   "LoyaltyPointsAdded"]
+
+
+def customer() -> str:
+    return f"c-{uuid.uuid4().hex[:10]}"
+
+
+async def completed_with_points(pizza: Pizza, order_id: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        document = await pizza.order(order_id)
+        ready = document and document["status"] == "completed" and document.get(
+            "loyaltyPoints") is not None
+        return document if ready else None
+
+    return dict(await eventually(check))
+
+
+async def emails_settled(pizza: Pizza, address: str, count: int) -> list[dict[str, Any]]:
+    await eventually(lambda: _at_least(pizza.mailbox(address), count))
+    await asyncio.sleep(0.5)  # anything extra would show up now
+    return await pizza.mailbox(address)
+
+
+async def _at_least(mail: Any, count: int) -> bool:
+    return len(await mail) >= count
+
+
+async def test_delivery_and_pickup_orders_reach_completed(start_pizza: Any) -> None:
+    pizza = await start_pizza("--simulate")
+    delivery_customer, pickup_customer = customer(), customer()
+    delivered = await pizza.place(delivery_customer, items=[
+        {"menuItemId": "margherita", "quantity": 2}])
+    collected = await pizza.place(pickup_customer, pickup=True)
+
+    for order_id, who, timeline in ((delivered, delivery_customer, DELIVERY_TIMELINE),
+                                    (collected, pickup_customer, PICKUP_TIMELINE)):
+        document = await completed_with_points(pizza, order_id)
+        assert [entry["type"] for entry in document["timeline"]] == timeline
+        times = [entry["time"] for entry in document["timeline"]]
+        assert times == sorted(times)
+        assert document["customerId"] == who
+        assert document["itemCount"] == 2 and document["currency"] == "GBP"
+        assert document["loyaltyPoints"] == int(document["value"])
+
+        balance = (await pizza.http.get(f"/api/loyalty/{who}")).json()
+        assert balance == {"customerId": who, "points": int(document["value"])}
+
+        mail = await emails_settled(pizza, f"{who}@example.com", 2)
+        assert len(mail) == 2, "one receipt and one thank-you, never more"
+        assert len({m["subject"] for m in mail}) == 2
+
+
+async def test_cancelled_order_is_withdrawn_and_never_delivered(start_pizza: Any) -> None:
+    pizza = await start_pizza()
+    order_id = await pizza.place(customer())
+    await pizza.reaches(order_id, "confirmed")
+    await eventually(lambda: _has_ticket(pizza, order_id))
+
+    assert (await pizza.http.post(f"/api/orders/{order_id}/cancel")).status_code == 202
+    await pizza.reaches(order_id, "cancelled")
+    await eventually(lambda: _no_ticket(pizza, order_id))
+    refused = await pizza.http.post(f"/api/kitchen/tickets/{order_id}/prepared")
+    assert refused.status_code == 409
+    jobs = (await pizza.http.get("/api/delivery/jobs")).json()
+    assert order_id not in [job["orderId"] for job in jobs]
+
+    # Once the kitchen has finished an order, it can no longer be cancelled.
+    cooked = await pizza.place(customer())
+    await eventually(lambda: _has_ticket(pizza, cooked))
+    assert (await pizza.http.post(f"/api/kitchen/tickets/{cooked}/prepared")).status_code == 202
+    await pizza.reaches(cooked, "prepared")
+
+    async def refused_now() -> bool:
+        answer = await pizza.http.post(f"/api/orders/{cooked}/cancel")
+        return answer.status_code == 409 and answer.json()["error"]["code"] != ""
+
+    await eventually(refused_now)
+
+
+async def _has_ticket(pizza: Pizza, order_id: str) -> bool:
+    tickets = (await pizza.http.get("/api/kitchen/tickets")).json()
+    return order_id in [ticket["orderId"] for ticket in tickets]
+
+
+async def _no_ticket(pizza: Pizza, order_id: str) -> bool:
+    return not await _has_ticket(pizza, order_id)
+
+
+async def test_one_idempotency_key_gives_one_order(start_pizza: Any) -> None:
+    pizza = await start_pizza()
+    who = customer()
+    body = {"customerId": who, "email": f"{who}@example.com", "fulfilment": "pickup",
+            "items": [{"menuItemId": "margherita", "quantity": 1}]}
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    answers = await asyncio.gather(*(pizza.http.post("/api/orders", json=body, headers=key)
+                                     for _ in range(5)))
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["orderId"] for a in answers}) == 1
+    await pizza.reaches(answers[0].json()["orderId"], "confirmed")
+    mail = await emails_settled(pizza, f"{who}@example.com", 1)
+    assert len(mail) == 1, "one order, one receipt"
+
+
+BAD_BODIES: list[tuple[str, Any]] = [
+    ("unknown item", {"items": [{"menuItemId": "anchovy-pizza", "quantity": 1}]}),
+    ("zero quantity", {"items": [{"menuItemId": "margherita", "quantity": 0}]}),
+    ("negative quantity", {"items": [{"menuItemId": "margherita", "quantity": -2}]}),
+    ("huge quantity", {"items": [{"menuItemId": "margherita", "quantity": 10**9}]}),
+    ("fractional quantity", {"items": [{"menuItemId": "margherita", "quantity": 1.5}]}),
+    ("quantity as text", {"items": [{"menuItemId": "margherita", "quantity": "two"}]}),
+    ("no items", {"items": []}),
+    ("items not a list", {"items": "margherita"}),
+    ("missing deliveryId", {"fulfilment": "delivery"}),
+    ("unknown deliveryId", {"fulfilment": "delivery", "deliveryId": "no-such-address"}),
+    ("unknown fulfilment", {"fulfilment": "teleport"}),
+    ("missing customer", {"customerId": None}),
+    ("bad email", {"email": "not-an-email"}),
+]
+
+
+async def test_bad_input_is_refused_and_nothing_is_stored_or_published(
+        start_pizza: Any) -> None:
+    pizza = await start_pizza()
+    who = customer()
+    valid = {"customerId": who, "email": f"{who}@example.com", "fulfilment": "pickup",
+             "items": [{"menuItemId": "margherita", "quantity": 1}]}
+    events_before = await pizza.stream_messages("PIZZA_EVENTS")
+    commands_before = await pizza.stream_messages("PIZZA_COMMANDS")
+
+    for name, change in BAD_BODIES:
+        body = {**valid, **change}
+        answer = await pizza.http.post("/api/orders", json=body)
+        assert 400 <= answer.status_code < 500, f"{name}: {answer.status_code}"
+        error = answer.json()["error"]
+        assert error["code"] and error["message"], name
+    raw_answers = [
+        await pizza.http.post("/api/orders", content=b"{not json",
+                              headers={"Content-Type": "application/json"}),
+        await pizza.http.post("/api/orders", content=b"x" * (1024 * 1024),
+                              headers={"Content-Type": "application/json"}),
+        await pizza.http.post("/api/orders/no-such-order/cancel"),
+        await pizza.http.post("/api/delivery-addresses", json={"customerId": who}),
+    ]
+    assert [a.status_code for a in raw_answers] == [400, 413, 404, 422]
+    assert all("error" in a.json() for a in raw_answers)
+
+    await asyncio.sleep(1.5)  # an outbox row, had one been written, would be out by now
+    assert await pizza.stream_messages("PIZZA_EVENTS") == events_before
+    assert await pizza.stream_messages("PIZZA_COMMANDS") == commands_before
+    assert await pizza.mailbox(f"{who}@example.com") == []
+
+
+async def test_every_message_redelivered_has_no_second_effect(start_pizza: Any) -> None:
+    pizza = await start_pizza("--simulate")
+    who = customer()
+    order_id = await pizza.place(who)
+    before = await completed_with_points(pizza, order_id)
+    mail_before = await emails_settled(pizza, f"{who}@example.com", 2)
+
+    # Copy every message on the bus again, as redeliveries past the broker's dedup window.
+    nc = await nats.connect(await pizza.nats_url())
+    js = nc.jetstream()
+    copied = 0
+    for stream in ("PIZZA_EVENTS", "PIZZA_COMMANDS", "PIZZA_REPLIES"):
+        subscription = await js.pull_subscribe(">", stream=stream)
+        total = (await js.stream_info(stream)).state.messages
+        while copied_here := await _fetch(subscription, total):
+            for message in copied_here:
+                headers = dict(message.headers or {})
+                headers["Nats-Msg-Id"] = f"again-{headers.get('Nats-Msg-Id')}"
+                await js.publish(message.subject, message.data, headers=headers)
+                await message.ack()
+                copied += 1
+            total -= len(copied_here)
+    await nc.close()
+    assert copied >= 10
+
+    await asyncio.sleep(3)
+    after = await pizza.order(order_id)
+    assert after == before
+    assert (await pizza.http.get(f"/api/loyalty/{who}")).json()["points"] == int(
+        before["value"])
+    assert await pizza.mailbox(f"{who}@example.com") == mail_before
+    health = (await pizza.http.get("/api/health")).json()
+    duplicates_ignored = all(q["deadLettered"] == 0 for s in health["services"].values()
+                             for q in s["queues"].values())
+    assert duplicates_ignored
+
+
+async def _fetch(subscription: Any, remaining: int) -> list[Any]:
+    if remaining <= 0:
+        return []
+    try:
+        return list(await subscription.fetch(min(remaining, 256), timeout=1))
+    except nats.errors.TimeoutError:
+        return []
+
+
+async def test_orders_are_accepted_while_the_broker_is_down(start_pizza: Any) -> None:
+    pizza = await start_pizza("--simulate", own_broker=True)
+    who = customer()
+    address = await pizza.delivery_address(who)
+    assert pizza.broker is not None
+    known = await pizza.http.post("/api/orders", json={
+        "customerId": who, "email": f"{who}@example.com", "fulfilment": "delivery",
+        "deliveryId": address, "items": [{"menuItemId": "funghi", "quantity": 1}]})
+    assert known.status_code == 202, "orders has learnt of the address through its event"
+    await pizza.broker.stop()
+
+    accepted = []
+    for pickup in (False, True):
+        body: dict[str, Any] = {"customerId": who, "email": f"{who}@example.com",
+                                "fulfilment": "pickup" if pickup else "delivery",
+                                "items": [{"menuItemId": "margherita", "quantity": 1}]}
+        if not pickup:
+            body["deliveryId"] = address
+        answer = await pizza.http.post("/api/orders", json=body)
+        assert answer.status_code == 202, answer.text
+        accepted.append(answer.json()["orderId"])
+
+    await asyncio.sleep(1)
+    await pizza.broker.start()
+    for order_id in accepted:
+        await completed_with_points(pizza, order_id)
