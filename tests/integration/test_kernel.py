@@ -342,3 +342,41 @@ async def _dead_letters(bench: Bench) -> list[Any]:
 
 async def _dead_letters_equal(bench: Bench, count: int) -> bool:
     return len(await _dead_letters(bench)) == count
+
+
+@event("CounterBumped", version=1, source="producer")
+class CounterBumpedV1(Event):
+    by: int
+
+
+async def test_concurrent_read_modify_write_handlers_lose_no_update(bench: Bench) -> None:
+    metadata = MetaData()
+    counters = Table("counters", metadata, Column("name", String(20), primary_key=True),
+                     Column("value", Integer))
+    service = Service("counter", tables=metadata)
+
+    async def bump(event: Event, ctx: Context) -> None:
+        # Read, think, write: the pattern that loses updates without a real transaction.
+        current = await ctx.db.scalar(select(counters.c.value).where(counters.c.name == "n")
+                                      .with_for_update())
+        await asyncio.sleep(0)
+        await ctx.db.execute(counters.update().where(counters.c.name == "n")
+                             .values(value=(current or 0) + 1))
+
+    # Two queues on the same events: their transactions interleave on the same row.
+    service.handles(ThingHappenedV1, max_in_flight=4, name="left")(bump)
+    service.handles(CounterBumpedV1, max_in_flight=4, name="right")(bump)
+    host = await bench.host(service)
+    async with host.db.begin() as conn:
+        await conn.execute(insert(counters).values(name="n", value=0))
+    producer = await bench.host(Service("producer"))
+    async with producer.unit_of_work() as ctx:
+        for number in range(40):
+            ctx.publish(ThingHappenedV1(number=number))
+            ctx.publish(CounterBumpedV1(by=1))
+
+    async def total() -> int:
+        async with host.db.read() as conn:
+            return int(await conn.scalar(select(counters.c.value)) or 0)
+
+    await eventually(lambda: _equals(total(), 80))

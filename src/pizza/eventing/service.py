@@ -146,5 +146,5 @@ class Service:
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Any]:
         """A connection for queries."""
-        async with self.running().db.engine.connect() as conn:
+        async with self.running().db.read() as conn:
             yield conn

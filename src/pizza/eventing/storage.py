@@ -91,6 +91,7 @@ class Database:
             raise ValueError(f"{self.schema!r} is not a usable schema name")
         self.tables = [kernel_metadata] + ([tables] if tables is not None else [])
         self.engine: AsyncEngine = self._create_engine()
+        self._reader = self.engine.execution_options(**{READ_ONLY: True})
 
     def _create_engine(self) -> AsyncEngine:
         options: dict[str, Any] = {}
@@ -106,6 +107,7 @@ class Database:
         engine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
 
     async def create(self) -> None:
@@ -127,19 +129,38 @@ class Database:
                     await conn.run_sync(metadata.drop_all)
 
     def begin(self) -> Any:
-        """``async with db.begin() as conn``: one transaction."""
+        """``async with db.begin() as conn``: one transaction that may write."""
         return self.engine.begin()
+
+    def read(self) -> Any:
+        """``async with db.read() as conn``: a connection for queries, taking no write lock."""
+        return self._reader.connect()
 
     async def close(self) -> None:
         await self.engine.dispose()
 
 
+READ_ONLY = "pizza_read_only"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Take transactions out of the sqlite3 module's hands: it only says BEGIN before a
+    # write, so a handler's SELECT then UPDATE would run as two transactions and lose
+    # updates. We say BEGIN ourselves (_sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """A transaction that may write takes SQLite's one write lock at once (IMMEDIATE):
+    read-modify-write handlers then see no lost update, and never fail upgrading a stale
+    read to a write. Queries (``Database.read``) begin DEFERRED and block no one."""
+    deferred = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
 
 
 __all__ = ["AsyncConnection", "Database", "database_url", "inbox", "kernel_metadata", "outbox"]

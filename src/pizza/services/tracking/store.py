@@ -153,7 +153,7 @@ class SqlStore:
         }
 
     async def get(self, order_id: str) -> OrderView | None:
-        async with self.db.engine.connect() as conn:
+        async with self.db.read() as conn:
             query = select(order_views.c.document).where(order_views.c.order_id == order_id)
             return _decode((await conn.execute(query)).scalar_one_or_none())
 
@@ -162,7 +162,7 @@ class SqlStore:
                  .where(order_views.c.customer_id == customer_id)
                  .order_by(order_views.c.confirmed_at.desc(), order_views.c.order_id.desc())
                  .limit(limit))
-        async with self.db.engine.connect() as conn:
+        async with self.db.read() as conn:
             rows = (await conn.execute(query)).scalars()
             return [view for raw in rows if (view := _decode(raw)) is not None]
 
