@@ -17,9 +17,11 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from pizza import config
+from pizza.events_cli import events
 
 app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStream.",
                   no_args_is_help=True, add_completion=False)
+app.add_typer(events, name="events", help="The event catalog and the schema gate.")
 console = Console()
 
 SERVICE_PORTS = {"orders": 8001, "kitchen": 8002, "delivery": 8003, "pickup": 8004,
