@@ -8,7 +8,7 @@ from typing import Any
 
 import nats
 import pytest
-from running_pizza import Pizza, eventually
+from running_pizza import PIZZA, Pizza, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -206,6 +206,18 @@ async def test_every_message_redelivered_has_no_second_effect(start_pizza: Any) 
     assert duplicates_ignored
 
 
+async def _settled(pizza: Pizza, order_id: str) -> bool:
+    document = await pizza.order(order_id) or {}
+    return document.get("status") == "cancelled" or document.get("loyaltyPoints") is not None
+
+
+async def _quiet(pizza: Pizza) -> bool:
+    health = (await pizza.http.get("/api/health")).json()
+    return all(not (queue["waiting"] or queue["inFlight"])
+               for service in health["services"].values()
+               for queue in service["queues"].values())
+
+
 async def _fetch(subscription: Any, remaining: int) -> list[Any]:
     if remaining <= 0:
         return []
@@ -241,3 +253,26 @@ async def test_orders_are_accepted_while_the_broker_is_down(start_pizza: Any) ->
     await pizza.broker.start()
     for order_id in accepted:
         await completed_with_points(pizza, order_id)
+
+
+async def test_replay_rebuilds_the_read_model_the_live_one_built(start_pizza: Any) -> None:
+    pizza = await start_pizza("--simulate")
+    placed = [await pizza.place(customer(), pickup=bool(i % 2)) for i in range(6)]
+    cancelled = await pizza.place(customer())
+    await pizza.http.post(f"/api/orders/{cancelled}/cancel")  # may lose to the cook: fine
+    for order_id in placed:
+        await completed_with_points(pizza, order_id)
+    await eventually(lambda: _settled(pizza, cancelled))
+    await eventually(lambda: _quiet(pizza))  # every event has reached the read model
+    live = {order_id: await pizza.order(order_id) for order_id in [*placed, cancelled]}
+
+    replay = await asyncio.create_subprocess_exec(
+        PIZZA, "replay", "tracking", "--url", pizza.process.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(replay.communicate(), 60)
+    assert replay.returncode == 0, output.decode()
+    assert b"tracking rebuilt" in output
+
+    for order_id, document in live.items():
+        rebuilt = await pizza.order(order_id)
+        assert rebuilt == document, (rebuilt, document)

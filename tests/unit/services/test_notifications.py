@@ -124,7 +124,7 @@ async def notifications_running(tmp_path: Path) -> AsyncIterator[System]:
 async def system(tmp_path: Path, smtp_port: int,
                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[System]:
     """Notifications with its SMTP sink started by the on_start hook (PIZZA_SMTP_SINK=1)."""
-    monkeypatch.setenv("PIZZA_SMTP_SINK", "1")
+    config.configure(smtp_sink=True)
     async with notifications_running(tmp_path) as running_system:
         yield running_system
 
@@ -250,8 +250,8 @@ async def test_a_batch_retried_for_one_email_sends_the_others_once(
 
 
 async def test_the_mailbox_lists_mail_by_address_and_keeps_it_across_restarts(
-        tmp_path: Path, smtp_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PIZZA_SMTP_SINK", "1")
+        tmp_path: Path, smtp_port: int) -> None:
+    config.configure(smtp_sink=True)
     async with notifications_running(tmp_path) as system:
         await aiosmtplib.send("Subject: Hi both\r\nFrom: x@example.com\r\n\r\nHello\r\n",
                               sender="x@example.com",

@@ -35,7 +35,10 @@ SEND_EMAIL = "pizza.commands.notifications.SendEmail.v1"
 
 @pytest.fixture(autouse=True)
 def fresh_settings() -> Iterator[None]:
+    # Alone here, orders has no reader of OrderConfirmed v1 ("auto" would drop it):
+    # these tests pin both versions; test_evolution covers the "auto" policy.
     config.reset()
+    config.configure(order_confirmed_v1="always")
     yield
     config.reset()
 

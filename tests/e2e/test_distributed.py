@@ -1,0 +1,145 @@
+"""Distributed mode: one `pizza serve` process per service (two for the kitchen), on
+PostgreSQL and this machine's NATS server, talking only through the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from running_pizza import Process, environment, eventually, free_port
+
+pytestmark = pytest.mark.e2e
+
+NATS_URL = os.environ.get("PIZZA_TEST_NATS_URL", "nats://127.0.0.1:4222")
+POSTGRES = os.environ.get("PIZZA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+CONSUMERS = ("kitchen", "kitchen", "delivery", "pickup", "loyalty", "notifications",
+             "tracking")
+
+
+def listening(url: str) -> bool:
+    host, port = url.split("//")[1].split("/")[0].rsplit(":", 1)
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host.split("@")[-1], int(port))) == 0
+
+
+async def fresh_bus() -> None:
+    """This test owns the pizza streams on the machine's NATS: start them empty."""
+    nc = await nats.connect(NATS_URL)
+    js = nc.jetstream()
+    for stream in ("PIZZA_EVENTS", "PIZZA_COMMANDS", "PIZZA_REPLIES", "PIZZA_DEADLETTERS",
+                   "KV_PIZZA_USAGE"):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(stream)
+    await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    import asyncpg
+
+    name = f"pizza_e2e_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(f"{POSTGRES}/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_separate_processes_complete_orders_and_share_the_kitchen(
+        tmp_path: Path) -> None:
+    if not listening(NATS_URL):
+        pytest.skip(f"the NATS server at {NATS_URL} is not running")
+    if not listening(POSTGRES):
+        pytest.skip(f"PostgreSQL at {POSTGRES} is not running")
+    await fresh_bus()
+    processes: list[Process] = []
+    smtp_port = free_port()
+    async with fresh_database() as database_url:
+        env = environment(tmp_path, PIZZA_NATS_URL=NATS_URL, PIZZA_DATABASE_URL=database_url,
+                          PIZZA_SIMULATE="1", PIZZA_SMTP_SINK="1",
+                          PIZZA_SMTP_PORT=str(smtp_port))
+
+        def serve(service: str) -> Process:
+            port = free_port()
+            process = Process(["serve", service, "--port", str(port)], env,
+                              tmp_path / f"{service}-{port}.log", f"http://127.0.0.1:{port}")
+            process.start()
+            processes.append(process)
+            return process
+
+        try:
+            # Consumers first: their durable queues must exist before orders publishes.
+            started = [serve(name) for name in CONSUMERS]
+            await asyncio.gather(*(p.wait_healthy() for p in started))
+            orders = serve("orders")
+            await orders.wait_healthy()
+            url = {name: p.url for name, p in zip(CONSUMERS, started, strict=True)}
+            kitchens = [p for name, p in zip(CONSUMERS, started, strict=True)
+                        if name == "kitchen"]
+            await check_the_story(orders.url, url, kitchens)
+        finally:
+            for process in processes:
+                process.stop()
+
+
+async def check_the_story(orders_url: str, url: dict[str, str], kitchens: list[Process],
+                          count: int = 12) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        placed: list[tuple[str, str]] = []
+        for index in range(count):
+            who = f"d-{uuid.uuid4().hex[:8]}"
+            body: dict[str, Any] = {
+                "customerId": who, "email": f"{who}@example.com",
+                "items": [{"menuItemId": "margherita", "quantity": 1 + index % 3}],
+                "fulfilment": "pickup" if index % 2 else "delivery"}
+            if index % 2 == 0:
+                address = await http.post(f"{url['delivery']}/api/delivery-addresses", json={
+                    "customerId": who, "line1": "2 Kale Road", "city": "Leeds",
+                    "postcode": "LS1 4AP"})
+                body["deliveryId"] = address.json()["deliveryId"]
+            answer = await http.post(f"{orders_url}/api/orders", json=body)
+            assert answer.status_code == 202, answer.text
+            placed.append((answer.json()["orderId"], who))
+
+        for order_id, who in placed:
+            async def done(order_id: str = order_id) -> dict[str, Any] | None:
+                answer = await http.get(f"{url['tracking']}/api/orders/{order_id}")
+                document = answer.json() if answer.status_code == 200 else None
+                ready = document and document["status"] == "completed" and document.get(
+                    "loyaltyPoints") is not None
+                return document if ready else None
+
+            document = await eventually(done, timeout=60)
+            points = (await http.get(f"{url['loyalty']}/api/loyalty/{who}")).json()
+            assert points["points"] == int(document["value"]), "points awarded once"
+
+            async def two_emails(who: str = who) -> list[Any]:
+                mail = (await http.get(f"{url['notifications']}/api/mailbox",
+                                       params={"to": f"{who}@example.com"})).json()
+                return list(mail) if len(mail) >= 2 else []
+
+            assert len(await eventually(two_emails)) == 2
+
+        handled = []
+        for kitchen in kitchens:
+            health = (await http.get(f"{kitchen.url}/api/health")).json()
+            handled.append(health["services"]["kitchen"]["queues"]["open-ticket"]["handled"])
+        assert sum(handled) == count, "every ticket opened once, by one of the two kitchens"
+
+    prepared = "pizza.events.kitchen.OrderPrepared.v1"
+    nc = await nats.connect(NATS_URL)
+    info = await nc.jetstream().stream_info("PIZZA_EVENTS", subjects_filter=prepared)
+    await nc.close()
+    assert (info.state.subjects or {}).get(prepared) == count, "no order was cooked twice"
