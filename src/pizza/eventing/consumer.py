@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from pizza.eventing import inbox, outbox, tracing
 from pizza.eventing.catalog import DEAD_LETTERS_PREFIX, Message, Registry
-from pizza.eventing.context import Context
+from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.envelope import Envelope, MalformedMessage
 from pizza.eventing.service import Handler, Reject, Subscription
 from pizza.eventing.storage import Database
@@ -162,6 +162,7 @@ class Consumer:
             await outbox.write(conn, [m for ctx in contexts for m in ctx.outgoing])
         if any(ctx.outgoing for ctx in contexts):
             self.relay.wake()
+        run_commit_callbacks(contexts)
         self.stats.handled += len(contexts)
         self.stats.duplicates += len(batch) - len(contexts)
         for item in batch:

@@ -8,6 +8,8 @@ message caused by another inherits its correlationId and names it as its causati
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pizza.eventing import tracing
@@ -29,6 +31,15 @@ class Context:
     cause: Metadata | None = None  # the message being handled, if any
     correlation_id: str | None = None  # for a new story started by an HTTP command
     outgoing: list[Outgoing] = field(default_factory=list)
+    committed: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this transaction has committed (never if it rolls back).
+
+        For in-process signals such as "this document changed": a listener told before
+        the commit would read the old state.
+        """
+        self.committed.append(callback)
 
     def publish(self, event: Event) -> Metadata:
         """Publish an event (when the transaction commits)."""
@@ -71,3 +82,12 @@ class Context:
         payload = Envelope(meta, message.to_data()).encode()
         self.outgoing.append(Outgoing(meta.id, subject, payload, meta.traceparent))
         return meta
+
+
+def run_commit_callbacks(contexts: list[Context]) -> None:
+    for ctx in contexts:
+        for callback in ctx.committed:
+            try:
+                callback()
+            except Exception:  # a listener's failure is not the transaction's
+                logging.getLogger("pizza.eventing").exception("on_commit callback failed")

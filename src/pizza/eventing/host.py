@@ -22,7 +22,7 @@ from sqlalchemy import delete
 from pizza.eventing import outbox, settings, usage
 from pizza.eventing.catalog import Registry, registry
 from pizza.eventing.consumer import Consumer, ConsumerStats
-from pizza.eventing.context import Context
+from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.service import Service
 from pizza.eventing.storage import Database, inbox
 from pizza.eventing.transport.base import Transport
@@ -134,6 +134,7 @@ class ServiceHost:
             await outbox.write(conn, ctx.outgoing)
         if ctx.outgoing:
             self.relay.wake()
+        run_commit_callbacks([ctx])
 
 
 class Runtime:

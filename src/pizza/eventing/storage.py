@@ -13,8 +13,12 @@ the record of a handled message.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +64,7 @@ inbox = Table(
     PrimaryKeyConstraint("consumer", "message_id"),
 )
 
+_writing: ContextVar[Database | None] = ContextVar("pizza_writing", default=None)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -92,6 +97,7 @@ class Database:
         self.tables = [kernel_metadata] + ([tables] if tables is not None else [])
         self.engine: AsyncEngine = self._create_engine()
         self._reader = self.engine.execution_options(**{READ_ONLY: True})
+        self._writers = asyncio.Lock() if self.is_sqlite else None
 
     def _create_engine(self) -> AsyncEngine:
         options: dict[str, Any] = {}
@@ -128,9 +134,28 @@ class Database:
                 for metadata in reversed(self.tables):
                     await conn.run_sync(metadata.drop_all)
 
-    def begin(self) -> Any:
-        """``async with db.begin() as conn``: one transaction that may write."""
-        return self.engine.begin()
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """``async with db.begin() as conn``: one transaction that may write.
+
+        SQLite has one writer at a time. Writers of this process queue here, in order,
+        instead of in SQLite's busy handler, which sleeps up to 100 ms between tries and
+        turned 2 ms commits into 40 ms ones under load.
+        """
+        if self._writers is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        if _writing.get() is self:
+            raise RuntimeError(f"a write transaction on {self.service}'s database is "
+                               "already open in this task: nesting it would deadlock")
+        async with self._writers:
+            token = _writing.set(self)
+            try:
+                async with self.engine.begin() as conn:
+                    yield conn
+            finally:
+                _writing.reset(token)
 
     def read(self) -> Any:
         """``async with db.read() as conn``: a connection for queries, taking no write lock."""

@@ -54,8 +54,12 @@ async def record(ctx: Context, order_id: str, **fields: Any) -> None:
         raise RuntimeError("record() is for a handler of an event")
     fact = projection.Fact(order_id=order_id, type=ctx.cause.type, time=ctx.cause.time,
                            fields=fields)
-    await readmodel.current().store.update(
-        ctx.db, order_id, lambda view: projection.apply(view, fact))
+    model = readmodel.current()
+    changed = await model.store.update(ctx.db, order_id,
+                                       lambda view: projection.apply(view, fact))
+    if changed is not None:
+        # Ring after the commit: a stream that reads then sees the change.
+        ctx.on_commit(lambda: model.hub.notify(order_id))
 
 
 @service.handles(ORDER_CONFIRMED, name=f"order-confirmed-v{ORDER_CONFIRMED.info.version}",

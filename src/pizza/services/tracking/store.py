@@ -54,6 +54,8 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    poll_seconds: float  # how often a follower re-reads without a ring
+
     async def update(self, conn: AsyncConnection, order_id: str,
                      change: Change) -> OrderView | None:
         """Apply ``change`` to one document; the new document, or None if unchanged."""
@@ -96,6 +98,8 @@ class SqlStore:
     """Documents in the ``order_views`` table of the service's database."""
 
     def __init__(self, db: Database, hub: Hub) -> None:
+        # On SQLite every writer is in this process and rings; PostgreSQL may be shared.
+        self.poll_seconds = 10.0 if db.is_sqlite else 1.0
         self.db = db
         self.hub = hub
 
@@ -111,7 +115,6 @@ class SqlStore:
         if before is None:
             after = change(None)
             if await self._insert(conn, after):
-                self.hub.notify(order_id)
                 return after
             # Another process inserted it meanwhile (PostgreSQL); that row is locked now.
             before = await self._locked(conn, order_id)
@@ -122,7 +125,6 @@ class SqlStore:
         await conn.execute(order_views.update()
                            .where(order_views.c.order_id == order_id)
                            .values(**self._row(after)))
-        self.hub.notify(order_id)
         return after
 
     async def _locked(self, conn: AsyncConnection, order_id: str) -> OrderView | None:
@@ -173,6 +175,8 @@ class SqlStore:
 
 class RedisStore:
     """Documents as JSON strings in Redis; each change is also published on a channel."""
+
+    poll_seconds = 10.0  # every writer rings through the Redis channel
 
     def __init__(self, url: str, hub: Hub, *, prefix: str = REDIS_KEY_PREFIX) -> None:
         self.redis: Redis = Redis.from_url(url, decode_responses=True)
