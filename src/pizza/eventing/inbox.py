@@ -10,11 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pizza.eventing.storage import AsyncConnection, inbox
+
+
+def _claim_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING message_id, built once per dialect and
+    run with a list of rows (SQLAlchemy's insertmanyvalues batches them into one
+    statement). Building it per batch with literal values cost 40% of a consumer's CPU."""
+    statement = _statements.get(dialect)
+    if statement is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (insert(inbox).on_conflict_do_nothing()
+                     .returning(inbox.c.message_id))
+        _statements[dialect] = statement
+    return statement
+
+
+_statements: dict[str, Any] = {}
 
 
 async def claim(conn: AsyncConnection, consumer: str, message_ids: Sequence[str]) -> set[str]:
@@ -24,12 +41,7 @@ async def claim(conn: AsyncConnection, consumer: str, message_ids: Sequence[str]
     now = datetime.now(UTC)
     rows = [{"consumer": consumer, "message_id": mid, "handled_at": now}
             for mid in dict.fromkeys(message_ids)]
-    dialect = conn.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(inbox).values(rows).on_conflict_do_nothing().returning(inbox.c.message_id)
-    )
-    result = await conn.execute(statement)
+    result = await conn.execute(_claim_statement(conn.dialect.name), rows)
     return {row[0] for row in result}
 
 

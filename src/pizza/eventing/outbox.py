@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -57,7 +58,7 @@ class Relay:
     at a time, which keeps the order.
     """
 
-    def __init__(self, db: Database, transport: Transport, *, batch: int = 1000,
+    def __init__(self, db: Database, transport: Transport, *, batch: int = 5000,
                  interval: float = 1.0, inbox_retention: timedelta = timedelta(days=7)) -> None:
         self.db = db
         self.transport = transport
@@ -69,22 +70,33 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._lock_key = zlib.crc32(f"pizza-relay-{db.service}".encode()) & 0x7FFFFFFF
         self._last_prune = 0.0
+        self._sent_up_to = 0  # SQLite: rows up to here are published, maybe not deleted
+        self._cleanup = asyncio.Event()
+        self._cleaner: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wakeup.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"relay-{self.db.service}")
+        if self.db.is_sqlite:
+            self._cleaner = asyncio.create_task(self._clean_up(),
+                                                name=f"relay-cleanup-{self.db.service}")
 
     async def stop(self) -> None:
-        """Stop, after one last attempt to publish what is waiting."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop, after one last attempt to publish what is waiting and to tidy up."""
+        for task in (self._task, self._cleaner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._cleaner = None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.drain(), timeout=5)
+        if self._sent_up_to:
+            with contextlib.suppress(Exception):
+                async with self.db.begin() as conn:
+                    await self._remove(conn, self._sent_up_to)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -106,24 +118,28 @@ class Relay:
     async def drain(self) -> int:
         """Publish everything waiting; return how many went out."""
         sent = 0
+        started = time.perf_counter()
         while self.transport.connected:
             count, complete = await self._relay_batch()
             sent += count
             if not complete or count < self.batch:
                 break
         self.published += sent
+        if sent:
+            log.debug("%s relayed %d in %.1f ms", self.db.service, sent,
+                      (time.perf_counter() - started) * 1000)
         return sent
+
+    async def backlog(self) -> int:
+        """Rows not yet published (sent rows awaiting deletion do not count)."""
+        async with self.db.read() as conn:
+            return int(await conn.scalar(
+                select(func.count()).select_from(outbox)
+                .where(outbox.c.seq > self._sent_up_to)) or 0)
 
     async def _relay_batch(self) -> tuple[int, bool]:
         if self.db.is_sqlite:
-            # Short transactions: a read that later writes would conflict with handlers.
-            async with self.db.begin() as conn:
-                rows = await self._read(conn)
-            acked = await self._publish(rows)
-            if acked:
-                async with self.db.begin() as conn:
-                    await self._remove(conn, rows[acked - 1].seq)
-            return acked, acked == len(rows)
+            return await self._relay_batch_sqlite()
         async with self.db.begin() as conn:
             got_lock = await conn.scalar(
                 text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": self._lock_key}
@@ -136,10 +152,44 @@ class Relay:
                 await self._remove(conn, rows[acked - 1].seq)
             return acked, acked == len(rows)
 
-    async def _read(self, conn: AsyncConnection) -> list[Outgoing]:
+    async def _relay_batch_sqlite(self) -> tuple[int, bool]:
+        """Read and publish past a watermark; delete sent rows later, off the hot path.
+
+        Deleting needs SQLite's one write lock, which handlers and HTTP commands hold most
+        of the time under load: waiting for it made the relay lag by seconds. The
+        watermark is safe on SQLite because writers are serialized, so rows commit in
+        ``seq`` order and none can appear below it later (on PostgreSQL they can: there
+        the delete stays in the relay's transaction). A crash before the delete
+        republishes, and the broker's duplicate window drops the copies.
+        """
+        async with self.db.read() as conn:
+            rows = await self._read(conn, after=self._sent_up_to)
+        acked = await self._publish(rows)
+        if acked:
+            self._sent_up_to = rows[acked - 1].seq
+            self._cleanup.set()
+        return acked, acked == len(rows)
+
+    async def _clean_up(self) -> None:
+        """Delete the rows already published (SQLite), whenever the write lock is free."""
+        while True:
+            await self._cleanup.wait()
+            self._cleanup.clear()
+            try:
+                async with self.db.begin() as conn:
+                    await self._remove(conn, self._sent_up_to)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not remove sent outbox rows of %s", self.db.service)
+                await asyncio.sleep(self.interval)
+                self._cleanup.set()
+
+    async def _read(self, conn: AsyncConnection, after: int = 0) -> list[Outgoing]:
         result = await conn.execute(
             select(outbox.c.seq, outbox.c.message_id, outbox.c.subject, outbox.c.payload,
                    outbox.c.traceparent)
+            .where(outbox.c.seq > after)
             .order_by(outbox.c.seq)
             .limit(self.batch)
         )
@@ -159,7 +209,3 @@ class Relay:
             removed = await inbox.prune(conn, datetime.now(UTC) - self.inbox_retention)
         if removed:
             log.info("pruned %d inbox rows of %s", removed, self.db.service)
-
-    async def backlog(self) -> int:
-        async with self.db.begin() as conn:
-            return int(await conn.scalar(select(func.count()).select_from(outbox)) or 0)

@@ -53,6 +53,9 @@ outbox = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("traceparent", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # AUTOINCREMENT: never reuse a seq after rows are deleted, or a relay's watermark
+    # would skip new rows and the order would break.
+    sqlite_autoincrement=True,
 )
 
 inbox = Table(

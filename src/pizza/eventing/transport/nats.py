@@ -44,14 +44,18 @@ log = logging.getLogger("pizza.eventing.nats")
 
 
 class NatsDelivery(Delivery):
-    __slots__ = ("_msg", "attempt", "data", "headers", "subject")
+    __slots__ = ("_msg", "data", "headers", "subject")
 
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
         self.subject = msg.subject
         self.data = msg.data
         self.headers = msg.headers or {}
-        self.attempt = msg.metadata.num_delivered or 1
+
+    @property
+    def attempt(self) -> int:  # type: ignore[override]
+        # Parsed from the reply subject only when asked: failures and dead letters.
+        return self._msg.metadata.num_delivered or 1
 
     async def ack(self) -> None:
         await self._msg.ack()

@@ -59,7 +59,7 @@ async def record(ctx: Context, order_id: str, **fields: Any) -> None:
                                        lambda view: projection.apply(view, fact))
     if changed is not None:
         # Ring after the commit: a stream that reads then sees the change.
-        ctx.on_commit(lambda: model.hub.notify(order_id))
+        ctx.on_commit(lambda: model.hub.notify(order_id, changed))
 
 
 @service.handles(ORDER_CONFIRMED, name=f"order-confirmed-v{ORDER_CONFIRMED.info.version}",

@@ -1,9 +1,9 @@
 """In-process signals "this order's read model may have changed", per order id.
 
-A signal carries no document on purpose: a handler's write is not committed when the
-handler returns (the kernel commits the batch afterwards, and may roll it back), so a
-listener re-reads the store instead of trusting what the handler computed. See
-``follow`` for how a stream turns these hints into documents.
+A ring may carry the changed document: handlers ring after their transaction has
+committed (``ctx.on_commit``), so what they computed is what is stored, and a stream can
+send it without reading the store again. A ring from another process (the Redis channel)
+carries none, and the stream reads. See ``follow``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 
 class Signal:
@@ -18,8 +19,10 @@ class Signal:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.document: Any = None  # the latest committed document rung with, if any
 
-    def ring(self) -> None:
+    def ring(self, document: Any = None) -> None:
+        self.document = document
         self._event.set()
 
     async def wait(self, timeout: float) -> bool:
@@ -37,9 +40,9 @@ class Hub:
     def __init__(self) -> None:
         self._listeners: dict[str, set[Signal]] = {}
 
-    def notify(self, order_id: str) -> None:
+    def notify(self, order_id: str, document: Any = None) -> None:
         for signal in self._listeners.get(order_id, ()):
-            signal.ring()
+            signal.ring(document)
 
     def listeners(self, order_id: str) -> int:
         return len(self._listeners.get(order_id, ()))
