@@ -7,6 +7,7 @@ import logging
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -17,11 +18,13 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from pizza import config
+from pizza.deadletters_cli import deadletters
 from pizza.events_cli import events
 
 app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStream.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(events, name="events", help="The event catalog and the schema gate.")
+app.add_typer(deadletters, name="deadletters", help="Messages the queues gave up on.")
 console = Console()
 
 SERVICE_PORTS = {"orders": 8001, "kitchen": 8002, "delivery": 8003, "pickup": 8004,
@@ -204,6 +207,29 @@ async def _replay(url: str, service: str, wait: float) -> None:
                     if left == 0:
                         break
         console.print(f"[green]{service} rebuilt[/] from {handled} messages")
+
+
+@app.command()
+def bench(
+    scenarios: Annotated[list[str] | None, typer.Argument(
+        help="publish, consume, handlers, e2e, api (default: all)")] = None,
+    quick: Annotated[bool, typer.Option(help="A short run (smaller N), still 3 rounds.")] = False,
+    out: Annotated[Path, typer.Option(help="Where the JSON results go.")] = Path(
+        "bench-results/results.json"),
+    plot: Annotated[Path | None, typer.Option(help="Draw PNG charts into DIR.")] = None,
+) -> None:
+    """How fast it is, next to raw nats-py and FastStream, measured in one run."""
+    from pizza.bench import SCENARIOS, run
+
+    names = list(scenarios or SCENARIOS)
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        raise typer.BadParameter(f"unknown {', '.join(unknown)}; choose from "
+                                 f"{', '.join(SCENARIOS)}", param_hint="SCENARIOS")
+    results = run(names, quick, out, plot)
+    console.print(f"results written to {out}")
+    if any(r.get("status") == "error" for r in results["scenarios"].values()):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -4,6 +4,8 @@
     pizza events docs site/         a static HTML catalog and the AsyncAPI document
     pizza events check              do the code's schemas keep the committed snapshots' promises?
     pizza events snapshot           write the snapshots (schemas/<Type>.v<n>.json)
+    pizza events usage [TYPE]       who consumes which version, from the live registry
+    pizza events forget SERVICE     retire a service's declaration
 
 The catalog is the code's: all services are imported (which starts nothing), so it is
 complete without a running system.
@@ -11,8 +13,10 @@ complete without a running system.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +28,7 @@ from rich.table import Table
 from pizza.eventing import Service, registry
 from pizza.eventing.catalog import Registry
 from pizza.eventing.compatibility import MODES
+from pizza.eventing.transport.base import Transport
 
 events = typer.Typer(help="The event catalog and the schema gate.", no_args_is_help=True,
                      add_completion=False)
@@ -137,8 +142,68 @@ def snapshot(
 
 
 # -- the live registry ---------------------------------------------------------------------
-# `pizza events usage` (who really publishes and consumes what, seen on the running
-# system) is added here, as another @events.command().
+
+
+def _on_the_broker(work: Callable[[Transport], Awaitable[Any]]) -> Any:
+    """Run ``work`` against the running system's broker (PIZZA_NATS_URL or `pizza up`'s)."""
+    from pizza.eventing.settings import broker_url
+    from pizza.eventing.transport.nats import NatsTransport
+
+    url = broker_url()
+    if url is None:
+        console.print("[red]No broker to ask[/]: start `pizza up` (same PIZZA_HOME) or set "
+                      "PIZZA_NATS_URL.")
+        raise typer.Exit(1)
+
+    async def session() -> Any:
+        transport = NatsTransport(url, name="pizza-events")
+        try:
+            await transport.start()
+        except Exception as error:
+            console.print(f"[red]Cannot reach the broker at {url}[/]: {error}")
+            raise typer.Exit(1) from None
+        try:
+            return await work(transport)
+        finally:
+            await transport.close()
+
+    return asyncio.run(session())
+
+
+@events.command()
+def usage(
+    message_type: Annotated[str | None, typer.Argument(
+        help="A message type, e.g. OrderConfirmed; all when omitted.")] = None,
+) -> None:
+    """Who produces and consumes which version, as the services declared it on the bus."""
+    from pizza.eventing import usage as live
+
+    declarations: list[live.Declaration] = _on_the_broker(live.declarations)
+    table = Table(title=f"Live usage of {message_type or 'every message'}")
+    for column in ("type", "v", "producers", "consumers"):
+        table.add_column(column)
+    keys = sorted({key for d in declarations for key in (*d.produces, *d.consumes)
+                   if message_type is None or key[0] == message_type})
+    for key in keys:
+        producers = [d.service for d in declarations if key in d.produces]
+        consumers = [d.service for d in declarations if key in d.consumes]
+        table.add_row(key[0], str(key[1]), ", ".join(producers) or "-",
+                      ", ".join(consumers) or "[yellow]nobody[/]")
+    if not keys:
+        console.print(f"No service has declared {message_type or 'anything'} yet.")
+        raise typer.Exit(1 if message_type else 0)
+    console.print(table)
+    seen = ", ".join(f"{d.service} ({d.host}, {d.at})" for d in declarations)
+    console.print(f"[dim]declared by {seen}[/]")
+
+
+@events.command()
+def forget(service: Annotated[str, typer.Argument(help="The retired service.")]) -> None:
+    """Remove a retired service's declaration, so producers stop serving its versions."""
+    from pizza.eventing import usage as live
+
+    _on_the_broker(lambda transport: live.forget(transport, service))
+    console.print(f"{service} forgotten: it no longer counts as a consumer of anything.")
 
 
 # -- the HTML catalog ----------------------------------------------------------------------

@@ -273,3 +273,34 @@ async def test_replay_rebuilds_the_read_model_the_live_one_built(start_pizza: An
     for order_id, document in live.items():
         rebuilt = await pizza.order(order_id)
         assert rebuilt == document, (rebuilt, document)
+
+
+async def run_pizza(pizza: Pizza, *args: str) -> str:
+    """Run a `pizza ...` tool against the running system (same PIZZA_HOME)."""
+    tool = await asyncio.create_subprocess_exec(
+        PIZZA, *args, env={**pizza.process.env, "COLUMNS": "200"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(tool.communicate(), 60)
+    assert tool.returncode == 0, output.decode()
+    return output.decode()
+
+
+async def test_tools_show_live_usage_and_dead_letters(start_pizza: Any) -> None:
+    pizza = await start_pizza()
+    usage = await run_pizza(pizza, "events", "usage", "OrderConfirmed")
+    rows = {line.split("│")[2].strip(): line for line in usage.splitlines()
+            if line.count("│") >= 5 and "OrderConfirmed" in line}
+    assert "kitchen" in rows["1"] and "tracking" not in rows["1"]
+    assert "tracking" in rows["2"] and "orders" in rows["2"]
+
+    nc = await nats.connect(await pizza.nats_url())
+    await nc.jetstream().publish("pizza.events.orders.OrderConfirmed.v2", b"{broken",
+                                 headers={"Nats-Msg-Id": str(uuid.uuid4())})
+    await nc.close()
+
+    async def listed() -> str:
+        shown = await run_pizza(pizza, "deadletters", "list", "--service", "tracking")
+        return shown if "malformed" in shown else ""
+
+    shown = await eventually(listed)
+    assert "tracking-order-confirmed-v2" in shown and "not JSON" in shown

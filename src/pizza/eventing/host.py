@@ -161,6 +161,7 @@ class Runtime:
                 self.embedded = EmbeddedNats(settings.home() / "nats")
                 await self.embedded.start()
                 self.nats_url = self.embedded.url
+                settings.broker_file().write_text(self.nats_url)
             self.transport = NatsTransport(self.nats_url)
         await self.transport.start()
         # Every service says what it reads before any starts producing, so a producer
@@ -179,6 +180,7 @@ class Runtime:
         if self.transport is not None:
             await self.transport.close()
         if self.embedded is not None:
+            settings.broker_file().unlink(missing_ok=True)
             await self.embedded.stop()
             self.embedded = None
 

@@ -24,3 +24,19 @@ def number(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+def broker_file() -> Path:
+    """Where a running embedded broker leaves its URL, for tools such as `pizza events`."""
+    return home() / "nats" / "url"
+
+
+def broker_url() -> str | None:
+    """PIZZA_NATS_URL, else the embedded broker `pizza up` runs under PIZZA_HOME, if any."""
+    url = nats_url()
+    if url:
+        return url
+    try:
+        return broker_file().read_text().strip() or None
+    except OSError:
+        return None
