@@ -91,23 +91,27 @@ class Consumer:
         self.queue = await self.transport.queue(self.spec)
 
     async def run(self, stopping: asyncio.Event) -> None:
+        """Fetch and handle batches until ``stopping``; the batch in hand is finished."""
         if self.queue is None:
             await self.open()
-        assert self.queue is not None
+        queue = self.queue
+        assert queue is not None
         batch = min(MAX_BATCH, self.subscription.max_in_flight)
-        while not stopping.is_set():
-            try:
-                deliveries = await self.queue.fetch(batch, timeout=0.5)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # broker away: wait and try again
-                log.warning("%s could not fetch: %s", self.name, error)
-                await asyncio.sleep(0.5)
-                continue
-            if deliveries:
-                await self.handle(deliveries)
-        await self.queue.close()
-        self.queue = None
+        try:
+            while not stopping.is_set():
+                try:
+                    deliveries = await queue.fetch(batch, timeout=0.5)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # broker away: wait and try again
+                    log.warning("%s could not fetch: %s", self.name, error)
+                    await asyncio.sleep(0.5)
+                    continue
+                if deliveries:
+                    await self.handle(deliveries)
+        finally:
+            await queue.close()
+            self.queue = None
 
     async def handle(self, deliveries: list[Delivery]) -> None:
         """Handle one fetched batch, in the order the queue gave it."""

@@ -78,7 +78,8 @@ class Context:
             causation_id=self.cause.id if self.cause else None,
             reply_to=reply_to,
         )
-        meta.traceparent = tracing.sending(subject, meta.id)
+        meta.traceparent = tracing.sending(
+            subject, meta.id, self.cause.traceparent if self.cause else None)
         payload = Envelope(meta, message.to_data()).encode()
         self.outgoing.append(Outgoing(meta.id, subject, payload, meta.traceparent))
         return meta

@@ -114,10 +114,14 @@ class ServiceHost:
                 await asyncio.sleep(1.0)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        for hook in self.service.on_stop:
-            with contextlib.suppress(Exception):
-                await hook(self)
+        """Stop fetching and finish what is in flight, then the service's own hooks (its
+        stores and background staff), then one last relay of the outbox."""
         await self._stop_consumers(timeout)
+        for hook in self.service.on_stop:
+            try:
+                await asyncio.wait_for(hook(self), timeout)
+            except Exception:
+                log.exception("stopping %s: an on_stop hook failed", self.name)
         if self._usage is not None:
             await self._usage.stop()
             self._usage = None

@@ -14,7 +14,6 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
@@ -65,12 +64,15 @@ def _ambient() -> str | None:
     return format_traceparent(context) if context.is_valid else None
 
 
-def sending(subject: str, message_id: str, attributes: dict[str, Any] | None = None) -> str:
-    """Record the creation of a message; return the traceparent it carries."""
+def sending(subject: str, message_id: str, parent: str | None = None) -> str:
+    """Record the creation of a message; return the traceparent it carries.
+
+    ``parent`` is the traceparent of the message being handled, if any.
+    """
     if not _sdk_installed():
-        return _child_of(_ambient())
-    parent = parse_traceparent(_current.get())
-    parent_context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent else None
+        return _child_of(parent or _ambient())
+    context = parse_traceparent(_current.get() or parent)
+    parent_context = trace.set_span_in_context(NonRecordingSpan(context)) if context else None
     with _tracer.start_as_current_span(
         f"send {subject}",
         context=parent_context,
@@ -80,7 +82,6 @@ def sending(subject: str, message_id: str, attributes: dict[str, Any] | None = N
             "messaging.operation.type": "send",
             "messaging.destination.name": subject,
             "messaging.message.id": message_id,
-            **(attributes or {}),
         },
     ) as span:
         return format_traceparent(span.get_span_context())
@@ -89,13 +90,13 @@ def sending(subject: str, message_id: str, attributes: dict[str, Any] | None = N
 @contextmanager
 def processing(subject: str, traceparent: str | None, message_id: str,
                consumer: str) -> Iterator[None]:
-    """The span around one handled message; messages sent inside it continue its trace."""
+    """The span around one handled message; messages sent inside it continue its trace.
+
+    Without an SDK there is no span to make: the handler's Context passes the message's
+    traceparent to ``sending`` itself, so nothing is done per message here.
+    """
     if not _sdk_installed():
-        token = _current.set(_child_of(traceparent))
-        try:
-            yield
-        finally:
-            _current.reset(token)
+        yield
         return
     producer = parse_traceparent(traceparent)
     parent = trace.set_span_in_context(NonRecordingSpan(producer)) if producer else None

@@ -146,8 +146,8 @@ class NatsTransport(Transport):
     async def close(self) -> None:
         self._closing = True
         if self._nc is not None and not self._nc.is_closed:
-            with contextlib.suppress(Exception):
-                await self._nc.drain()
+            with contextlib.suppress(Exception):  # a broker that is gone cannot drain
+                await asyncio.wait_for(self._nc.drain(), timeout=5)
             with contextlib.suppress(Exception):
                 await self._nc.close()
         self._nc = self._js = None
