@@ -41,14 +41,24 @@ class Context:
         """
         self.committed.append(callback)
 
-    def publish(self, event: Event) -> Metadata:
-        """Publish an event (when the transaction commits)."""
+    @property
+    def story_id(self) -> str | None:
+        """The correlationId messages sent now carry: the cause's, or this new story's."""
+        return self.cause.correlation_id if self.cause else self.correlation_id
+
+    def publish(self, event: Event, *, correlation_id: str | None = None) -> Metadata:
+        """Publish an event (when the transaction commits).
+
+        ``correlation_id`` continues a story known by its id when no message caused this
+        one, e.g. a click in the kitchen about an order whose id was stored with the ticket.
+        """
         if not isinstance(event, Event):
             raise TypeError(f"publish() takes an Event, not {type(event).__name__}")
         if event.info.owner != self.service:
             raise ValueError(f"{self.service} cannot publish {event.info.type}: "
                              f"{event.info.owner} owns it")
-        return self._emit(event, event.info.subject, reply_to=None)
+        return self._emit(event, event.info.subject, reply_to=None,
+                          correlation_id=correlation_id)
 
     def send(self, command: Command, *, reply_to: str | None = "") -> Metadata:
         """Send a command to its service; the answer comes to this service's reply subject.
@@ -68,13 +78,14 @@ class Context:
             return None
         return self._emit(answer, self.cause.reply_to, reply_to=None)
 
-    def _emit(self, message: Message, subject: str, reply_to: str | None) -> Metadata:
+    def _emit(self, message: Message, subject: str, reply_to: str | None,
+              correlation_id: str | None = None) -> Metadata:
         info = message.info
         meta = Metadata(
             type=info.type,
             version=info.version,
             source=self.service,
-            correlation_id=self.cause.correlation_id if self.cause else self.correlation_id,
+            correlation_id=correlation_id or self.story_id,
             causation_id=self.cause.id if self.cause else None,
             reply_to=reply_to,
         )

@@ -23,7 +23,7 @@ from pizza.eventing import outbox, settings, usage
 from pizza.eventing.catalog import Registry, registry
 from pizza.eventing.consumer import Consumer, ConsumerStats
 from pizza.eventing.context import Context, run_commit_callbacks
-from pizza.eventing.service import Service
+from pizza.eventing.service import Background, Service
 from pizza.eventing.storage import Database, inbox
 from pizza.eventing.transport.base import Transport
 
@@ -45,6 +45,7 @@ class ServiceHost:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._usage: usage.UsageView | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     @property
     def name(self) -> str:
@@ -58,6 +59,9 @@ class ServiceHost:
         await usage.announce(self.transport, self.service)
         for hook in self.service.on_start:
             await hook(self)
+        self._background = [
+            asyncio.create_task(_keep_doing(job), name=f"{self.name}-{job.name}")
+            for job in self.service.background if job.when()]
         self.relay.wake()  # anything left from a previous run goes out now
 
     async def _start_consumers(self) -> None:
@@ -115,7 +119,11 @@ class ServiceHost:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop fetching and finish what is in flight, then the service's own hooks (its
-        stores and background staff), then one last relay of the outbox."""
+        stores), then one last relay of the outbox."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
         await self._stop_consumers(timeout)
         for hook in self.service.on_stop:
             try:
@@ -139,6 +147,21 @@ class ServiceHost:
         if ctx.outgoing:
             self.relay.wake()
         run_commit_callbacks([ctx])
+
+
+async def _keep_doing(job: Background) -> None:
+    """Do the job again and again; rest only when there was nothing to do."""
+    while True:
+        try:
+            busy = await job.work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s tripped; carrying on", job.name)
+            await asyncio.sleep(job.error_pause)
+            continue
+        if not busy:
+            await asyncio.sleep(job.idle_seconds)
 
 
 class Runtime:

@@ -24,8 +24,8 @@ def _claim_statement(dialect: str) -> Any:
     statement). Building it per batch with literal values cost 40% of a consumer's CPU."""
     statement = _statements.get(dialect)
     if statement is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (insert(inbox).on_conflict_do_nothing()
+        module: Any = postgresql if dialect == "postgresql" else sqlite
+        statement = (module.insert(inbox).on_conflict_do_nothing()
                      .returning(inbox.c.message_id))
         _statements[dialect] = statement
     return statement

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 Handler = Callable[[Any, Context], Awaitable[None]]
 H = TypeVar("H", bound=Handler)
 Hook = Callable[["ServiceHost"], Awaitable[None]]
+W = TypeVar("W", bound=Callable[[], Awaitable[bool]])
 
 
 class Reject(Exception):
@@ -44,6 +45,22 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         return min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+
+
+@dataclass(frozen=True)
+class Background:
+    """Work a service does by itself while it runs (e.g. simulated staff).
+
+    ``work`` returns True when it did something; when it did nothing the loop rests
+    ``idle_seconds``. It runs only if ``when()`` is true at start; an exception is logged
+    and the loop goes on after ``error_pause`` seconds.
+    """
+
+    name: str
+    work: Callable[[], Awaitable[bool]]
+    when: Callable[[], bool] = lambda: True
+    idle_seconds: float = 0.05
+    error_pause: float = 1.0
 
 
 @dataclass
@@ -75,6 +92,7 @@ class Service:
         self.on_start: list[Hook] = []
         self.on_stop: list[Hook] = []
         self.on_replay: list[Hook] = []  # clear what a replay of history rebuilds
+        self.background: list[Background] = []
         self.router: Any = None  # a FastAPI APIRouter, if the service has an HTTP side
         self.host: ServiceHost | None = None
 
@@ -115,6 +133,16 @@ class Service:
             )
             queue.handlers[answer.info.key] = handler
             return handler
+
+        return register
+
+    def runs(self, name: str, *, when: Callable[[], bool] = lambda: True,
+             idle_seconds: float = 0.05) -> Callable[[W], W]:
+        """Run the decorated ``async def work() -> bool`` in a loop while the service runs."""
+
+        def register(work: W) -> W:
+            self.background.append(Background(name, work, when, idle_seconds))
+            return work
 
         return register
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import re
+import zlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -35,6 +36,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -69,6 +71,13 @@ inbox = Table(
 
 _writing: ContextVar[Database | None] = ContextVar("pizza_writing", default=None)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def upsert(conn: AsyncConnection, table: Table) -> Any:
+    """``INSERT`` into ``table`` that knows ``ON CONFLICT`` on SQLite and PostgreSQL alike
+    (``.on_conflict_do_nothing()`` / ``.on_conflict_do_update()``)."""
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
 
 
 def database_url(service: str, url: str | None = None) -> str:
@@ -121,10 +130,12 @@ class Database:
 
     async def create(self) -> None:
         """Create the schema and every table that is missing (idempotent, safe at start)."""
-        if self.schema is not None:
-            async with self.engine.begin() as conn:
-                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
         async with self.engine.begin() as conn:
+            if self.schema is not None:
+                # Two processes of one service start together: one creates, one waits.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": zlib.crc32(f"pizza-schema-{self.schema}".encode())})
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             for metadata in self.tables:
                 await conn.run_sync(metadata.create_all)
 
@@ -191,4 +202,5 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
 
 
-__all__ = ["AsyncConnection", "Database", "database_url", "inbox", "kernel_metadata", "outbox"]
+__all__ = ["AsyncConnection", "Database", "database_url", "inbox", "kernel_metadata", "outbox",
+           "upsert"]

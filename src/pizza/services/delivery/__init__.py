@@ -22,7 +22,5 @@ service.declare_publishes(DeliveryAddressRegisteredV1, OrderOutForDeliveryV1,
 from pizza.services.delivery import api, handlers, simulation  # noqa: E402
 
 service.router = api.router
-service.on_start.append(simulation.start)
-service.on_stop.append(simulation.stop)
 
-__all__ = ["handlers", "service"]
+__all__ = ["handlers", "service", "simulation"]

@@ -18,10 +18,10 @@ from sqlalchemy import Row, select, update
 
 from pizza.contracts.delivery import OrderDeliveredV1, OrderOutForDeliveryV1
 from pizza.contracts.kitchen import OrderPreparedV1
-from pizza.eventing import Context, Event
-from pizza.eventing.storage import AsyncConnection
+from pizza.eventing import Context
+from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.delivery import addresses
-from pizza.services.delivery.tables import dialect_of, jobs
+from pizza.services.delivery.tables import jobs
 
 Stage = Literal["awaiting", "out", "delivered", "withdrawn"]
 AnyRow = Row[*tuple[Any, ...]]
@@ -45,25 +45,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _correlation(ctx: Context) -> str | None:
-    return ctx.cause.correlation_id if ctx.cause else ctx.correlation_id
-
-
-def publish_in_story(ctx: Context, event: Event, correlation_id: str | None) -> None:
-    """Publish an event as part of the order's story, not a story of its own.
-
-    A click or the simulation has no message that caused it, so the Context would start
-    a new correlationId; the one stored with the job keeps the order's timeline whole.
-    """
-    saved = ctx.correlation_id
-    if ctx.cause is None and correlation_id:
-        ctx.correlation_id = correlation_id
-    try:
-        ctx.publish(event)
-    finally:
-        ctx.correlation_id = saved
-
-
 async def open_job(ctx: Context, prepared: OrderPreparedV1) -> bool:
     """Open a job for a prepared delivery order; pickup orders are not ours.
 
@@ -76,9 +57,9 @@ async def open_job(ctx: Context, prepared: OrderPreparedV1) -> bool:
     if prepared.delivery_id is not None:
         address = await addresses.find(ctx.db, prepared.delivery_id)
     now = _now()
-    statement = dialect_of(ctx.db).insert(jobs).values(
+    statement = upsert(ctx.db, jobs).values(
         order_id=prepared.order_id, delivery_id=prepared.delivery_id, address=address,
-        stage="awaiting", correlation_id=_correlation(ctx), created_at=now, updated_at=now,
+        stage="awaiting", correlation_id=ctx.story_id, created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["order_id"])
     result = await ctx.db.execute(statement)
     return bool(result.rowcount)
@@ -91,8 +72,8 @@ async def withdraw(ctx: Context, order_id: str) -> None:
     a check and a write.
     """
     now = _now()
-    insert = dialect_of(ctx.db).insert(jobs).values(
-        order_id=order_id, stage="withdrawn", correlation_id=_correlation(ctx),
+    insert = upsert(ctx.db, jobs).values(
+        order_id=order_id, stage="withdrawn", correlation_id=ctx.story_id,
         created_at=now, updated_at=now,
     )
     await ctx.db.execute(insert.on_conflict_do_update(
@@ -113,8 +94,8 @@ async def send_out(ctx: Context, drivers: Mapping[str, str]) -> list[str]:
     left = []
     for driver, order_ids in by_driver.items():
         for row in await _advance(ctx.db, order_ids, "awaiting", "out", driver=driver):
-            publish_in_story(ctx, OrderOutForDeliveryV1(order_id=row.order_id, driver=driver),
-                             row.correlation_id)
+            ctx.publish(OrderOutForDeliveryV1(order_id=row.order_id, driver=driver),
+                        correlation_id=row.correlation_id)
             left.append(row.order_id)
     return left
 
@@ -123,7 +104,7 @@ async def deliver(ctx: Context, order_ids: Sequence[str]) -> list[str]:
     """The drivers handed these orders over; the ones delivered now."""
     moved = await _advance(ctx.db, order_ids, "out", "delivered")
     for row in moved:
-        publish_in_story(ctx, OrderDeliveredV1(order_id=row.order_id), row.correlation_id)
+        ctx.publish(OrderDeliveredV1(order_id=row.order_id), correlation_id=row.correlation_id)
     return [row.order_id for row in moved]
 
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import JSON, Column, DateTime, Index, MetaData, String, Table
-from sqlalchemy.dialects import postgresql, sqlite
-
-from pizza.eventing.storage import AsyncConnection
 
 metadata = MetaData()
 
@@ -42,7 +37,3 @@ jobs = Table(
     Index("ix_jobs_stage_updated", "stage", "updated_at"),
 )
 
-
-def dialect_of(conn: AsyncConnection) -> Any:
-    """The SQLAlchemy dialect module whose ``insert`` knows ON CONFLICT."""
-    return postgresql if conn.dialect.name == "postgresql" else sqlite

@@ -9,57 +9,21 @@ One loop per process polls the kitchen's own table; the conditional updates in
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pizza.config import settings
-from pizza.eventing import Context, ServiceHost
+from pizza.eventing import Context
 from pizza.services.kitchen import service, tickets
-
-log = logging.getLogger("pizza.kitchen.simulation")
 
 POLL_SECONDS = 0.05  # how long an idle kitchen waits before looking again
 BATCH = 200  # tickets moved in one transaction
-PAUSE_AFTER_ERROR = 1.0
-
-_task: asyncio.Task[None] | None = None
 
 
-async def start(_host: ServiceHost) -> None:
-    global _task
-    if settings().simulate and _task is None:
-        _task = asyncio.create_task(_work(settings().cook_seconds), name="kitchen-staff")
-
-
-async def stop(_host: ServiceHost) -> None:
-    global _task
-    task, _task = _task, None
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _work(cook_seconds: float) -> None:
-    """Until cancelled: do what is due, and rest only when nothing was."""
-    while True:
-        try:
-            busy = await _round(cook_seconds)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("the simulated kitchen staff tripped; carrying on")
-            await asyncio.sleep(PAUSE_AFTER_ERROR)
-            continue
-        if not busy:
-            await asyncio.sleep(POLL_SECONDS)
-
-
-async def _round(cook_seconds: float) -> bool:
+@service.runs("kitchen-staff", when=lambda: settings().simulate, idle_seconds=POLL_SECONDS)
+async def _round() -> bool:
     """Start the new tickets, then finish those cooked long enough; True if any moved."""
+    cook_seconds = settings().cook_seconds
     now = datetime.now(UTC)
     started = await _press(tickets.start, await _due("new", now))
     cooked = now + timedelta(microseconds=1) - timedelta(seconds=cook_seconds)

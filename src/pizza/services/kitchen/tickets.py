@@ -17,9 +17,9 @@ from sqlalchemy import Row, select, update
 
 from pizza.contracts.kitchen import OrderPreparedV1, OrderPreparingV1
 from pizza.contracts.orders import OrderConfirmedV1
-from pizza.eventing import Context, Event
-from pizza.eventing.storage import AsyncConnection
-from pizza.services.kitchen.tables import dialect_of, tickets
+from pizza.eventing import Context
+from pizza.eventing.storage import AsyncConnection, upsert
+from pizza.services.kitchen.tables import tickets
 
 Stage = Literal["new", "preparing", "prepared", "withdrawn"]
 AnyRow = Row[*tuple[Any, ...]]
@@ -43,33 +43,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _correlation(ctx: Context) -> str | None:
-    return ctx.cause.correlation_id if ctx.cause else ctx.correlation_id
-
-
-def publish_in_story(ctx: Context, event: Event, correlation_id: str | None) -> None:
-    """Publish an event as part of the order's story, not a story of its own.
-
-    A click or the simulation has no message that caused it, so the Context would start
-    a new correlationId; the one stored with the ticket keeps the order's timeline whole.
-    """
-    saved = ctx.correlation_id
-    if ctx.cause is None and correlation_id:
-        ctx.correlation_id = correlation_id
-    try:
-        ctx.publish(event)
-    finally:
-        ctx.correlation_id = saved
-
-
 async def open_ticket(ctx: Context, order: OrderConfirmedV1) -> bool:
     """Open a ticket for a confirmed order; False if one (or a tombstone) exists."""
     now = _now()
     items = [{"menuItemId": line.menu_item_id, "name": line.name, "quantity": line.quantity}
              for line in order.items]
-    statement = dialect_of(ctx.db).insert(tickets).values(
+    statement = upsert(ctx.db, tickets).values(
         order_id=order.order_id, items=items, fulfilment=order.fulfilment,
-        delivery_id=order.delivery_id, stage="new", correlation_id=_correlation(ctx),
+        delivery_id=order.delivery_id, stage="new", correlation_id=ctx.story_id,
         created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["order_id"])
     result = await ctx.db.execute(statement)
@@ -83,8 +64,8 @@ async def withdraw(ctx: Context, order_id: str) -> None:
     confirmation committing at the same moment cannot slip between a check and a write.
     """
     now = _now()
-    insert = dialect_of(ctx.db).insert(tickets).values(
-        order_id=order_id, items=[], stage="withdrawn", correlation_id=_correlation(ctx),
+    insert = upsert(ctx.db, tickets).values(
+        order_id=order_id, items=[], stage="withdrawn", correlation_id=ctx.story_id,
         created_at=now, updated_at=now,
     )
     await ctx.db.execute(insert.on_conflict_do_update(
@@ -101,7 +82,7 @@ async def start(ctx: Context, order_ids: Sequence[str]) -> list[str]:
     """
     moved = await _advance(ctx.db, order_ids, "new", "preparing")
     for row in moved:
-        publish_in_story(ctx, OrderPreparingV1(order_id=row.order_id), row.correlation_id)
+        ctx.publish(OrderPreparingV1(order_id=row.order_id), correlation_id=row.correlation_id)
     return [row.order_id for row in moved]
 
 
@@ -115,9 +96,9 @@ async def finish(ctx: Context, order_ids: Sequence[str]) -> list[str]:
     moved = await _advance(ctx.db, order_ids, "preparing", "prepared")
     for row in moved:
         fulfilment = cast(Literal["delivery", "pickup"], row.fulfilment)
-        publish_in_story(ctx, OrderPreparedV1(order_id=row.order_id, fulfilment=fulfilment,
-                                              delivery_id=row.delivery_id),
-                         row.correlation_id)
+        ctx.publish(OrderPreparedV1(order_id=row.order_id, fulfilment=fulfilment,
+                                    delivery_id=row.delivery_id),
+                    correlation_id=row.correlation_id)
     return [row.order_id for row in moved]
 
 

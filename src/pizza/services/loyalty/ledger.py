@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from pizza.eventing.storage import AsyncConnection
+from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.loyalty.tables import balances, entries
 
 
@@ -19,14 +17,11 @@ def points_for(order_value: float) -> int:
     return pence // 100
 
 
-def _dialect(conn: AsyncConnection) -> Any:
-    return postgresql if conn.dialect.name == "postgresql" else sqlite
-
 
 async def record(conn: AsyncConnection, order_id: str, customer_id: str, points: int) -> bool:
     """Write the order's entry; False if it already has one (then nothing may change)."""
     statement = (
-        _dialect(conn).insert(entries)
+        upsert(conn, entries)
         .values(order_id=order_id, customer_id=customer_id, points=points,
                 created_at=datetime.now(UTC))
         .on_conflict_do_nothing()
@@ -37,7 +32,7 @@ async def record(conn: AsyncConnection, order_id: str, customer_id: str, points:
 
 async def add(conn: AsyncConnection, customer_id: str, points: int) -> int:
     """Add points to the customer's running total; return the new balance."""
-    insert = _dialect(conn).insert(balances).values(customer_id=customer_id, points=points)
+    insert = upsert(conn, balances).values(customer_id=customer_id, points=points)
     statement = insert.on_conflict_do_update(
         index_elements=[balances.c.customer_id],
         set_={"points": balances.c.points + insert.excluded.points},

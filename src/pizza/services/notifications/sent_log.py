@@ -17,12 +17,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from pizza.eventing.storage import AsyncConnection
+from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.notifications.tables import sent_emails
 
 REMEMBERED = 10_000  # far more than one batch can roll back
@@ -56,9 +54,8 @@ async def was_sent(conn: AsyncConnection, command_id: str) -> bool:
 
 async def record(conn: AsyncConnection, command_id: str, to: str, subject: str,
                  message_id: str) -> None:
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
     await conn.execute(
-        dialect.insert(sent_emails)
+        upsert(conn, sent_emails)
         .values(command_id=command_id, to=to, subject=subject, message_id=message_id,
                 sent_at=datetime.now(UTC))
         .on_conflict_do_nothing())

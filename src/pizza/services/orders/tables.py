@@ -14,9 +14,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from pizza.eventing.storage import AsyncConnection
+from pizza.eventing.storage import AsyncConnection, upsert
 
 metadata = MetaData()
 
@@ -69,8 +68,7 @@ async def insert_if_absent(conn: AsyncConnection, table: Table, values: dict[str
     ``ON CONFLICT DO NOTHING`` in the dialect at hand, so a redelivered or concurrent
     message never fails on a duplicate.
     """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing(
+    statement = upsert(conn, table).values(**values).on_conflict_do_nothing(
         index_elements=key)
     result = await conn.execute(statement)
     return bool(result.rowcount)

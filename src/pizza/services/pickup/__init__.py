@@ -17,7 +17,5 @@ service.declare_publishes(OrderReadyForCollectionV1, OrderCollectedV1)
 from pizza.services.pickup import api, handlers, simulation  # noqa: E402
 
 service.router = api.router
-service.on_start.append(simulation.start)
-service.on_stop.append(simulation.stop)
 
-__all__ = ["handlers", "service"]
+__all__ = ["handlers", "service", "simulation"]

@@ -16,9 +16,9 @@ from sqlalchemy import Row, select, update
 
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.pickup import OrderCollectedV1, OrderReadyForCollectionV1
-from pizza.eventing import Context, Event
-from pizza.eventing.storage import AsyncConnection
-from pizza.services.pickup.tables import counter, dialect_of
+from pizza.eventing import Context
+from pizza.eventing.storage import AsyncConnection, upsert
+from pizza.services.pickup.tables import counter
 
 Stage = Literal["waiting", "collected", "withdrawn"]
 AnyRow = Row[*tuple[Any, ...]]
@@ -41,25 +41,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _correlation(ctx: Context) -> str | None:
-    return ctx.cause.correlation_id if ctx.cause else ctx.correlation_id
-
-
-def publish_in_story(ctx: Context, event: Event, correlation_id: str | None) -> None:
-    """Publish an event as part of the order's story, not a story of its own.
-
-    A click or the simulation has no message that caused it, so the Context would start
-    a new correlationId; the one stored with the order keeps its timeline whole.
-    """
-    saved = ctx.correlation_id
-    if ctx.cause is None and correlation_id:
-        ctx.correlation_id = correlation_id
-    try:
-        ctx.publish(event)
-    finally:
-        ctx.correlation_id = saved
-
-
 async def put_out(ctx: Context, prepared: OrderPreparedV1) -> bool:
     """Put a prepared pickup order on the shelf and say so; delivery orders are not ours.
 
@@ -69,8 +50,8 @@ async def put_out(ctx: Context, prepared: OrderPreparedV1) -> bool:
     if prepared.fulfilment != "pickup":
         return False
     now = _now()
-    statement = dialect_of(ctx.db).insert(counter).values(
-        order_id=prepared.order_id, stage="waiting", correlation_id=_correlation(ctx),
+    statement = upsert(ctx.db, counter).values(
+        order_id=prepared.order_id, stage="waiting", correlation_id=ctx.story_id,
         created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["order_id"])
     result = await ctx.db.execute(statement)
@@ -87,8 +68,8 @@ async def withdraw(ctx: Context, order_id: str) -> None:
     a check and a write.
     """
     now = _now()
-    insert = dialect_of(ctx.db).insert(counter).values(
-        order_id=order_id, stage="withdrawn", correlation_id=_correlation(ctx),
+    insert = upsert(ctx.db, counter).values(
+        order_id=order_id, stage="withdrawn", correlation_id=ctx.story_id,
         created_at=now, updated_at=now,
     )
     await ctx.db.execute(insert.on_conflict_do_update(
@@ -110,7 +91,7 @@ async def collect(ctx: Context, order_ids: Sequence[str]) -> list[str]:
     )
     moved = result.all()
     for row in moved:
-        publish_in_story(ctx, OrderCollectedV1(order_id=row.order_id), row.correlation_id)
+        ctx.publish(OrderCollectedV1(order_id=row.order_id), correlation_id=row.correlation_id)
     return [row.order_id for row in moved]
 
 

@@ -32,10 +32,9 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pizza.config import settings
-from pizza.eventing.storage import AsyncConnection, Database
+from pizza.eventing.storage import AsyncConnection, Database, upsert
 from pizza.services.tracking.hub import Hub
 from pizza.services.tracking.projection import OrderView, parse_time
 from pizza.services.tracking.tables import order_views
@@ -136,8 +135,7 @@ class SqlStore:
 
     async def _insert(self, conn: AsyncConnection, view: OrderView) -> bool:
         """Insert if absent; False if a concurrent transaction got there first."""
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        statement = (dialect.insert(order_views)
+        statement = (upsert(conn, order_views)
                      .values(order_id=view.order_id, **self._row(view))
                      .on_conflict_do_nothing(index_elements=["order_id"])
                      .returning(order_views.c.order_id))
