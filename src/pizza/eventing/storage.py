@@ -40,7 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from pizza.eventing import settings
+from pizza.eventing import inline_sqlite, settings
 
 kernel_metadata = MetaData()
 
@@ -108,7 +108,7 @@ class Database:
             raise ValueError(f"{self.schema!r} is not a usable schema name")
         self.tables = [kernel_metadata] + ([tables] if tables is not None else [])
         self.engine: AsyncEngine = self._create_engine()
-        self._reader = self.engine.execution_options(**{READ_ONLY: True})
+        self._writer = self.engine.execution_options(**{WRITES: True})
         self._writers = asyncio.Lock() if self.is_sqlite else None
 
     def _create_engine(self) -> AsyncEngine:
@@ -117,7 +117,7 @@ class Database:
             path = make_url(self.url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            options["connect_args"] = {"timeout": 30}
+            options["async_creator"] = inline_sqlite.connector(path or ":memory:")
         else:
             options["connect_args"] = {"server_settings": {"search_path": self.schema}}
             options["pool_size"] = 10
@@ -166,20 +166,20 @@ class Database:
         async with self._writers:
             token = _writing.set(self)
             try:
-                async with self.engine.begin() as conn:
+                async with self._writer.begin() as conn:
                     yield conn
             finally:
                 _writing.reset(token)
 
     def read(self) -> Any:
         """``async with db.read() as conn``: a connection for queries, taking no write lock."""
-        return self._reader.connect()
+        return self.engine.connect()
 
     async def close(self) -> None:
         await self.engine.dispose()
 
 
-READ_ONLY = "pizza_read_only"
+WRITES = "pizza_writes"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -195,11 +195,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    """A transaction that may write takes SQLite's one write lock at once (IMMEDIATE):
-    read-modify-write handlers then see no lost update, and never fail upgrading a stale
-    read to a write. Queries (``Database.read``) begin DEFERRED and block no one."""
-    deferred = conn.get_execution_options().get(READ_ONLY, False)
-    conn.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
+    """A transaction that may write (``Database.begin``, whose writers queue on an asyncio
+    lock first) takes SQLite's one write lock at once (IMMEDIATE): read-modify-write
+    handlers then see no lost update, and never fail upgrading a stale read to a write.
+    Any other connection begins DEFERRED and blocks no one."""
+    writes = conn.get_execution_options().get(WRITES, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN DEFERRED")
 
 
 __all__ = ["AsyncConnection", "Database", "database_url", "inbox", "kernel_metadata", "outbox",
