@@ -155,7 +155,7 @@ async def test_bad_input_is_refused_and_nothing_is_stored_or_published(
     raw_answers = [
         await pizza.http.post("/api/orders", content=b"{not json",
                               headers={"Content-Type": "application/json"}),
-        await pizza.http.post("/api/orders", content=b"x" * (70 * 1024),  # just over the 64 KiB limit
+        await pizza.http.post("/api/orders", content=b"x" * (70 * 1024),  # > 64 KiB
                               headers={"Content-Type": "application/json"}),
         await pizza.http.post("/api/orders/no-such-order/cancel"),
         await pizza.http.post("/api/delivery-addresses", json={"customerId": who}),
