@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import inspect
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 from fastapi import FastAPI
 
-from pizza.eventing import Service
+from pizza.eventing import Event, Service
+from pizza.eventing.envelope import Envelope, Metadata
 from pizza.eventing.host import Runtime
-from pizza.eventing.transport.base import Transport
+from pizza.eventing.transport.base import Outgoing, Transport
 from pizza.eventing.transport.memory import MemoryTransport
 from pizza.web import errors
 
@@ -54,6 +57,45 @@ class System:
                 return
             await asyncio.sleep(0.02)
         raise TimeoutError("the system did not settle")
+
+
+def envelope(message: Event, time: str | None = None) -> Envelope:
+    """A message as its producer would put it on the bus (optionally stamped ``time``)."""
+    info = message.info
+    meta = Metadata(type=info.type, version=info.version, source=info.owner)
+    if time is not None:
+        meta.time = time
+    return Envelope(meta, message.to_data())
+
+
+async def deliver(system: System, env: Envelope, nats_id: str | None = None) -> None:
+    """Put an event's envelope on the bus and wait until it is handled. Another
+    ``nats_id`` gets past the broker's dedup, as a redelivery does."""
+    meta = env.metadata
+    subject = f"pizza.events.{meta.source}.{meta.type}.v{meta.version}"
+    await system.transport.publish([Outgoing(nats_id or meta.id, subject, env.encode())])
+    await system.settle()
+
+
+async def publish(system: System, message: Event) -> Envelope:
+    env = envelope(message)
+    await deliver(system, env)
+    return env
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 3.0) -> Any:
+    """Until ``check()`` (plain or awaitable) is truthy; its value, or AssertionError."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError("it did not happen in time")
+        await asyncio.sleep(0.02)
 
 
 def app_for(services: Sequence[Service]) -> FastAPI:

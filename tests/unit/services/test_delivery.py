@@ -11,13 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from harness import System, running
+from harness import System, deliver, eventually, publish, running
 from pizza import config
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import OrderCancelledV1
-from pizza.eventing import Event
-from pizza.eventing.envelope import Envelope, Metadata
-from pizza.eventing.transport.base import Outgoing
 from pizza.services.delivery import service as delivery
 from pizza.services.delivery.simulation import DRIVERS
 from pizza.services.delivery.tables import addresses
@@ -25,27 +22,6 @@ from pizza.services.delivery.tables import addresses
 DELIVERY = "pizza.events.delivery."
 HOME = {"customerId": "c-1", "line1": "1 Basil Street", "line2": "Flat 2",
         "city": "London", "postcode": "sw1a1aa"}
-
-
-def envelope(message: Event) -> Envelope:
-    info = message.info
-    return Envelope(Metadata(type=info.type, version=info.version, source=info.owner),
-                    message.to_data())
-
-
-async def deliver(system: System, env: Envelope, nats_id: str | None = None) -> None:
-    """Put an envelope on the bus; another ``nats_id`` gets past the broker's dedup,
-    as a redelivery does."""
-    meta = env.metadata
-    subject = f"pizza.events.{meta.source}.{meta.type}.v{meta.version}"
-    await system.transport.publish([Outgoing(nats_id or meta.id, subject, env.encode())])
-    await system.settle()
-
-
-async def publish(system: System, message: Event) -> Envelope:
-    env = envelope(message)
-    await deliver(system, env)
-    return env
 
 
 def prepared(order_id: str, delivery_id: str | None = "d-1",
@@ -59,14 +35,6 @@ def cancelled(order_id: str) -> OrderCancelledV1:
 
 def types(system: System) -> list[str]:
     return [e["metadata"]["type"] for e in system.published(DELIVERY)]
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("it did not happen in time")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager

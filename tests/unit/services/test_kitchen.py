@@ -10,12 +10,9 @@ from typing import Any
 
 import pytest
 
-from harness import System, running
+from harness import System, deliver, eventually, publish, running
 from pizza import config
 from pizza.contracts.orders import OrderCancelledV1, OrderConfirmedV1, OrderLine
-from pizza.eventing import Event
-from pizza.eventing.envelope import Envelope, Metadata
-from pizza.eventing.transport.base import Outgoing
 from pizza.services.kitchen import service as kitchen
 
 KITCHEN = "pizza.events.kitchen."
@@ -31,38 +28,8 @@ def confirmed(order_id: str = "o-1", fulfilment: str = "delivery") -> OrderConfi
                          unit_price=2.5)])
 
 
-def envelope(message: Event) -> Envelope:
-    info = message.info
-    return Envelope(Metadata(type=info.type, version=info.version, source=info.owner),
-                    message.to_data())
-
-
-async def deliver(system: System, env: Envelope, nats_id: str | None = None) -> None:
-    """Put an envelope on the bus; another ``nats_id`` gets past the broker's dedup,
-    as a redelivery does."""
-    meta = env.metadata
-    subject = f"pizza.events.{meta.source}.{meta.type}.v{meta.version}"
-    await system.transport.publish(
-        [Outgoing(nats_id or env.metadata.id, subject, env.encode())])
-    await system.settle()
-
-
-async def publish(system: System, message: Event) -> Envelope:
-    env = envelope(message)
-    await deliver(system, env)
-    return env
-
-
 def types(system: System) -> list[str]:
     return [e["metadata"]["type"] for e in system.published(KITCHEN)]
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("it did not happen in time")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager

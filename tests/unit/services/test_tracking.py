@@ -17,7 +17,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from harness import System, running
+from harness import System, deliver, envelope, running
 from pizza import config
 from pizza.contracts.delivery import OrderDeliveredV1, OrderOutForDeliveryV1
 from pizza.contracts.kitchen import OrderPreparedV1, OrderPreparingV1
@@ -31,7 +31,7 @@ from pizza.contracts.orders import (
 )
 from pizza.contracts.pickup import OrderCollectedV1, OrderReadyForCollectionV1
 from pizza.eventing import Event
-from pizza.eventing.envelope import Envelope, Metadata
+from pizza.eventing.envelope import Envelope
 from pizza.eventing.transport.base import Outgoing
 from pizza.services.tracking import readmodel
 from pizza.services.tracking import service as tracking
@@ -83,21 +83,6 @@ def pickup_story(order_id: str) -> list[Event]:
                          fulfilment="pickup"),
         LoyaltyPointsAddedV1(customer_id="c-1", order_id=order_id, points=21, balance=42),
     ]
-
-
-def envelope(message: Event, time: str) -> Envelope:
-    info = message.info
-    return Envelope(Metadata(type=info.type, version=info.version, source=info.owner,
-                             time=time), message.to_data())
-
-
-async def deliver(system: System, env: Envelope, nats_id: str | None = None) -> None:
-    """Put an envelope on the bus; another ``nats_id`` gets past the broker's dedup, as a
-    redelivery does."""
-    meta = env.metadata
-    subject = f"pizza.events.{meta.source}.{meta.type}.v{meta.version}"
-    await system.transport.publish([Outgoing(nats_id or meta.id, subject, env.encode())])
-    await system.settle()
 
 
 async def tell(system: System, story: Sequence[Event], order: Sequence[int] | None = None
