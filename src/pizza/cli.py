@@ -155,14 +155,15 @@ async def _order(url: str, customer: str, email: str, lines: list[dict[str, Any]
                 if not line.startswith("data:"):
                     continue
                 document = orjson.loads(line[5:].strip())
-                status = document.get("status")
+                status, points = document.get("status"), document.get("loyaltyPoints")
+                elapsed = f"  {time.perf_counter() - started:7.2f}s  "
                 if status and status not in seen:
                     seen.add(status)
-                    console.print(f"  {time.perf_counter() - started:7.2f}s  {status}"
-                                  + (f"  (+{document['loyaltyPoints']} points)"
-                                     if document.get("loyaltyPoints") else ""))
-                if status in ("completed", "cancelled") and (
-                        status == "cancelled" or document.get("loyaltyPoints") is not None):
+                    console.print(elapsed + status)
+                if points is not None and "points" not in seen:
+                    seen.add("points")
+                    console.print(f"{elapsed}+{points} loyalty points")
+                if status == "cancelled" or (status == "completed" and points is not None):
                     break
 
 
