@@ -111,7 +111,8 @@ class Registry:
         if cls is None:
             raise MalformedMessage(f"unknown message type {meta.type} v{meta.version}")
         try:
-            return cls.model_validate(envelope.data)
+            message: Message = cls.__pydantic_validator__.validate_python(envelope.data)
+            return message
         except ValidationError as error:
             raise MalformedMessage(
                 f"{meta.type} v{meta.version} data is invalid: {error.errors(include_url=False)}"

@@ -118,7 +118,13 @@ class Consumer:
         self.stats.in_flight = len(deliveries)
         self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, len(deliveries))
         try:
-            received = [r for d in deliveries if (r := await self._decode(d)) is not None]
+            received: list[Received] = []
+            for delivery in deliveries:
+                decoded = self._decode(delivery)
+                if isinstance(decoded, Received):
+                    received.append(decoded)
+                else:  # no retry can fix it
+                    await self._dead_letter(delivery, "malformed", decoded)
             if not received:
                 return
             try:
@@ -135,18 +141,17 @@ class Consumer:
         finally:
             self.stats.in_flight = 0
 
-    async def _decode(self, delivery: Delivery) -> Received | None:
+    def _decode(self, delivery: Delivery) -> Received | str:
+        """The typed message and its handler, or why it cannot be handled."""
         try:
             envelope = Envelope.decode(delivery.data)
             meta = envelope.metadata
             handler = self.subscription.handlers.get((meta.type, meta.version))
             if handler is None:
-                raise MalformedMessage(
-                    f"{self.name} has no handler for {meta.type} v{meta.version}")
+                return f"{self.name} has no handler for {meta.type} v{meta.version}"
             message = self.registry.decode(envelope)
         except MalformedMessage as error:
-            await self._dead_letter(delivery, "malformed", str(error))
-            return None
+            return str(error)
         return Received(delivery, envelope, message, handler)
 
     async def _transaction(self, batch: list[Received]) -> None:
@@ -159,8 +164,11 @@ class Consumer:
                     continue
                 new.discard(meta.id)  # a duplicate inside one batch is handled once
                 ctx = Context(self.service, conn, cause=meta)
-                with tracing.processing(item.delivery.subject, meta.traceparent, meta.id,
-                                        self.name):
+                if tracing.recording():
+                    with tracing.processing(item.delivery.subject, meta.traceparent,
+                                            meta.id, self.name):
+                        await item.handler(item.message, ctx)
+                else:  # no spans to make: the Context carries the trace on its own
                     await item.handler(item.message, ctx)
                 contexts.append(ctx)
             await outbox.write(conn, [m for ctx in contexts for m in ctx.outgoing])

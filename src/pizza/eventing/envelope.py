@@ -80,30 +80,22 @@ class Metadata:
 
     @classmethod
     def from_json(cls, raw: Any) -> Metadata:
-        if not isinstance(raw, dict):
-            raise MalformedMessage("metadata must be an object")
         try:
             kind, version, source = raw["type"], raw["version"], raw["source"]
             message_id, time = raw["id"], raw["time"]
         except KeyError as missing:
             raise MalformedMessage(f"metadata.{missing.args[0]} is missing") from None
-        if not isinstance(kind, str) or not isinstance(source, str):
-            raise MalformedMessage("metadata.type and metadata.source must be strings")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise MalformedMessage("metadata.version must be a positive integer")
-        if not isinstance(message_id, str) or not message_id:
-            raise MalformedMessage("metadata.id must be a non-empty string")
-        return cls(
-            type=kind,
-            version=version,
-            source=source,
-            id=message_id,
-            time=str(time),
-            correlation_id=raw.get("correlationId") or message_id,
-            causation_id=raw.get("causationId"),
-            traceparent=raw.get("traceparent"),
-            reply_to=raw.get("replyTo"),
-        )
+        except TypeError:
+            raise MalformedMessage("metadata must be an object") from None
+        if (type(kind) is not str or type(source) is not str or type(version) is not int
+                or version < 1 or type(message_id) is not str or not message_id):
+            raise MalformedMessage(
+                "metadata.type and .source must be strings, .version a positive integer, "
+                ".id a non-empty string")
+        get = raw.get
+        return cls(kind, version, source, message_id, str(time),
+                   get("correlationId") or message_id, get("causationId"),
+                   get("traceparent"), get("replyTo"))
 
 
 @dataclass(slots=True)

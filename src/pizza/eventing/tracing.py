@@ -26,6 +26,11 @@ def _sdk_installed() -> bool:
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
+def recording() -> bool:
+    """Whether spans are made at all (an OpenTelemetry SDK is installed)."""
+    return _sdk_installed()
+
+
 def format_traceparent(context: SpanContext) -> str:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
