@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,20 +36,9 @@ def types(system: System) -> list[str]:
     return [e["metadata"]["type"] for e in system.published(DELIVERY)]
 
 
-@contextlib.asynccontextmanager
-async def delivery_running(tmp_path: Path) -> AsyncIterator[System]:
-    """Delivery, once its queues exist: a queue that starts at "new" would miss a
-    message published before its consumer task first ran."""
-    async with running([delivery], tmp_path) as system:
-        await eventually(lambda: all(c.queue is not None
-                                     for h in system.runtime.hosts.values()
-                                     for c in h.consumers))
-        yield system
-
-
 @pytest.fixture
 async def system(tmp_path: Path) -> AsyncIterator[System]:
-    async with delivery_running(tmp_path) as running_system:
+    async with running([delivery], tmp_path) as running_system:
         yield running_system
 
 
@@ -245,7 +233,7 @@ def simulate() -> Iterator[Callable[..., None]]:
 async def test_simulated_drivers_deliver_every_job(tmp_path: Path,
                                                    simulate: Callable[..., None]) -> None:
     simulate(drive_seconds=0)
-    async with delivery_running(tmp_path) as system:
+    async with running([delivery], tmp_path) as system:
         for n in range(4):
             await publish(system, prepared(f"o-{n}"))
         await publish(system, prepared("p-1", None, fulfilment="pickup"))
@@ -261,7 +249,7 @@ async def test_simulated_drivers_deliver_every_job(tmp_path: Path,
 async def test_simulated_drivers_take_drive_seconds(tmp_path: Path,
                                                     simulate: Callable[..., None]) -> None:
     simulate(drive_seconds=0.5)
-    async with delivery_running(tmp_path) as system:
+    async with running([delivery], tmp_path) as system:
         await publish(system, prepared("o-1"))
         await eventually(lambda: types(system) == ["OrderOutForDelivery"])
         left = asyncio.get_running_loop().time()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,20 +31,9 @@ def types(system: System) -> list[str]:
     return [e["metadata"]["type"] for e in system.published(KITCHEN)]
 
 
-@contextlib.asynccontextmanager
-async def kitchen_running(tmp_path: Path) -> AsyncIterator[System]:
-    """The kitchen, once its queues exist: a queue that starts at "new" would miss a
-    message published before its consumer task first ran."""
-    async with running([kitchen], tmp_path) as system:
-        await eventually(lambda: all(c.queue is not None
-                                     for h in system.runtime.hosts.values()
-                                     for c in h.consumers))
-        yield system
-
-
 @pytest.fixture
 async def system(tmp_path: Path) -> AsyncIterator[System]:
-    async with kitchen_running(tmp_path) as running_system:
+    async with running([kitchen], tmp_path) as running_system:
         yield running_system
 
 
@@ -180,7 +168,7 @@ def simulate() -> Iterator[Callable[..., None]]:
 async def test_simulated_staff_cook_every_ticket(tmp_path: Path,
                                                  simulate: Callable[..., None]) -> None:
     simulate(cook_seconds=0)
-    async with kitchen_running(tmp_path) as system:
+    async with running([kitchen], tmp_path) as system:
         for n in range(5):
             await publish(system, confirmed(f"o-{n}"))
         await eventually(lambda: types(system).count("OrderPrepared") == 5)
@@ -192,7 +180,7 @@ async def test_simulated_staff_cook_every_ticket(tmp_path: Path,
 async def test_simulated_staff_take_cook_seconds(tmp_path: Path,
                                                  simulate: Callable[..., None]) -> None:
     simulate(cook_seconds=0.5)
-    async with kitchen_running(tmp_path) as system:
+    async with running([kitchen], tmp_path) as system:
         await publish(system, confirmed("o-1"))
         await eventually(lambda: types(system) == ["OrderPreparing"])
         started = asyncio.get_running_loop().time()

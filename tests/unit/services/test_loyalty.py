@@ -65,16 +65,6 @@ async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
-@contextlib.asynccontextmanager
-async def loyalty_running(tmp_path: Path) -> AsyncIterator[System]:
-    """Loyalty, once its queue exists (a queue starting at "new" misses earlier messages)."""
-    async with running([loyalty], tmp_path) as system:
-        await eventually(lambda: all(c.queue is not None
-                                     for h in system.runtime.hosts.values()
-                                     for c in h.consumers))
-        yield system
-
-
 @pytest.fixture(autouse=True)
 def fresh_settings() -> Any:
     config.reset()
@@ -94,7 +84,7 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_a_completed_order_earns_a_point_per_whole_pound(tmp_path: Path) -> None:
-    async with loyalty_running(tmp_path) as system:
+    async with running([loyalty], tmp_path) as system:
         await deliver(system, completed("o-1", 23.99))
         await deliver(system, completed("o-2", 10.0))
 
@@ -108,13 +98,13 @@ async def test_a_completed_order_earns_a_point_per_whole_pound(tmp_path: Path) -
 
 
 async def test_an_unknown_customer_has_no_points(tmp_path: Path) -> None:
-    async with loyalty_running(tmp_path) as system:
+    async with running([loyalty], tmp_path) as system:
         await deliver(system, completed("o-1", 12.0, customer_id="c-1"))
         assert await points(system, "someone-else") == 0
 
 
 async def test_pence_are_counted_before_pounds_are_floored(tmp_path: Path) -> None:
-    async with loyalty_running(tmp_path) as system:
+    async with running([loyalty], tmp_path) as system:
         await deliver(system, completed("o-1", 0.1 + 0.2 + 29.7))  # 29.999999999999996
         await deliver(system, completed("o-2", 0.99))  # under a pound: nothing
 
@@ -123,7 +113,7 @@ async def test_pence_are_counted_before_pounds_are_floored(tmp_path: Path) -> No
 
 
 async def test_an_order_earns_points_once_however_often_it_arrives(tmp_path: Path) -> None:
-    async with loyalty_running(tmp_path) as system:
+    async with running([loyalty], tmp_path) as system:
         env = completed("o-1", 20.0)
         await deliver(system, env)
         await deliver(system, env, nats_suffix="-redelivered")  # caught by the inbox
@@ -148,7 +138,7 @@ async def with_saas(tmp_path: Path, **saas_options: Any) -> AsyncIterator[
     server, task = await loyalty_saas.serve("127.0.0.1", 0, app)
     try:
         config.configure(loyalty_backend="saas", loyalty_saas_url=loyalty_saas.url(server))
-        async with loyalty_running(tmp_path) as system:
+        async with running([loyalty], tmp_path) as system:
             yield system, app.state.saas
     finally:
         await loyalty_saas.stop(server, task)

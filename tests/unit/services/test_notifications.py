@@ -4,7 +4,6 @@ EmailSent or EmailFailed on replyTo; the SMTP sink and its mailbox route."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -111,21 +110,12 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(subscription, "backoff", Backoff(initial=0.05, factor=1.0))
 
 
-@contextlib.asynccontextmanager
-async def notifications_running(tmp_path: Path) -> AsyncIterator[System]:
-    async with running([notifications], tmp_path) as system:
-        await eventually(lambda: all(c.queue is not None
-                                     for h in system.runtime.hosts.values()
-                                     for c in h.consumers))
-        yield system
-
-
 @pytest.fixture
 async def system(tmp_path: Path, smtp_port: int,
                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[System]:
     """Notifications with its SMTP sink started by the on_start hook (PIZZA_SMTP_SINK=1)."""
     config.configure(smtp_sink=True)
-    async with notifications_running(tmp_path) as running_system:
+    async with running([notifications], tmp_path) as running_system:
         yield running_system
 
 
@@ -186,7 +176,7 @@ async def test_a_command_sends_one_email_however_often_it_arrives(system: System
 
 async def test_an_unreachable_server_is_retried_until_it_answers(
         tmp_path: Path, smtp_port: int, quick_retries: None) -> None:
-    async with notifications_running(tmp_path) as system:  # no sink: nothing listens
+    async with running([notifications], tmp_path) as system:  # no sink: nothing listens
         await deliver(system, send_email(), settle=False)
         await eventually(lambda: stats(system).retried >= 2)
         assert replies(system) == []
@@ -202,7 +192,7 @@ async def test_after_its_deadline_a_temporary_failure_is_answered_email_failed(
         tmp_path: Path, smtp_port: int, quick_retries: None,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIZZA_EMAIL_GIVE_UP_SECONDS", "0.3")
-    async with notifications_running(tmp_path) as system:  # no sink: nothing listens
+    async with running([notifications], tmp_path) as system:  # no sink: nothing listens
         await deliver(system, send_email())
 
         [reply] = replies(system)
@@ -238,7 +228,7 @@ async def test_a_batch_retried_for_one_email_sends_the_others_once(
     controller = Controller(server, hostname="127.0.0.1", port=smtp_port)
     await asyncio.to_thread(controller.start)
     try:
-        async with notifications_running(tmp_path) as system:
+        async with running([notifications], tmp_path) as system:
             # One batch: the second email's 451 rolls the whole batch back.
             await deliver(system, send_email(to="ok@example.com"),
                           send_email(to="flaky@example.com"))
@@ -252,7 +242,7 @@ async def test_a_batch_retried_for_one_email_sends_the_others_once(
 async def test_the_mailbox_lists_mail_by_address_and_keeps_it_across_restarts(
         tmp_path: Path, smtp_port: int) -> None:
     config.configure(smtp_sink=True)
-    async with notifications_running(tmp_path) as system:
+    async with running([notifications], tmp_path) as system:
         await aiosmtplib.send("Subject: Hi both\r\nFrom: x@example.com\r\n\r\nHello\r\n",
                               sender="x@example.com",
                               recipients=["ada@example.com", "Bob@Example.com"],
@@ -260,7 +250,7 @@ async def test_the_mailbox_lists_mail_by_address_and_keeps_it_across_restarts(
         await deliver(system, send_email(to="ada@example.com", subject="Your receipt"))
         await mail_arrived(system, 3)
 
-    async with notifications_running(tmp_path) as system:
+    async with running([notifications], tmp_path) as system:
         everything = await mailbox(system)
         for_ada = await mailbox(system, "ada@example.com")
         for_bob = await mailbox(system, "bob@example.com")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,20 +30,9 @@ def types(system: System) -> list[str]:
     return [e["metadata"]["type"] for e in system.published(PICKUP)]
 
 
-@contextlib.asynccontextmanager
-async def pickup_running(tmp_path: Path) -> AsyncIterator[System]:
-    """The counter, once its queues exist: a queue that starts at "new" would miss a
-    message published before its consumer task first ran."""
-    async with running([pickup], tmp_path) as system:
-        await eventually(lambda: all(c.queue is not None
-                                     for h in system.runtime.hosts.values()
-                                     for c in h.consumers))
-        yield system
-
-
 @pytest.fixture
 async def system(tmp_path: Path) -> AsyncIterator[System]:
-    async with pickup_running(tmp_path) as running_system:
+    async with running([pickup], tmp_path) as running_system:
         yield running_system
 
 
@@ -141,7 +129,7 @@ def simulate() -> Iterator[Callable[..., None]]:
 async def test_the_simulated_counter_hands_every_order_over(
         tmp_path: Path, simulate: Callable[..., None]) -> None:
     simulate(drive_seconds=0)
-    async with pickup_running(tmp_path) as system:
+    async with running([pickup], tmp_path) as system:
         for n in range(4):
             await publish(system, prepared(f"o-{n}"))
         await eventually(lambda: types(system).count("OrderCollected") == 4)
