@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import re
 import zlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -110,6 +111,7 @@ class Database:
         self.engine: AsyncEngine = self._create_engine()
         self._writer = self.engine.execution_options(**{WRITES: True})
         self._writers = asyncio.Lock() if self.is_sqlite else None
+        self._owner: IO[str] | None = None
 
     def _create_engine(self) -> AsyncEngine:
         options: dict[str, Any] = {}
@@ -130,6 +132,7 @@ class Database:
 
     async def create(self) -> None:
         """Create the schema and every table that is missing (idempotent, safe at start)."""
+        self._claim_file()
         async with self.engine.begin() as conn:
             if self.schema is not None:
                 # Two processes of one service start together: one creates, one waits.
@@ -177,6 +180,27 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._owner is not None:
+            self._owner.close()  # releases the lock
+            self._owner = None
+
+    def _claim_file(self) -> None:
+        """One process per SQLite file: its statements run on the event loop, so waiting
+        for another process's write lock would stall the whole process. A second process
+        fails at start, saying what to do instead."""
+        path = make_url(self.url).database if self.is_sqlite else None
+        if not path or path == ":memory:" or self._owner is not None:
+            return
+        owner = open(f"{path}.lock", "a+")
+        try:
+            fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner.close()
+            raise RuntimeError(
+                f"the {self.service} database {path} is in use by another process; run "
+                "one process per PIZZA_HOME, or share a PostgreSQL database "
+                "(PIZZA_DATABASE_URL) to run several") from None
+        self._owner = owner
 
 
 WRITES = "pizza_writes"

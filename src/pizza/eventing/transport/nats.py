@@ -26,7 +26,7 @@ from nats.js.api import (
     KeyValueConfig,
     StreamConfig,
 )
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from pizza.eventing.transport.base import (
@@ -234,15 +234,16 @@ class NatsTransport(Transport):
         kv = await self._bucket(bucket, create=False)
         if kv is None:
             return {}
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return {}
+        # The bucket's stream lists its keys exactly; nats-py's kv.keys() (a watcher)
+        # sometimes returned before every key had arrived.
+        prefix = f"$KV.{bucket}."
+        info = await self.js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
         entries: dict[str, bytes] = {}
-        for key in keys:
+        for subject in (info.state.subjects or {}):
+            key = subject.removeprefix(prefix)
             with contextlib.suppress(KeyNotFoundError):
                 entry = await kv.get(key)
-                if entry.value is not None:
+                if entry.value:
                     entries[key] = entry.value
         return entries
 
