@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pizza import config
-from pizza.eventing import Service
+from pizza.eventing import Service, tracing
 from pizza.eventing.host import Runtime
 from pizza.web import catalog as catalog_routes
 from pizza.web import errors
@@ -77,6 +77,8 @@ class Extras:
 def create_app(services: Sequence[Service], *, extras: Extras | None = None,
                runtime_options: dict[str, Any] | None = None) -> FastAPI:
     """One FastAPI app serving the routes of the given services, running them meanwhile."""
+    tracing.configure_from_environment(
+        "pizza" if len(services) != 1 else f"pizza-{services[0].name}")
     runtime = Runtime(services, **(runtime_options or {}))
     extras = extras or Extras()
 

@@ -63,7 +63,6 @@ class ConsumerStats:
     duplicates: int = 0
     retried: int = 0
     dead_lettered: int = 0
-    in_flight: int = 0
     max_in_flight_seen: int = 0
 
 
@@ -115,31 +114,27 @@ class Consumer:
 
     async def handle(self, deliveries: list[Delivery]) -> None:
         """Handle one fetched batch, in the order the queue gave it."""
-        self.stats.in_flight = len(deliveries)
         self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, len(deliveries))
+        received: list[Received] = []
+        for delivery in deliveries:
+            decoded = self._decode(delivery)
+            if isinstance(decoded, Received):
+                received.append(decoded)
+            else:  # no retry can fix it
+                await self._dead_letter(delivery, "malformed", decoded)
+        if not received:
+            return
         try:
-            received: list[Received] = []
-            for delivery in deliveries:
-                decoded = self._decode(delivery)
-                if isinstance(decoded, Received):
-                    received.append(decoded)
-                else:  # no retry can fix it
-                    await self._dead_letter(delivery, "malformed", decoded)
-            if not received:
+            await self._transaction(received)
+        except Exception as error:
+            if len(received) == 1:
+                await self._failed(received[0], error)
                 return
-            try:
-                await self._transaction(received)
-            except Exception as error:
-                if len(received) == 1:
-                    await self._failed(received[0], error)
-                    return
-                for one in received:  # find the one that fails; commit the others
-                    try:
-                        await self._transaction([one])
-                    except Exception as single_error:
-                        await self._failed(one, single_error)
-        finally:
-            self.stats.in_flight = 0
+            for one in received:  # find the one that fails; commit the others
+                try:
+                    await self._transaction([one])
+                except Exception as single_error:
+                    await self._failed(one, single_error)
 
     def _decode(self, delivery: Delivery) -> Received | str:
         """The typed message and its handler, or why it cannot be handled."""

@@ -15,8 +15,6 @@ from typing import Any
 
 import orjson
 
-ENVELOPE_FIELDS = ("metadata", "data")
-
 
 class MalformedMessage(ValueError):
     """The bytes are not an envelope we can read: a dead letter, never a retry."""

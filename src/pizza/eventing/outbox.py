@@ -65,7 +65,6 @@ class Relay:
         self.batch = batch
         self.interval = interval
         self.inbox_retention = inbox_retention
-        self.published = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock_key = zlib.crc32(f"pizza-relay-{db.service}".encode()) & 0x7FFFFFFF
@@ -124,7 +123,6 @@ class Relay:
             sent += count
             if not complete or count < self.batch:
                 break
-        self.published += sent
         if sent:
             log.debug("%s relayed %d in %.1f ms", self.db.service, sent,
                       (time.perf_counter() - started) * 1000)

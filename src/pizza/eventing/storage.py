@@ -142,14 +142,6 @@ class Database:
             for metadata in self.tables:
                 await conn.run_sync(metadata.create_all)
 
-    async def drop(self) -> None:
-        """Remove everything (tests and `pizza replay` use it)."""
-        async with self.engine.begin() as conn:
-            if self.schema is not None:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-            else:
-                for metadata in reversed(self.tables):
-                    await conn.run_sync(metadata.drop_all)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
