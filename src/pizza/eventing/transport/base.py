@@ -38,6 +38,19 @@ DEAD_SUBJECT = "Pizza-Original-Subject"
 DEAD_CONSUMER = "Pizza-Consumer"
 
 
+def retry_subject(subject: str, consumer: str) -> str:
+    """Where a dead letter's retry goes so that only the consumer that failed gets it.
+
+    The retry of a message first published to ``subject`` that consumer ``consumer``
+    dead-lettered is published to ``<subject>.retry.<consumer>``: the same stream (its
+    ``pizza.<kind>.>`` wildcard covers it), and each durable consumer also takes its own
+    retry subject (``QueueSpec.subjects``), so no other consumer sees it. The consumer
+    handles it as the original (same message id, same inbox), so a second copy has no
+    effect. Its ``Nats-Msg-Id`` is ``<id>.retry.<consumer>.<dead-letter stream seq>``.
+    """
+    return f"{subject}.retry.{consumer}"
+
+
 def stream_for(subject: str) -> str:
     for name, pattern in STREAMS.items():
         if subject.startswith(pattern[:-1]):
@@ -79,6 +92,11 @@ class QueueSpec:
     @property
     def stream(self) -> str:
         return stream_for(self.subject)
+
+    @property
+    def subjects(self) -> list[str]:
+        """What the queue takes: its subject, and the retries of its own dead letters."""
+        return [self.subject, retry_subject(self.subject, self.name)]
 
 
 class Delivery(abc.ABC):
