@@ -33,7 +33,7 @@ def test_subject_matching() -> None:
 async def test_publish_stores_in_order_with_headers() -> None:
     transport = MemoryTransport()
     first = Outgoing("m1", SUBJECT, b"1", traceparent="00-abc-def-01")
-    assert await transport.publish([first, out(2), out(3)]) == 3
+    assert await transport.publish([first, out(2), out(3)]) == [None, None, None]
     stored = transport.messages("PIZZA_EVENTS")
     assert [payload for _, payload, _ in stored] == [b"1", b"2", b"3"]
     assert stored[0][2] == {"Nats-Msg-Id": "m1", "traceparent": "00-abc-def-01"}
@@ -48,15 +48,18 @@ async def test_publish_stores_in_order_with_headers() -> None:
     assert got[0].headers["traceparent"] == "00-abc-def-01"
 
 
-async def test_publish_stops_at_a_subject_no_stream_holds() -> None:
+async def test_a_subject_no_stream_holds_is_refused_and_the_rest_go_on() -> None:
     transport = MemoryTransport()
-    assert await transport.publish([out(1), out(2, subject="elsewhere.x"), out(3)]) == 1
+    outcomes = await transport.publish([out(1), out(2, subject="elsewhere.x"), out(3)])
+    assert outcomes[0] is None and outcomes[2] is None
+    assert outcomes[1] is not None and "no stream" in outcomes[1]
+    assert [p for _, p, _ in transport.messages("PIZZA_EVENTS")] == [b"1", b"3"]
 
 
 async def test_duplicates_are_dropped_but_acknowledged() -> None:
     transport = MemoryTransport()
-    assert await transport.publish([out(1), out(2)]) == 2
-    assert await transport.publish([out(1), out(2), out(3)]) == 3
+    assert await transport.publish([out(1), out(2)]) == [None, None]
+    assert await transport.publish([out(1), out(2), out(3)]) == [None, None, None]
     assert [p for _, p, _ in transport.messages("PIZZA_EVENTS")] == [b"1", b"2", b"3"]
 
 
@@ -211,7 +214,7 @@ async def test_broker_down() -> None:
     queue = await transport.queue(spec())
     transport.go_down()
     assert not transport.connected
-    assert await transport.publish([out(1)]) == 0
+    assert await transport.publish([out(1)]) == []
     with pytest.raises(BrokerUnavailable):
         await transport.dead_letter("pizza.deadletters.kitchen", b"x", {})
     with pytest.raises(BrokerUnavailable):
@@ -221,7 +224,7 @@ async def test_broker_down() -> None:
     waiting = asyncio.create_task(queue.fetch(5, timeout=2.0))
     transport.come_back()
     assert transport.connected
-    assert await transport.publish([out(1)]) == 1
+    assert await transport.publish([out(1)]) == [None]
     assert [d.data for d in await waiting] == [b"1"]
 
 

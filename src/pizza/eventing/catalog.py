@@ -10,6 +10,7 @@ message's JSON Schema and subject, and decodes a received envelope into its clas
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,6 +26,22 @@ EVENTS_PREFIX = "pizza.events"
 COMMANDS_PREFIX = "pizza.commands"
 REPLIES_PREFIX = "pizza.replies"
 DEAD_LETTERS_PREFIX = "pizza.deadletters"
+MAX_SUBJECT_LENGTH = 255  # the outbox's subject column
+
+# A NATS subject token: printable ASCII but for the separator and the wildcards.
+_SUBJECT = re.compile(r"[!-)+-\-/-=?-~]+(\.[!-)+-\-/-=?-~]+)*")
+
+
+def subject_is_valid(subject: str) -> bool:
+    """A concrete NATS subject: dot-separated tokens, no wildcards, no spaces or controls."""
+    return (0 < len(subject) <= MAX_SUBJECT_LENGTH and subject.isascii()
+            and _SUBJECT.fullmatch(subject) is not None)
+
+
+def is_reply_subject(subject: str) -> bool:
+    """Where an answer may go: one of our services' reply subjects, and nowhere else."""
+    return (subject.startswith(f"{REPLIES_PREFIX}.") and subject_is_valid(subject)
+            and subject.count(".") == REPLIES_PREFIX.count(".") + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +126,11 @@ class Registry:
         meta = envelope.metadata
         cls = self.get(meta.type, meta.version)
         if cls is None:
-            raise MalformedMessage(f"unknown message type {meta.type} v{meta.version}")
+            raise MalformedMessage(f"unknown message type {meta.type[:64]} v{meta.version}")
+        if meta.reply_to is not None and (cls.info.kind != "command"
+                                          or not is_reply_subject(meta.reply_to)):
+            raise MalformedMessage(f"metadata.replyTo {meta.reply_to[:80]!r} is not a reply "
+                                   f"subject ({REPLIES_PREFIX}.<service>) of a command")
         try:
             message: Message = cls.__pydantic_validator__.validate_python(envelope.data)
             return message

@@ -13,10 +13,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pizza.eventing import tracing
-from pizza.eventing.catalog import REPLIES_PREFIX, Command, Event, Message, Reply
+from pizza.eventing.catalog import (
+    REPLIES_PREFIX,
+    Command,
+    Event,
+    Message,
+    Reply,
+    is_reply_subject,
+)
 from pizza.eventing.envelope import Envelope, Metadata
 from pizza.eventing.storage import AsyncConnection
-from pizza.eventing.transport.base import Outgoing
+from pizza.eventing.transport.base import Outgoing, unpublishable
+
+
+class Reject(Exception):
+    """Raise in a handler for a message that can never succeed: dead-lettered, no retry."""
+
+
+class Unpublishable(Reject):
+    """A message that the broker could never take (its subject, its size): refused when
+    it is written, so the writer fails, never the relay later."""
 
 
 def reply_subject(service: str) -> str:
@@ -68,6 +84,8 @@ class Context:
         if not isinstance(command, Command):
             raise TypeError(f"send() takes a Command, not {type(command).__name__}")
         answer_to = reply_subject(self.service) if reply_to == "" else reply_to
+        if answer_to is not None and not is_reply_subject(answer_to):
+            raise Unpublishable(f"replyTo {answer_to[:80]!r} is not a reply subject")
         return self._emit(command, command.info.subject, reply_to=answer_to)
 
     def reply(self, answer: Reply) -> Metadata | None:
@@ -76,6 +94,9 @@ class Context:
             raise RuntimeError("reply() is for a handler of a command")
         if not self.cause.reply_to:
             return None
+        if not is_reply_subject(self.cause.reply_to):
+            raise Unpublishable(f"cannot answer on {self.cause.reply_to[:80]!r}: "
+                                "not a reply subject")
         return self._emit(answer, self.cause.reply_to, reply_to=None)
 
     def _emit(self, message: Message, subject: str, reply_to: str | None,
@@ -92,6 +113,9 @@ class Context:
         meta.traceparent = tracing.sending(
             subject, meta.id, self.cause.traceparent if self.cause else None)
         payload = Envelope(meta, message.to_data()).encode()
+        refusal = unpublishable(subject, payload)
+        if refusal is not None:
+            raise Unpublishable(f"{info.type} v{info.version}: {refusal}")
         self.outgoing.append(Outgoing(meta.id, subject, payload, meta.traceparent))
         return meta
 

@@ -91,9 +91,22 @@ class Metadata:
                 "metadata.type and .source must be strings, .version a positive integer, "
                 ".id a non-empty string")
         get = raw.get
-        return cls(kind, version, source, message_id, str(time),
-                   get("correlationId") or message_id, get("causationId"),
-                   get("traceparent"), get("replyTo"))
+        optional = {name: get(name) for name in _OPTIONAL}
+        for name, value in (("id", message_id), ("type", kind), ("source", source),
+                            ("time", time), *optional.items()):
+            if value is not None and (type(value) is not str or len(value) > _LIMITS[name]):
+                # Refused at the edge, before anything is looked up, stored or logged.
+                raise MalformedMessage(f"metadata.{name} must be a string of at most "
+                                       f"{_LIMITS[name]} characters")
+        return cls(kind, version, source, message_id, time,
+                   optional["correlationId"] or message_id, optional["causationId"],
+                   optional["traceparent"], optional["replyTo"])
+
+
+# Bounds on metadata: ids are UUIDs (36), subjects fit the outbox's column (255).
+_OPTIONAL = ("correlationId", "causationId", "traceparent", "replyTo")
+_LIMITS = {"id": 64, "type": 64, "source": 64, "time": 40, "correlationId": 64,
+           "causationId": 64, "traceparent": 64, "replyTo": 255}
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from sqlalchemy import MetaData
 
 from pizza.eventing.catalog import Command, Event, Message, Reply
 from pizza.eventing.context import Context, reply_subject
+from pizza.eventing.context import Reject as Reject  # where handlers have found it
 
 if TYPE_CHECKING:
     from pizza.eventing.host import ServiceHost
@@ -29,10 +30,6 @@ Handler = Callable[[Any, Context], Awaitable[None]]
 H = TypeVar("H", bound=Handler)
 Hook = Callable[["ServiceHost"], Awaitable[None]]
 W = TypeVar("W", bound=Callable[[], Awaitable[bool]])
-
-
-class Reject(Exception):
-    """Raise in a handler for a message that can never succeed: dead-lettered, no retry."""
 
 
 @dataclass(frozen=True)

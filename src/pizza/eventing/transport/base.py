@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from pizza.eventing.catalog import (
@@ -15,6 +16,7 @@ from pizza.eventing.catalog import (
     DEAD_LETTERS_PREFIX,
     EVENTS_PREFIX,
     REPLIES_PREFIX,
+    subject_is_valid,
 )
 
 # One stream per kind of traffic: retention and limits differ, and dead letters must
@@ -60,6 +62,30 @@ def stream_for(subject: str) -> str:
 
 class BrokerUnavailable(ConnectionError):
     """The broker cannot take messages now; the outbox keeps them until it can."""
+
+
+# The largest message we hand the broker (NATS's default max_payload is 1 MiB; headers
+# count too, so leave them room). Checked when a message is written, and again by the
+# relay against the connected server's own limit.
+MAX_MESSAGE_BYTES = 1024 * 1024 - 4096
+
+
+def unpublishable(subject: str, payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> str | None:
+    """Why the broker would never store this message, or None if it could.
+
+    A permanent reason, judged before sending: retrying cannot fix a subject no stream
+    holds or a payload over the limit, so the relay moves such a row aside instead of
+    letting it block every row behind it.
+    """
+    if not subject_is_valid(subject):
+        return f"not a valid subject: {subject[:120]!r}"
+    try:
+        stream_for(subject)
+    except ValueError:
+        return f"no stream holds subject {subject[:120]!r}"
+    if len(payload) > max_bytes:
+        return f"payload of {len(payload)} bytes is over the limit of {max_bytes}"
+    return None
 
 
 @dataclass(slots=True)
@@ -140,8 +166,23 @@ class Transport(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def publish(self, messages: Sequence[Outgoing], timeout: float = 5.0) -> int:
-        """Publish in order; return how many from the front the broker acknowledged."""
+    async def publish(self, messages: Sequence[Outgoing],
+                      timeout: float = 5.0) -> list[str | None]:
+        """Publish in order; say what became of each message, from the front.
+
+        One entry per message the broker has settled, in order, stopping at the first
+        that is still in doubt (broker away, no answer in time): ``None`` when the broker
+        stored it (or dropped it as a duplicate), else the reason it never will
+        (``unpublishable``). A message after one in doubt is not reported even if stored:
+        the relay sends it again and the duplicate window drops the copy, which keeps the
+        order.
+        """
+
+    @abc.abstractmethod
+    async def stored_ids(self, messages: Sequence[Outgoing], since: datetime) -> set[str]:
+        """Which of these messages the broker stored at or after ``since`` (by
+        ``Nats-Msg-Id``): how a relay finds out, after longer than the duplicate window,
+        what it had published before it stopped."""
 
     @abc.abstractmethod
     async def queue(self, spec: QueueSpec) -> Queue:

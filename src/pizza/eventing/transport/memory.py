@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from pizza.eventing.transport.base import (
     DUPLICATE_WINDOW,
@@ -25,6 +26,7 @@ from pizza.eventing.transport.base import (
     QueueSpec,
     Transport,
     stream_for,
+    unpublishable,
 )
 
 DEAD_LETTER_STREAM = "PIZZA_DEADLETTERS"
@@ -200,23 +202,24 @@ class MemoryTransport(Transport):
         seq = len(stream.messages) + 1
         stream.messages.append(_Stored(seq, subject, data, dict(headers)))
 
-    async def publish(
-        self,
-        messages: Sequence[Outgoing],
-        timeout: float = 5.0,
-    ) -> int:
-        stored = 0
+    async def publish(self, messages: Sequence[Outgoing],
+                      timeout: float = 5.0) -> list[str | None]:
+        outcomes: list[str | None] = []
         for message in messages:
             if self.broker_down:
                 break
-            try:
+            reason = unpublishable(message.subject, message.payload)
+            if reason is None:
                 self._store(message.subject, message.payload, message.headers())
-            except ValueError:  # no stream holds the subject: the broker would refuse it
-                break
-            stored += 1
-        if stored:
+            outcomes.append(reason)
+        if None in outcomes:
             self._wake()
-        return stored
+        return outcomes
+
+    async def stored_ids(self, messages: Sequence[Outgoing], since: datetime) -> set[str]:
+        wanted = {m.message_id for m in messages}
+        return {m.headers.get("Nats-Msg-Id", "") for stream in self._streams.values()
+                for m in stream.messages} & wanted
 
     async def queue(self, spec: QueueSpec) -> Queue:
         if self.broker_down:

@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -26,11 +28,18 @@ from nats.js.api import (
     KeyValueConfig,
     StreamConfig,
 )
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    NoStreamResponseError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 
 from pizza.eventing.transport.base import (
     DUPLICATE_WINDOW,
+    MAX_MESSAGE_BYTES,
     STREAMS,
     BrokerUnavailable,
     Delivery,
@@ -38,6 +47,8 @@ from pizza.eventing.transport.base import (
     Queue,
     QueueSpec,
     Transport,
+    stream_for,
+    unpublishable,
 )
 
 log = logging.getLogger("pizza.eventing.nats")
@@ -152,39 +163,101 @@ class NatsTransport(Transport):
                 await self._nc.close()
         self._nc = self._js = None
 
-    async def publish(self, messages: Sequence[Outgoing], timeout: float = 5.0) -> int:
-        if not messages:
-            return 0
-        if not self.connected:
-            return 0
+    async def publish(self, messages: Sequence[Outgoing],
+                      timeout: float = 5.0) -> list[str | None]:
+        """Send the batch with ``publish_async`` (acks awaited together) and report each
+        message's fate from the front (see ``Transport.publish``)."""
+        if not messages or not self.connected:
+            return []
         js = self.js
-        futures: list[asyncio.Future[Any]] = []
+        limit = min(MAX_MESSAGE_BYTES, self.nc.max_payload - 4096)
+        refused: dict[int, str] = {}
+        futures: dict[int, asyncio.Future[Any]] = {}
         try:
-            for message in messages:
-                futures.append(
-                    await js.publish_async(
-                        message.subject, message.payload, headers=message.headers()
-                    )
-                )
+            for index, message in enumerate(messages):
+                # Judged before sending: nats-py would raise on a bad subject or a payload
+                # over the limit after taking a slot of its in-flight window for good.
+                reason = unpublishable(message.subject, message.payload, limit)
+                if reason is not None:
+                    refused[index] = reason
+                    continue
+                futures[index] = await js.publish_async(
+                    message.subject, message.payload, headers=message.headers())
         except Exception as error:  # connection lost mid-batch: what went out may be acked
-            log.warning(
-                "publish interrupted after %d of %d: %s", len(futures), len(messages), error
-            )
-        if not futures:
-            return 0
-        done, not_done = await asyncio.wait(futures, timeout=timeout)
-        for future in not_done:
-            future.cancel()
-        acked = 0
-        for future in futures:  # only an unbroken prefix counts: that keeps the order
-            if future in done and not future.cancelled() and future.exception() is None:
-                acked += 1
-            else:
+            log.warning("publish interrupted after %d of %d: %s",
+                        len(futures) + len(refused), len(messages), error)
+        if futures:
+            _done, not_done = await asyncio.wait(futures.values(), timeout=timeout)
+            for future in not_done:
+                future.cancel()
+        outcomes: list[str | None] = []
+        for index in range(len(messages)):
+            if index in refused:
+                outcomes.append(refused[index])
+                continue
+            sent = futures.get(index)
+            if sent is None or sent.cancelled():
                 break
-        for future in done:  # retrieve exceptions so asyncio does not warn about them
-            if not future.cancelled():
+            failure = sent.exception()
+            if failure is None:
+                outcomes.append(None)
+                continue
+            reason = await self._refusal(messages[index].subject, failure)
+            if reason is None:
+                break  # in doubt: the relay tries again later
+            outcomes.append(reason)
+        for future in futures.values():  # retrieve exceptions so asyncio does not warn
+            if future.done() and not future.cancelled():
                 future.exception()
-        return acked
+        return outcomes
+
+    async def _refusal(self, subject: str, error: BaseException) -> str | None:
+        """Is this publish error permanent? "No responders" also happens while a stream's
+        leader is being elected, so ask the server whether any stream holds the subject."""
+        if isinstance(error, (NoStreamResponseError, NoRespondersError)):
+            try:
+                await self.js.find_stream_name_by_subject(subject)
+            except NotFoundError:
+                return f"no stream holds subject {subject[:120]!r}"
+            except Exception:
+                return None
+            return None
+        if isinstance(error, APIError) and error.code == 400:
+            return f"refused by the broker: {str(error)[:300]}"
+        return None
+
+    async def stored_ids(self, messages: Sequence[Outgoing], since: datetime) -> set[str]:
+        """Read the headers (only) of what the messages' subjects got since ``since``,
+        through a short-lived consumer per stream, and keep the ids asked about."""
+        wanted = {m.message_id for m in messages}
+        by_stream: dict[str, set[str]] = {}
+        for message in messages:
+            by_stream.setdefault(stream_for(message.subject), set()).add(message.subject)
+        found: set[str] = set()
+        for stream, subjects in by_stream.items():
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since,
+                ack_policy=AckPolicy.NONE, headers_only=True, filter_subjects=sorted(subjects),
+                inactive_threshold=30.0, mem_storage=True)
+            subscription = await self.js.pull_subscribe("", stream=stream, config=config)
+            try:
+                while True:
+                    try:
+                        batch = await subscription.fetch(1000, timeout=1.0)
+                    except (TimeoutError, NatsTimeout):
+                        break
+                    for msg in batch:
+                        message_id = (msg.headers or {}).get("Nats-Msg-Id")
+                        if message_id in wanted:
+                            found.add(message_id)
+                    if not batch or batch[-1].metadata.num_pending == 0:
+                        break
+            finally:
+                with contextlib.suppress(Exception):
+                    await self.js.delete_consumer(stream, subscription._consumer)
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+        return found
 
     async def queue(self, spec: QueueSpec) -> Queue:
         config = ConsumerConfig(
