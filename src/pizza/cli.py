@@ -20,11 +20,13 @@ from rich.table import Table
 from pizza import config
 from pizza.deadletters_cli import deadletters
 from pizza.events_cli import events
+from pizza.torture.command import torture
 
 app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStream.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(events, name="events", help="The event catalog and the schema gate.")
 app.add_typer(deadletters, name="deadletters", help="Messages the queues gave up on.")
+app.command()(torture)
 console = Console()
 
 SERVICE_PORTS = {"orders": 8001, "kitchen": 8002, "delivery": 8003, "pickup": 8004,

@@ -15,12 +15,21 @@ For each fetched batch:
 
 The broker's ``max_ack_pending`` is the in-flight limit, and a batch is never larger than
 it. Stopping finishes the batch in hand and returns; nothing is left half-done.
+
+An outage is not a handler failure. When a transaction fails because the database is
+unreachable (``outage.database_unavailable``, confirmed by a probe), the queue pauses
+with the batch in hand: it tells the broker the messages are in progress (no
+redelivery, no attempt counted), probes the database with backoff, and handles the same
+batch again once it answers. A broker that cannot be fetched from is waited for the same
+way. Each outage is logged once when it starts and once when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -29,6 +38,7 @@ from pizza.eventing import inbox, outbox, tracing
 from pizza.eventing.catalog import DEAD_LETTERS_PREFIX, Message, Registry
 from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.envelope import Envelope, MalformedMessage
+from pizza.eventing.outage import Outage, database_unavailable
 from pizza.eventing.service import Handler, Reject, Subscription
 from pizza.eventing.storage import Database
 from pizza.eventing.transport.base import (
@@ -47,6 +57,23 @@ from pizza.eventing.transport.base import (
 log = logging.getLogger("pizza.eventing.consumer")
 
 MAX_BATCH = 256
+
+# Between probes of a dependency that is away: from the first to the last, doubling.
+FIRST_PAUSE = 0.05
+LONGEST_PAUSE = 2.0
+# Times a batch is handled again after a database error whose probe then passed at once
+# (a lock released just then): more means the error is the handler's own.
+FREE_RETRIES = 3
+
+_broker_outages: dict[int, Outage] = {}
+
+
+def _broker_outage(transport: Transport) -> Outage:
+    """One per transport (one connection): its queues share one log line per outage."""
+    found = _broker_outages.get(id(transport))
+    if found is None:
+        found = _broker_outages[id(transport)] = Outage(f"the broker at {transport.url}", log)
+    return found
 
 
 @dataclass(slots=True)
@@ -78,6 +105,8 @@ class Consumer:
         self.relay = relay
         self.stats = ConsumerStats()
         self.queue: Queue | None = None
+        self._stopping = asyncio.Event()  # run() gives the host's
+        self._free_retries = 0
         self.spec = QueueSpec(
             name=self.name,
             subject=subscription.subject,
@@ -95,7 +124,10 @@ class Consumer:
             await self.open()
         queue = self.queue
         assert queue is not None
+        self._stopping = stopping
+        broker = _broker_outage(self.transport)
         batch = min(MAX_BATCH, self.subscription.max_in_flight)
+        pause = FIRST_PAUSE
         try:
             while not stopping.is_set():
                 try:
@@ -103,12 +135,18 @@ class Consumer:
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # broker away: wait and try again
-                    log.warning("%s could not fetch: %s", self.name, error)
-                    await asyncio.sleep(0.5)
+                    broker.begin(self.name, error)
+                    await _rest(stopping, pause)
+                    pause = min(pause * 2, LONGEST_PAUSE)
                     continue
+                if broker.since is not None:
+                    broker.end(self.name)
+                    pause = FIRST_PAUSE
                 if deliveries:
                     await self.handle(deliveries)
         finally:
+            broker.forget(self.name)
+            self.db.outage.forget(self.name)
             await queue.close()
             self.queue = None
 
@@ -126,15 +164,75 @@ class Consumer:
             return
         try:
             await self._transaction(received)
+            return
         except Exception as error:
-            if len(received) == 1:
-                await self._failed(received[0], error)
+            failure = error
+        self._free_retries = 0
+        while True:  # the database may be away: then wait for it and try again
+            verdict = await self._through_outage(failure, received)
+            if verdict == "stop":
                 return
-            for one in received:  # find the one that fails; commit the others
+            if verdict == "failed":
+                break
+            try:
+                await self._transaction(received)
+                return
+            except Exception as error:
+                failure = error
+        if len(received) == 1:
+            await self._failed(received[0], failure)
+            return
+        for index, one in enumerate(received):  # find the one that fails; commit the others
+            while True:
                 try:
                     await self._transaction([one])
+                    break
                 except Exception as single_error:
-                    await self._failed(one, single_error)
+                    verdict = await self._through_outage(single_error, received[index:])
+                    if verdict == "stop":
+                        return
+                    if verdict == "failed":
+                        await self._failed(one, single_error)
+                        break
+
+    async def _through_outage(self, error: Exception, batch: list[Received]) -> str:
+        """After a failed transaction: ``"failed"`` if the handler failed (retry it later,
+        spending an attempt); ``"retry"`` once the database, which was away, is back (the
+        batch was kept alive meanwhile); ``"stop"`` if the consumer is stopping first
+        (the batch is left to the broker, which redelivers it)."""
+        verdict = database_unavailable(error)
+        if verdict is None:
+            return "failed"
+        outage = self.db.outage
+        loop = asyncio.get_running_loop()
+        keep_alive_at = 0.0
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                await self.db.probe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as probe_error:
+                outage.begin(self.name, probe_error)
+            else:
+                if self.name in outage.reporters:
+                    outage.end(self.name)
+                    return "retry"
+                # It answers at once: a lock released just now, or the handler's own error.
+                if verdict == "database" and self._free_retries < FREE_RETRIES:
+                    self._free_retries += 1
+                    return "retry"
+                return "failed"
+            if self._stopping.is_set():
+                outage.forget(self.name)
+                return "stop"
+            if loop.time() >= keep_alive_at:  # no redelivery, no attempt counted
+                keep_alive_at = loop.time() + min(self.spec.ack_wait / 3, 10.0)
+                for item in batch:
+                    with contextlib.suppress(Exception):
+                        await item.delivery.in_progress()
+            await _rest(self._stopping, pause)
+            pause = min(pause * 2, LONGEST_PAUSE)
 
     def _decode(self, delivery: Delivery) -> Received | str:
         """The typed message and its handler, or why it cannot be handled."""
@@ -215,6 +313,12 @@ class Consumer:
         await _settle(delivery.term())
 
 
+async def _rest(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake when the consumer is told to stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
 def _describe(error: BaseException) -> str:
     lines = traceback.format_exception_only(type(error), error)
     return "".join(lines).strip()
@@ -226,4 +330,12 @@ async def _settle(verb: Awaitable[None]) -> None:
     try:
         await verb
     except Exception as error:
-        log.warning("could not settle a message with the broker: %s", error)
+        global _unsettled_logged_at
+        now = time.monotonic()
+        if now - _unsettled_logged_at > 10.0:  # one line, not one per message
+            _unsettled_logged_at = now
+            log.warning("could not settle a message with the broker (the inbox makes its "
+                        "redelivery harmless): %s", error)
+
+
+_unsettled_logged_at = -1e9

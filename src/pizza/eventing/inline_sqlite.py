@@ -51,7 +51,9 @@ def connector(path: str) -> Callable[[], Any]:
 
     async def connect() -> aiosqlite.Connection:
         def open_file() -> sqlite3.Connection:
-            return sqlite3.connect(path, timeout=30, check_same_thread=False)
+            # A busy wait here would block the loop: a few ms, then the caller retries
+            # asleep (storage._begin_when_free) or reports the database unavailable.
+            return sqlite3.connect(path, timeout=0.005, check_same_thread=False)
 
         return await InlineConnection(open_file)
 

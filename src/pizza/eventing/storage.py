@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import zlib
@@ -28,6 +29,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -39,9 +41,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from pizza.eventing import inline_sqlite, settings
+from pizza.eventing.outage import Outage
+
+log = logging.getLogger("pizza.eventing.storage")
 
 kernel_metadata = MetaData()
 
@@ -69,6 +75,8 @@ inbox = Table(
     Column("handled_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("consumer", "message_id"),
 )
+# Pruning finds old rows through this index, in bounded batches, instead of a full scan.
+inbox_handled_at = Index("ix_eventing_inbox_handled_at", inbox.c.handled_at)
 
 _writing: ContextVar[Database | None] = ContextVar("pizza_writing", default=None)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -112,6 +120,8 @@ class Database:
         self._writer = self.engine.execution_options(**{WRITES: True})
         self._writers = asyncio.Lock() if self.is_sqlite else None
         self._owner: IO[str] | None = None
+        # Shared by every consumer of the service: one log line per outage, not per queue.
+        self.outage = Outage(f"the {service} database", log)
 
     def _create_engine(self) -> AsyncEngine:
         options: dict[str, Any] = {}
@@ -141,7 +151,8 @@ class Database:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             for metadata in self.tables:
                 await conn.run_sync(metadata.create_all)
-
+            # create_all skips the indexes of a table that already exists.
+            await conn.run_sync(inbox_handled_at.create, checkfirst=True)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -161,10 +172,22 @@ class Database:
         async with self._writers:
             token = _writing.set(self)
             try:
-                async with self._writer.begin() as conn:
-                    yield conn
+                async with self._writer.connect() as conn:
+                    await _begin_when_free(conn)
+                    try:
+                        yield conn
+                    except BaseException:
+                        await conn.rollback()
+                        raise
+                    await conn.commit()
             finally:
                 _writing.reset(token)
+
+    async def probe(self, timeout: float = 5.0) -> None:
+        """Raise unless the database takes a write transaction now (a consumer paused by
+        an outage asks this until it is back)."""
+        async with asyncio.timeout(timeout), self.begin() as conn:
+            await conn.execute(text("SELECT 1"))
 
     def read(self) -> Any:
         """``async with db.read() as conn``: a connection for queries, taking no write lock."""
@@ -197,6 +220,40 @@ class Database:
 
 WRITES = "pizza_writes"
 
+# How long a writer waits for another program's lock on a SQLite file before the
+# database counts as unavailable (a consumer then pauses, HTTP answers 503). It waits
+# in small asleep steps, so the event loop goes on meanwhile.
+SQLITE_LOCK_PATIENCE = 5.0
+
+
+def _locked(error: OperationalError) -> bool:
+    return "database is locked" in str(error.orig).lower()
+
+
+async def _begin_when_free(conn: AsyncConnection) -> None:
+    """Take SQLite's write lock (BEGIN IMMEDIATE) without blocking the event loop.
+
+    Statements run on the loop's own thread (inline_sqlite), so SQLite's busy handler
+    must not wait there: the connection's busy timeout is a few milliseconds, and while
+    another program holds the lock we sleep and try again, for up to
+    ``SQLITE_LOCK_PATIENCE`` seconds; then the "database is locked" error goes up.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SQLITE_LOCK_PATIENCE
+    pause = 0.002
+    while True:
+        try:
+            await conn.begin()
+            return
+        except OperationalError as error:
+            if not _locked(error) or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+BUSY_TIMEOUT_MS = 5
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Take transactions out of the sqlite3 module's hands: it only says BEGIN before a
@@ -206,7 +263,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    # A few ms only: this wait blocks the event loop (see _begin_when_free).
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 

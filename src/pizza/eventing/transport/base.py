@@ -142,6 +142,9 @@ class Delivery(abc.ABC):
     @abc.abstractmethod
     async def term(self) -> None: ...
 
+    async def in_progress(self) -> None:  # noqa: B027 (a broker without it redelivers)
+        """Still being worked on: restart the ack timer, without a redelivery."""
+
 
 class Queue(abc.ABC):
     @abc.abstractmethod

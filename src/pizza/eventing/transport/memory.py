@@ -126,6 +126,11 @@ class MemoryDelivery(Delivery):
         self._consumer.pending.pop(self._seq, None)
         self._consumer.wake()
 
+    async def in_progress(self) -> None:
+        state = self._consumer.pending.get(self._seq)
+        if state is not None:
+            state.due = time.monotonic() + self._consumer.spec.ack_wait
+
 
 class MemoryQueue(Queue):
     def __init__(self, transport: MemoryTransport, consumer: _Consumer) -> None:

@@ -77,6 +77,9 @@ class NatsDelivery(Delivery):
     async def term(self) -> None:
         await self._msg.term()
 
+    async def in_progress(self) -> None:
+        await self._msg.in_progress()
+
 
 class NatsQueue(Queue):
     def __init__(self, subscription: JetStreamContext.PullSubscription) -> None:

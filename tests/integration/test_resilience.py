@@ -1,0 +1,301 @@
+"""The subscription runtime through outages: a database away, a lock held by another
+program, a queue removed on the server. Real embedded JetStream; SQLite and PostgreSQL
+(through a TCP proxy this test cuts, never by stopping the machine's server)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, insert, select
+from sqlalchemy.engine import make_url
+
+from pizza.eventing import Backoff, Context, Event, Service, ServiceHost, event
+from pizza.eventing import storage as storage_module
+from pizza.eventing.envelope import Envelope, Metadata
+from pizza.eventing.transport.embedded import EmbeddedNats
+from pizza.eventing.transport.nats import NatsTransport
+
+
+@event("ResilienceTicked", version=1, source="clock")
+class TickedV1(Event):
+    number: int
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 15.0,
+                     what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not met in {timeout} s")
+
+
+class TcpProxy:
+    """127.0.0.1:<port> -> target: cut() drops every connection and refuses new ones,
+    as a database server that went away; restore() listens again on the same port."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update((writer, up_writer))
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def restore(self) -> None:
+        await self.start()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self.cut()
+
+
+@dataclass
+class Outages:
+    """How a test takes a service's database away and gives it back."""
+
+    options: dict[str, Any]
+    cut: Callable[[], Awaitable[None]]
+    restore: Callable[[], Awaitable[None]]
+    path: Path | None = None  # SQLite: the service's file
+    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+class FileLock:
+    """Another program holding SQLite's write lock on a file (from a thread of its own)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._release = threading.Event()
+        self._taken = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _hold(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        try:
+            conn.execute("BEGIN EXCLUSIVE")
+            self._taken.set()
+            self._release.wait(60)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    async def take(self) -> None:
+        self._release.clear()
+        self._taken.clear()
+        self._thread = threading.Thread(target=self._hold, daemon=True)
+        self._thread.start()
+        assert await asyncio.to_thread(self._taken.wait, 10), "could not take the lock"
+
+    async def release(self) -> None:
+        self._release.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10)
+
+
+@pytest.fixture
+async def outages(storage: dict[str, Any], tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Outages]:
+    """SQLite: another program holds the file's lock. PostgreSQL (a schema of the test's
+    own, see conftest's ``storage``): the service reaches it through a proxy we cut."""
+    if storage["database_url"] is None:
+        # Wait less for the lock than the other program holds it: then it is an outage.
+        monkeypatch.setattr(storage_module, "SQLITE_LOCK_PATIENCE", 0.3)
+        path = tmp_path / "counter.db"
+        lock = FileLock(path)
+        yield Outages({"database_url": None, "schema": None}, lock.take, lock.release,
+                      path=path)
+        await lock.release()
+        return
+    url = make_url(storage["database_url"])
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+    yield Outages({"database_url": proxied, "schema": storage["schema"]}, proxy.cut,
+                  proxy.restore)
+    await proxy.stop()
+
+
+class Heartbeat:
+    """A task on the event loop that ticks every 20 ms and keeps the longest gap."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _beat(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.02)
+            now = time.monotonic()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    def __enter__(self) -> Heartbeat:
+        self._task = asyncio.create_task(self._beat())
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+def counter_service() -> tuple[Service, Table]:
+    metadata = MetaData()
+    effects = Table("effects", metadata, Column("id", Integer, primary_key=True),
+                    Column("number", Integer, nullable=False, unique=True))
+    service = Service("counter", tables=metadata)
+
+    @service.handles(TickedV1, max_attempts=2, backoff=Backoff(initial=0.2, maximum=0.2))
+    async def count(event: TickedV1, ctx: Context) -> None:
+        # unique=True: a second effect of one message would fail loudly.
+        await ctx.db.execute(insert(effects).values(number=event.number))
+
+    return service, effects
+
+
+async def numbers(host: ServiceHost, effects: Table) -> list[int]:
+    async with host.db.engine.connect() as conn:
+        return sorted(row[0] for row in await conn.execute(select(effects.c.number)))
+
+
+async def publish_ticks(server: EmbeddedNats, numbers: range) -> None:
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    for number in numbers:
+        envelope = Envelope(Metadata(type="ResilienceTicked", version=1, source="clock"),
+                            {"number": number})
+        await js.publish(TickedV1.info.subject, envelope.encode(),
+                         headers={"Nats-Msg-Id": envelope.metadata.id})
+    await nc.close()
+
+
+async def stream_messages(server: EmbeddedNats, stream: str) -> int:
+    nc = await nats.connect(server.url)
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        return info.state.messages
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def transport(nats_server: EmbeddedNats) -> AsyncIterator[NatsTransport]:
+    transport = NatsTransport(nats_server.url)
+    await transport.start()
+    yield transport
+    await transport.close()
+
+
+async def test_a_database_outage_pauses_the_queue_and_spends_no_attempt(
+        nats_server: EmbeddedNats, transport: NatsTransport, outages: Outages,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pizza")
+    service, effects = counter_service()
+    host = ServiceHost(service, transport, relay_interval=0.1, **outages.options)
+    consumer = host.consumers[0]
+    # Shorter than the outage: without keeping the batch alive the broker would redeliver.
+    consumer.spec = replace(consumer.spec, ack_wait=1.0)
+    await host.start()
+    try:
+        await publish_ticks(nats_server, range(5))
+        await eventually(lambda: _equals(numbers(host, effects), list(range(5))))
+
+        with Heartbeat() as heartbeat:
+            await outages.cut()
+            await publish_ticks(nats_server, range(5, 25))
+            await eventually(lambda: host.db.outage.down, what="the outage noticed")
+            await asyncio.sleep(3.0)  # past ack_wait and past every attempt's backoff
+            await outages.restore()
+            await eventually(lambda: _equals(numbers(host, effects), list(range(25))),
+                             timeout=30, what="every message handled")
+        assert heartbeat.longest < 0.5, f"the event loop froze for {heartbeat.longest:.2f} s"
+
+        assert consumer.stats.dead_lettered == 0
+        assert consumer.stats.retried == 0, "an outage spent a message's attempt"
+        assert await stream_messages(nats_server, "PIZZA_DEADLETTERS") == 0
+        nc = await nats.connect(nats_server.url)
+        info = await nc.jetstream().consumer_info(consumer.spec.stream, consumer.name)
+        await nc.close()
+        assert info.num_redelivered == 0, "the paused batch was redelivered"
+
+        storage_lines = [r for r in caplog.records if r.name == "pizza.eventing.storage"]
+        assert [r.levelno for r in storage_lines] == [logging.WARNING, logging.INFO], \
+            [r.getMessage() for r in storage_lines]
+        assert not [r for r in caplog.records
+                    if r.name == "pizza.eventing.consumer" and r.levelno >= logging.WARNING]
+    finally:
+        await host.stop()
+
+
+async def test_a_handler_bug_is_still_retried_and_dead_lettered(
+        nats_server: EmbeddedNats, transport: NatsTransport, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outage path must not swallow real failures: a KeyError spends attempts."""
+    monkeypatch.setenv("PIZZA_HOME", str(tmp_path))
+    service = Service("buggy")
+
+    @service.handles(TickedV1, max_attempts=2, backoff=Backoff(initial=0.1, maximum=0.1))
+    async def count(event: TickedV1, ctx: Context) -> None:
+        raise KeyError(event.number)
+
+    host = ServiceHost(service, transport, relay_interval=0.1)
+    await host.start()
+    try:
+        await publish_ticks(nats_server, range(1))
+        await eventually(lambda: host.consumers[0].stats.dead_lettered == 1)
+        assert host.consumers[0].stats.retried == 1
+        assert not host.db.outage.down
+    finally:
+        await host.stop()
+
+
+async def _equals(value: Awaitable[Any], expected: Any) -> bool:
+    return await value == expected
