@@ -10,18 +10,25 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import pytest
+from fastapi import APIRouter
+from harness import app_for
 from sqlalchemy import Column, Integer, MetaData, Table, insert, select
 from sqlalchemy.engine import make_url
 
+from pizza.app import create_app
 from pizza.eventing import Backoff, Context, Event, Service, ServiceHost, event
 from pizza.eventing import storage as storage_module
 from pizza.eventing.envelope import Envelope, Metadata
+from pizza.eventing.host import Runtime
+from pizza.eventing.transport.memory import MemoryTransport
+from pizza.eventing.transport.base import Outgoing
 from pizza.eventing.transport.embedded import EmbeddedNats
 from pizza.eventing.transport.nats import NatsTransport
 
@@ -104,28 +111,32 @@ class Outages:
     options: dict[str, Any]
     cut: Callable[[], Awaitable[None]]
     restore: Callable[[], Awaitable[None]]
-    path: Path | None = None  # SQLite: the service's file
-    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 class FileLock:
-    """Another program holding SQLite's write lock on a file (from a thread of its own)."""
+    """Another program holding SQLite's write lock on every database file of a
+    PIZZA_HOME (from a thread of its own)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, home: Path) -> None:
+        self.home = home
         self._release = threading.Event()
         self._taken = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _hold(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        conns = [sqlite3.connect(path, isolation_level=None, timeout=10)
+                 for path in sorted(self.home.glob("*.db"))]
+        assert conns, f"no database in {self.home}"
         try:
-            conn.execute("BEGIN EXCLUSIVE")
+            for conn in conns:
+                conn.execute("BEGIN EXCLUSIVE")
             self._taken.set()
             self._release.wait(60)
-            conn.execute("COMMIT")
+            for conn in conns:
+                conn.execute("COMMIT")
         finally:
-            conn.close()
+            for conn in conns:
+                conn.close()
 
     async def take(self) -> None:
         self._release.clear()
@@ -148,10 +159,8 @@ async def outages(storage: dict[str, Any], tmp_path: Path,
     if storage["database_url"] is None:
         # Wait less for the lock than the other program holds it: then it is an outage.
         monkeypatch.setattr(storage_module, "SQLITE_LOCK_PATIENCE", 0.3)
-        path = tmp_path / "counter.db"
-        lock = FileLock(path)
-        yield Outages({"database_url": None, "schema": None}, lock.take, lock.release,
-                      path=path)
+        lock = FileLock(tmp_path)
+        yield Outages({"database_url": None, "schema": None}, lock.take, lock.release)
         await lock.release()
         return
     url = make_url(storage["database_url"])
@@ -299,3 +308,84 @@ async def test_a_handler_bug_is_still_retried_and_dead_lettered(
 
 async def _equals(value: Awaitable[Any], expected: Any) -> bool:
     return await value == expected
+
+
+def ticks_api() -> Service:
+    metadata = MetaData()
+    ticks = Table("ticks", metadata, Column("number", Integer, primary_key=True))
+    service = Service("ticker", tables=metadata)
+    service.router = APIRouter()
+
+    @service.handles(TickedV1)
+    async def count(event: TickedV1, ctx: Context) -> None:
+        await ctx.db.execute(insert(ticks).values(number=event.number))
+
+    @service.router.post("/api/ticks/{number}", status_code=201)
+    async def tick(number: int) -> dict[str, int]:
+        async with service.unit_of_work() as ctx:
+            await ctx.db.execute(insert(ticks).values(number=number))
+        return {"number": number}
+
+    return service
+
+
+async def test_while_the_database_is_away_the_api_answers_503(outages: Outages) -> None:
+    service = ticks_api()
+    runtime = Runtime([service], transport=MemoryTransport(), relay_interval=0.05,
+                      **outages.options)
+    await runtime.start()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for([service])),
+                               base_url="http://test")
+    try:
+        assert (await client.post("/api/ticks/1")).status_code == 201
+        await outages.cut()
+        answer = await client.post("/api/ticks/2")
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"] == "application/json"
+        assert int(answer.headers["Retry-After"]) > 0
+        body = answer.json()
+        assert body["error"]["code"] == "unavailable"
+        assert body["error"]["message"]
+        assert body["error"]["details"] is None
+        await outages.restore()
+
+        async def accepted() -> bool:
+            return (await client.post("/api/ticks/3")).status_code == 201
+
+        await eventually(accepted, what="the API answering again")
+    finally:
+        await client.aclose()
+        await runtime.stop()
+
+
+async def test_health_answers_through_an_outage_and_reports_the_loop_lag(
+        outages: Outages) -> None:
+    transport = MemoryTransport()
+    app = create_app([ticks_api()], runtime_options={"transport": transport,
+                                                     "relay_interval": 0.05,
+                                                     **outages.options})
+    async with app.router.lifespan_context(app):
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                   base_url="http://test")
+        time.sleep(0.3)  # block the event loop, as a heavy statement run inline would
+        await asyncio.sleep(0.25)  # the monitor's next tick measures it
+        health = (await client.get("/api/health")).json()
+        assert health["loopLagMs"] >= 150, health  # 0.3 s less the timer's 0.1 s
+        assert health["services"]["ticker"]["database"] == "ok"
+
+        await outages.cut()
+        envelope = Envelope(Metadata(type="ResilienceTicked", version=1, source="clock"),
+                            {"number": 9})
+        await transport.publish([Outgoing(envelope.metadata.id, TickedV1.info.subject,
+                                          envelope.encode())])
+        host = app.state.runtime.hosts["ticker"]
+        await eventually(lambda: host.db.outage.down, what="the consumer pausing")
+        started = time.monotonic()
+        answer = await client.get("/api/health")
+        assert time.monotonic() - started < 1.0
+        assert answer.status_code == 200
+        assert answer.json()["status"] == "degraded"
+        assert answer.json()["services"]["ticker"]["database"] == "unavailable"
+        await outages.restore()
+        await eventually(lambda: not host.db.outage.down, what="the consumer resuming")
+        await client.aclose()

@@ -23,6 +23,7 @@ from pizza.eventing import outbox, settings, usage
 from pizza.eventing.catalog import Registry, registry
 from pizza.eventing.consumer import Consumer, ConsumerStats
 from pizza.eventing.context import Context, run_commit_callbacks
+from pizza.eventing.loop_lag import LoopLag
 from pizza.eventing.service import Background, Service
 from pizza.eventing.storage import Database, inbox
 from pizza.eventing.transport.base import Transport
@@ -177,8 +178,10 @@ class Runtime:
         self.host_options = host_options
         self.embedded: Any = None
         self.hosts: dict[str, ServiceHost] = {}
+        self.loop_lag = LoopLag()
 
     async def start(self) -> None:
+        self.loop_lag.start()
         if self.transport is None:
             from pizza.eventing.transport.nats import NatsTransport
 
@@ -204,6 +207,7 @@ class Runtime:
     async def stop(self) -> None:
         await asyncio.gather(*(host.stop() for host in self.hosts.values()))
         self.hosts.clear()
+        await self.loop_lag.stop()
         if self.transport is not None:
             await self.transport.close()
         if self.embedded is not None:

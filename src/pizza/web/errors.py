@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pizza.eventing.outage import database_unavailable
+
+log = logging.getLogger("pizza.web")
+
+# Seconds a client is told to wait while the database is away (Retry-After).
+RETRY_AFTER = 5
 
 
 class ApiError(Exception):
@@ -28,7 +39,32 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     )
 
 
+_unavailable_logged_at = -1e9
+
+
+async def unavailable(_request: Request, error: Exception) -> JSONResponse:
+    """The database is away: 503 with Retry-After, not a bare 500. Anything else that
+    reaches here is a bug and goes on to the server's own 500 (logged with its trace)."""
+    if database_unavailable(error) is None:
+        raise error
+    global _unavailable_logged_at
+    now = time.monotonic()
+    if now - _unavailable_logged_at > 30.0:  # one line per outage, not one per request
+        _unavailable_logged_at = now
+        log.warning("answering 503: the database is unavailable: %s",
+                    " ".join(str(error).split())[:300])
+    response = error_response(503, "unavailable",
+                              "the service's database is unavailable; try again shortly")
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
 def install(app: FastAPI) -> None:
+    # What a route meets when its database is unreachable: SQLAlchemy's wrapped driver
+    # errors, a pool that hands out no connection, and the driver's bare socket errors.
+    for error_class in (DBAPIError, PoolTimeout, OSError):
+        app.add_exception_handler(error_class, unavailable)
+
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
         return error_response(error.status, error.code, error.message, error.details)
