@@ -52,6 +52,7 @@ from pizza.eventing.transport.base import (
     Queue,
     QueueSpec,
     Transport,
+    retry_subject,
 )
 
 log = logging.getLogger("pizza.eventing.consumer")
@@ -106,6 +107,7 @@ class Consumer:
         self.stats = ConsumerStats()
         self.queue: Queue | None = None
         self._stopping = asyncio.Event()  # run() gives the host's
+        self._retry_suffix = retry_subject("", self.name)
         self._free_retries = 0
         self.spec = QueueSpec(
             name=self.name,
@@ -296,7 +298,8 @@ class Consumer:
             DEAD_REASON: reason,
             DEAD_ERROR: error[:4000],
             DEAD_ATTEMPTS: str(delivery.attempt),
-            DEAD_SUBJECT: delivery.subject,
+            # A retry that failed again is retried from its original subject as well.
+            DEAD_SUBJECT: delivery.subject.removesuffix(self._retry_suffix),
             DEAD_CONSUMER: self.name,
         }
         try:

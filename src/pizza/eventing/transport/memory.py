@@ -73,6 +73,10 @@ class _Consumer:
         self.next_seq = 1 if spec.start == "all" else len(stream.messages) + 1
         self.pending: dict[int, _Pending] = {}  # stream seq -> state
 
+    def matches(self, subject: str) -> bool:
+        """Its subject, or its own retry subject (as JetStream's filter_subjects)."""
+        return any(subject_matches(pattern, subject) for pattern in self.spec.subjects)
+
     def _deliver(self, stored: _Stored, state: _Pending, now: float) -> MemoryDelivery:
         state.attempt += 1
         state.due = now + self.spec.ack_wait
@@ -89,7 +93,7 @@ class _Consumer:
         while room > 0 and self.next_seq <= len(self.stream.messages):
             stored = self.stream.messages[self.next_seq - 1]
             self.next_seq += 1
-            if subject_matches(self.spec.subject, stored.subject):
+            if self.matches(stored.subject):
                 state = self.pending[stored.seq] = _Pending(attempt=0, due=now)
                 out.append(self._deliver(stored, state, now))
                 room -= 1
@@ -100,7 +104,7 @@ class _Consumer:
 
     def waiting(self) -> int:
         rest = self.stream.messages[self.next_seq - 1 :]
-        return sum(subject_matches(self.spec.subject, m.subject) for m in rest)
+        return sum(self.matches(m.subject) for m in rest)
 
 
 class MemoryDelivery(Delivery):
@@ -234,8 +238,9 @@ class MemoryTransport(Transport):
         if consumer is None:
             consumer = _Consumer(spec, self._streams[spec.stream], self._wake)
             self._consumers[key] = consumer
-        elif consumer.spec.max_in_flight != spec.max_in_flight:  # as nats.py: apply it
-            consumer.spec = replace(consumer.spec, max_in_flight=spec.max_in_flight)
+        elif consumer.spec != replace(spec, start=consumer.spec.start):
+            # As nats.py: apply the declared settings; where it reads from stays.
+            consumer.spec = replace(spec, start=consumer.spec.start)
         return MemoryQueue(self, consumer)
 
     async def dead_letter(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:

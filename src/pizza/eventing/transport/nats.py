@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
@@ -34,6 +35,7 @@ from nats.js.errors import (
     KeyNotFoundError,
     NoStreamResponseError,
     NotFoundError,
+    ServiceUnavailableError,
 )
 from nats.js.kv import KeyValue
 
@@ -53,6 +55,9 @@ from pizza.eventing.transport.base import (
 
 log = logging.getLogger("pizza.eventing.nats")
 
+# Seconds before the last good fetch that a recreated consumer delivers from, on top of
+# ack_wait (clock skew, a fetch that timed out while the consumer was already gone).
+HEAL_MARGIN = 5.0
 
 class NatsDelivery(Delivery):
     __slots__ = ("_msg", "data", "headers", "subject")
@@ -82,15 +87,49 @@ class NatsDelivery(Delivery):
 
 
 class NatsQueue(Queue):
-    def __init__(self, subscription: JetStreamContext.PullSubscription) -> None:
+    """A bound pull subscription that heals: if its durable consumer (or the stream) is
+    removed on the server, the next fetch recreates it with the declared settings."""
+
+    def __init__(self, transport: NatsTransport, spec: QueueSpec,
+                 subscription: JetStreamContext.PullSubscription) -> None:
+        self._transport = transport
+        self._spec = spec
         self._subscription = subscription
+        self._fine_at = time.time()  # wall clock: the server's start time is one too
 
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
         try:
             messages = await self._subscription.fetch(batch, timeout=timeout)
         except (TimeoutError, NatsTimeout):
+            self._fine_at = time.time()
             return []
+        except (ServiceUnavailableError, NotFoundError, NoRespondersError):
+            # The pull request found no consumer to answer it: removed on the server.
+            if await self._heal():
+                return []
+            raise
+        self._fine_at = time.time()
         return [NatsDelivery(msg) for msg in messages]
+
+    async def _heal(self) -> bool:
+        """Recreate a missing stream or consumer; True if the queue works again.
+
+        The new consumer starts from a little before the last fetch that worked (less
+        ``ack_wait`` and a margin, for messages delivered then but not yet settled): what
+        was published while it was missing is delivered, and the inbox makes the overlap
+        harmless."""
+        spec = self._spec
+        since = datetime.fromtimestamp(self._fine_at - spec.ack_wait - HEAL_MARGIN, UTC)
+        try:
+            await self._transport._ensure_stream(spec.stream, STREAMS[spec.stream])
+            created = await self._transport._declare_queue(spec, since=since)
+        except Exception as error:
+            log.debug("could not heal queue %s: %s", spec.name, error)
+            return False
+        if created:
+            log.warning("queue %s was missing on the server; recreated it with its declared "
+                        "settings, delivering from %s", spec.name, since.isoformat())
+        return created
 
     async def pending(self) -> tuple[int, int]:
         info = await self._subscription.consumer_info()
@@ -101,6 +140,24 @@ class NatsQueue(Queue):
             await self._subscription.unsubscribe()
 
 
+def _drifted(actual: ConsumerConfig, declared: ConsumerConfig) -> list[str]:
+    """The declared settings an existing consumer does not have."""
+    def subjects(config: ConsumerConfig) -> list[str]:
+        return sorted(config.filter_subjects or
+                      ([config.filter_subject] if config.filter_subject else []))
+
+    changed = []
+    if subjects(actual) != subjects(declared):
+        changed.append("subjects")
+    if abs((actual.ack_wait or 0) - (declared.ack_wait or 0)) > 0.001:
+        changed.append("ack_wait")
+    if actual.max_ack_pending != declared.max_ack_pending:
+        changed.append("max_ack_pending")
+    if (actual.max_deliver or -1) != declared.max_deliver:
+        changed.append("max_deliver")
+    return changed
+
+
 class NatsTransport(Transport):
     def __init__(self, url: str, *, name: str = "pizza") -> None:
         self.url = url
@@ -108,6 +165,7 @@ class NatsTransport(Transport):
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._closing = False
+        self._old_server_told = False
 
     @property
     def nc(self) -> NATS:
@@ -151,11 +209,21 @@ class NatsTransport(Transport):
             await self._ensure_stream(stream, subject)
 
     async def _ensure_stream(self, name: str, subject: str) -> None:
-        config = StreamConfig(name=name, subjects=[subject], duplicate_window=DUPLICATE_WINDOW)
+        """Create the stream, or bring what we declare (its subjects and the duplicate
+        window) back where it drifted; its other settings are the operator's."""
         try:
-            await self.js.stream_info(name)
+            info = await self.js.stream_info(name)
         except NotFoundError:
-            await self.js.add_stream(config)
+            await self.js.add_stream(StreamConfig(name=name, subjects=[subject],
+                                                  duplicate_window=DUPLICATE_WINDOW))
+            return
+        config = info.config
+        if config.subjects != [subject] or abs(config.duplicate_window
+                                               - DUPLICATE_WINDOW) > 0.001:
+            log.info("stream %s: applying the declared subjects and duplicate window", name)
+            config.subjects = [subject]
+            config.duplicate_window = DUPLICATE_WINDOW
+            await self.js.update_stream(config)
 
     async def close(self) -> None:
         self._closing = True
@@ -263,25 +331,56 @@ class NatsTransport(Transport):
         return found
 
     async def queue(self, spec: QueueSpec) -> Queue:
-        config = ConsumerConfig(
+        await self._declare_queue(spec)
+        subscription = await self.js.pull_subscribe_bind(durable=spec.name, stream=spec.stream)
+        return NatsQueue(self, spec, subscription)
+
+    def _subjects(self, spec: QueueSpec) -> list[str]:
+        """The queue's subject and its own retry subject; a server older than 2.10 knows
+        one filter subject only (its dead letters' retries then reach no one)."""
+        version = str(self.nc._server_info.get("version", "2.10"))
+        if tuple(int(p) for p in version.split("-")[0].split(".")[:2]) < (2, 10):
+            if not self._old_server_told:
+                self._old_server_told = True
+                log.warning("nats-server %s has no multi-subject consumers; retried dead "
+                            "letters will not be delivered (use 2.10 or later)", version)
+            return [spec.subject]
+        return spec.subjects
+
+    def _consumer_config(self, spec: QueueSpec) -> ConsumerConfig:
+        subjects = self._subjects(spec)
+        return ConsumerConfig(
             durable_name=spec.name,
-            filter_subject=spec.subject,
+            filter_subject=subjects[0] if len(subjects) == 1 else None,
+            filter_subjects=subjects if len(subjects) > 1 else None,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=spec.ack_wait,
             max_ack_pending=spec.max_in_flight,
             deliver_policy=DeliverPolicy.ALL if spec.start == "all" else DeliverPolicy.NEW,
             max_deliver=-1,  # the kernel counts attempts and dead-letters, not the broker
         )
+
+    async def _declare_queue(self, spec: QueueSpec, *, since: datetime | None = None) -> bool:
+        """Create the durable consumer (from ``since`` if given), or reconcile an existing
+        one with what the code declares; True if it was created."""
+        config = self._consumer_config(spec)
         try:
             info = await self.js.consumer_info(spec.stream, spec.name)
-            if info.config.max_ack_pending != spec.max_in_flight:
-                # The service's intake limit changed: apply it to the existing queue.
-                config.deliver_policy = info.config.deliver_policy
-                await self.js.add_consumer(spec.stream, config)
         except NotFoundError:
+            if since is not None:
+                config.deliver_policy = DeliverPolicy.BY_START_TIME
+                config.opt_start_time = since
             await self.js.add_consumer(spec.stream, config)
-        subscription = await self.js.pull_subscribe_bind(durable=spec.name, stream=spec.stream)
-        return NatsQueue(subscription)
+            return True
+        changed = _drifted(info.config, config)
+        if changed:
+            # Where it delivers from cannot change on the server: keep it.
+            config.deliver_policy = info.config.deliver_policy
+            config.opt_start_seq = info.config.opt_start_seq
+            config.opt_start_time = info.config.opt_start_time
+            log.info("queue %s: applying the declared %s", spec.name, ", ".join(changed))
+            await self.js.add_consumer(spec.stream, config)
+        return False
 
     async def dead_letter(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         try:
