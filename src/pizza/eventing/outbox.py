@@ -360,8 +360,7 @@ class Relay:
             await conn.execute(delete(outbox).where(outbox.c.seq.in_(seqs)))
 
     async def prune(self) -> None:
-        async with self.db.begin() as conn:
-            removed = await inbox.prune(conn, datetime.now(UTC) - self.inbox_retention)
+        removed = await inbox.prune(self.db, datetime.now(UTC) - self.inbox_retention)
         if removed:
             log.info("pruned %d inbox rows of %s", removed, self.db.service)
 
