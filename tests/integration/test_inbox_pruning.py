@@ -6,9 +6,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, insert, inspect, select, text
 
 from pizza.eventing import inbox as inbox_module
 from pizza.eventing.storage import Database, inbox

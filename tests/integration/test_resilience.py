@@ -18,18 +18,18 @@ import httpx
 import nats
 import pytest
 from fastapi import APIRouter
-from harness import app_for
 from sqlalchemy import Column, Integer, MetaData, Table, insert, select
 from sqlalchemy.engine import make_url
 
+from harness import app_for
 from pizza.app import create_app
 from pizza.eventing import Backoff, Context, Event, Service, ServiceHost, event
 from pizza.eventing import storage as storage_module
 from pizza.eventing.envelope import Envelope, Metadata
 from pizza.eventing.host import Runtime
-from pizza.eventing.transport.memory import MemoryTransport
 from pizza.eventing.transport.base import Outgoing
 from pizza.eventing.transport.embedded import EmbeddedNats
+from pizza.eventing.transport.memory import MemoryTransport
 from pizza.eventing.transport.nats import NatsTransport
 
 
@@ -284,6 +284,30 @@ async def test_a_database_outage_pauses_the_queue_and_spends_no_attempt(
         await host.stop()
 
 
+async def test_a_broker_outage_is_one_warning_and_the_queue_resumes(
+        nats_server: EmbeddedNats, transport: NatsTransport, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("PIZZA_HOME", str(tmp_path))
+    caplog.set_level(logging.INFO, logger="pizza")
+    service, effects = counter_service()
+    host = ServiceHost(service, transport, relay_interval=0.1)
+    await host.start()
+    try:
+        await publish_ticks(nats_server, range(3))
+        await eventually(lambda: _equals(numbers(host, effects), [0, 1, 2]))
+        await nats_server.stop()
+        await asyncio.sleep(3.0)  # six fetch timeouts' worth of broker absence
+        await nats_server.start()
+        await publish_ticks(nats_server, range(3, 6))
+        await eventually(lambda: _equals(numbers(host, effects), list(range(6))),
+                         timeout=30, what="messages after the broker came back")
+        consumer_lines = [r for r in caplog.records if r.name == "pizza.eventing.consumer"]
+        assert len([r for r in consumer_lines if r.levelno >= logging.WARNING]) <= 1, \
+            [r.getMessage() for r in consumer_lines]
+    finally:
+        await host.stop()
+
+
 async def test_a_handler_bug_is_still_retried_and_dead_lettered(
         nats_server: EmbeddedNats, transport: NatsTransport, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -367,7 +391,7 @@ async def test_health_answers_through_an_outage_and_reports_the_loop_lag(
     async with app.router.lifespan_context(app):
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                    base_url="http://test")
-        time.sleep(0.3)  # block the event loop, as a heavy statement run inline would
+        time.sleep(0.3)  # noqa: ASYNC251 (blocks the loop, as a heavy inline statement)
         await asyncio.sleep(0.25)  # the monitor's next tick measures it
         health = (await client.get("/api/health")).json()
         assert health["loopLagMs"] >= 150, health  # 0.3 s less the timer's 0.1 s

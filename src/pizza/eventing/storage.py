@@ -131,7 +131,9 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             options["async_creator"] = inline_sqlite.connector(path or ":memory:")
         else:
-            options["connect_args"] = {"server_settings": {"search_path": self.schema}}
+            # timeout: a server that went silent (not refused) is an outage in seconds.
+            options["connect_args"] = {"server_settings": {"search_path": self.schema},
+                                       "timeout": 10}
             options["pool_size"] = 10
             options["pool_pre_ping"] = True
         engine = create_async_engine(self.url, **options)
