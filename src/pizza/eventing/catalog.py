@@ -136,7 +136,7 @@ class Registry:
             return message
         except ValidationError as error:
             raise MalformedMessage(
-                f"{meta.type} v{meta.version} data is invalid: {error.errors(include_url=False)}"
+                f"{meta.type} v{meta.version} data is invalid: {_problems(error)}"
             ) from None
 
 
@@ -169,3 +169,9 @@ def reply(name: str, *, version: int, source: str, description: str = "",
           deprecated: date | None = None) -> Callable[[M], M]:
     """Declare an answer to a command: sent by ``source`` to the command's replyTo."""
     return _declare("reply", name, version, source, description, deprecated)
+
+
+def _problems(error: ValidationError) -> list[Any]:
+    """What is wrong with a message's data, without the offending values: they may be
+    huge or hostile, and this text is logged and stored with the dead letter."""
+    return error.errors(include_url=False, include_input=False, include_context=False)

@@ -23,7 +23,19 @@ HOME = {"customerId": "c-1", "line1": "1 Basil Street", "line2": "Flat 2",
         "city": "London", "postcode": "sw1a1aa"}
 
 
-def prepared(order_id: str, delivery_id: str | None = "d-1",
+ADDRESS_1 = "00000000-0000-4000-9000-000000000001"
+ADDRESS_999 = "00000000-0000-4000-9000-000000000999"
+ORDER_1 = "00000000-0000-4000-8000-000000000001"
+ORDER_2 = "00000000-0000-4000-8000-000000000002"
+ORDER_AA = "00000000-0000-4000-8000-0000000000aa"
+
+
+def order_n(n: int) -> str:
+    """The id of a test's n-th order: a UUID, as orders makes them."""
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def prepared(order_id: str, delivery_id: str | None = ADDRESS_1,
              fulfilment: str = "delivery") -> OrderPreparedV1:
     return OrderPreparedV1(order_id=order_id, fulfilment=fulfilment, delivery_id=delivery_id)
 
@@ -104,58 +116,58 @@ async def test_bad_address_is_refused_and_nothing_happens(system: System,
 async def test_a_prepared_delivery_order_becomes_a_job_with_its_address(
         system: System) -> None:
     delivery_id = await register(system, {**HOME, "line2": None, "postcode": " se1 7pb "})
-    await publish(system, prepared("o-1", delivery_id))
+    await publish(system, prepared(ORDER_1, delivery_id))
     assert await jobs(system) == [{
-        "orderId": "o-1", "stage": "awaiting", "driver": None,
+        "orderId": ORDER_1, "stage": "awaiting", "driver": None,
         "address": {"line1": "1 Basil Street", "line2": None, "city": "London",
                     "postcode": "SE1 7PB"},
     }]
 
 
 async def test_a_pickup_order_is_not_delivered(system: System) -> None:
-    await publish(system, prepared("o-1", None, fulfilment="pickup"))
+    await publish(system, prepared(ORDER_1, None, fulfilment="pickup"))
     assert await jobs(system) == []
-    assert (await send_out(system, "o-1")).status_code == 404
+    assert (await send_out(system, ORDER_1)).status_code == 404
 
 
 async def test_an_unknown_delivery_id_still_opens_the_job(system: System) -> None:
-    await publish(system, prepared("o-1", "no-such-address"))
+    await publish(system, prepared(ORDER_1, ADDRESS_999))
     [job] = await jobs(system)
-    assert (job["orderId"], job["address"]) == ("o-1", None)
+    assert (job["orderId"], job["address"]) == (ORDER_1, None)
 
 
 async def test_redelivered_prepared_opens_one_job(system: System) -> None:
-    env = await publish(system, prepared("o-1"))
+    env = await publish(system, prepared(ORDER_1))
     await deliver(system, env, nats_id="redelivered")
-    await publish(system, prepared("o-1"))
-    assert [j["orderId"] for j in await jobs(system)] == ["o-1"]
+    await publish(system, prepared(ORDER_1))
+    assert [j["orderId"] for j in await jobs(system)] == [ORDER_1]
 
 
 async def test_out_for_delivery_publishes_once_in_the_orders_story(system: System) -> None:
-    env = await publish(system, prepared("o-1"))
-    first = await send_out(system, "o-1", "Asha")
-    again = await send_out(system, "o-1", "Asha")
+    env = await publish(system, prepared(ORDER_1))
+    first = await send_out(system, ORDER_1, "Asha")
+    again = await send_out(system, ORDER_1, "Asha")
     assert (first.status_code, again.status_code) == (202, 202)
     await system.settle()
     [out] = system.published(DELIVERY)
     assert out["metadata"]["type"] == "OrderOutForDelivery"
-    assert out["data"] == {"orderId": "o-1", "driver": "Asha"}
+    assert out["data"] == {"orderId": ORDER_1, "driver": "Asha"}
     assert out["metadata"]["correlationId"] == env.metadata.correlation_id
     assert [(j["stage"], j["driver"]) for j in await jobs(system)] == [("out", "Asha")]
 
 
 async def test_another_driver_cannot_take_a_job_already_out(system: System) -> None:
-    await publish(system, prepared("o-1"))
-    await send_out(system, "o-1", "Asha")
-    response = await send_out(system, "o-1", "Bertie")
+    await publish(system, prepared(ORDER_1))
+    await send_out(system, ORDER_1, "Asha")
+    response = await send_out(system, ORDER_1, "Bertie")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "wrong-stage"
 
 
 @pytest.mark.parametrize("body", [{}, {"driver": ""}, {"driver": "x" * 101}])
 async def test_out_for_delivery_needs_a_driver(system: System, body: dict[str, Any]) -> None:
-    await publish(system, prepared("o-1"))
-    response = await system.http.post("/api/delivery/jobs/o-1/out-for-delivery", json=body)
+    await publish(system, prepared(ORDER_1))
+    response = await system.http.post(f"/api/delivery/jobs/{ORDER_1}/out-for-delivery", json=body)
     assert response.status_code == 422
     await system.settle()
     assert types(system) == []
@@ -163,8 +175,8 @@ async def test_out_for_delivery_needs_a_driver(system: System, body: dict[str, A
 
 
 async def test_delivered_needs_the_job_out_first(system: System) -> None:
-    await publish(system, prepared("o-1"))
-    response = await system.http.post("/api/delivery/jobs/o-1/delivered")
+    await publish(system, prepared(ORDER_1))
+    response = await system.http.post(f"/api/delivery/jobs/{ORDER_1}/delivered")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "wrong-stage"
     await system.settle()
@@ -172,17 +184,17 @@ async def test_delivered_needs_the_job_out_first(system: System) -> None:
 
 
 async def test_delivered_publishes_once_and_leaves_the_list(system: System) -> None:
-    await publish(system, prepared("o-1"))
-    await publish(system, prepared("o-2"))
-    await send_out(system, "o-1")
+    await publish(system, prepared(ORDER_1))
+    await publish(system, prepared(ORDER_2))
+    await send_out(system, ORDER_1)
     for _ in range(2):
-        response = await system.http.post("/api/delivery/jobs/o-1/delivered")
+        response = await system.http.post(f"/api/delivery/jobs/{ORDER_1}/delivered")
         assert response.status_code == 202
     await system.settle()
     assert types(system) == ["OrderOutForDelivery", "OrderDelivered"]
-    assert system.published(DELIVERY)[1]["data"] == {"orderId": "o-1"}
-    assert [j["orderId"] for j in await jobs(system)] == ["o-2"]
-    assert (await send_out(system, "o-1")).status_code == 409
+    assert system.published(DELIVERY)[1]["data"] == {"orderId": ORDER_1}
+    assert [j["orderId"] for j in await jobs(system)] == [ORDER_2]
+    assert (await send_out(system, ORDER_1)).status_code == 409
 
 
 @pytest.mark.parametrize("path", ["out-for-delivery", "delivered"])
@@ -194,10 +206,10 @@ async def test_unknown_job_is_not_found(system: System, path: str) -> None:
 
 
 async def test_a_cancelled_job_is_withdrawn(system: System) -> None:
-    await publish(system, prepared("o-1"))
-    await publish(system, cancelled("o-1"))
+    await publish(system, prepared(ORDER_1))
+    await publish(system, cancelled(ORDER_1))
     assert await jobs(system) == []
-    response = await send_out(system, "o-1")
+    response = await send_out(system, ORDER_1)
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "job-withdrawn"
     await system.settle()
@@ -205,18 +217,33 @@ async def test_a_cancelled_job_is_withdrawn(system: System) -> None:
 
 
 async def test_cancel_before_prepared_leaves_a_tombstone(system: System) -> None:
-    await publish(system, cancelled("o-1"))
-    await publish(system, prepared("o-1"))  # late: its own queue was slower
+    await publish(system, cancelled(ORDER_1))
+    await publish(system, prepared(ORDER_1))  # late: its own queue was slower
     assert await jobs(system) == []
-    assert (await send_out(system, "o-1")).json()["error"]["code"] == "job-withdrawn"
+    assert (await send_out(system, ORDER_1)).json()["error"]["code"] == "job-withdrawn"
 
 
-async def test_cancel_once_out_changes_nothing(system: System) -> None:
-    await publish(system, prepared("o-1"))
-    await send_out(system, "o-1")
-    await publish(system, cancelled("o-1"))
-    assert [j["stage"] for j in await jobs(system)] == ["out"]
-    assert (await system.http.post("/api/delivery/jobs/o-1/delivered")).status_code == 202
+async def test_a_cancel_withdraws_the_job_even_once_out(system: System) -> None:
+    # Orders accepted the cancel before it heard of OrderPrepared (it raced the kitchen):
+    # orders is the authority, so the driver brings the order back.
+    await publish(system, prepared(ORDER_1))
+    await send_out(system, ORDER_1)
+    await publish(system, cancelled(ORDER_1))
+
+    assert await jobs(system) == []
+    response = await system.http.post(f"/api/delivery/jobs/{ORDER_1}/delivered")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "job-withdrawn"
+    await system.settle()
+    assert types(system) == ["OrderOutForDelivery"]
+
+
+async def test_cancel_after_delivery_changes_nothing(system: System) -> None:
+    await publish(system, prepared(ORDER_1))
+    await send_out(system, ORDER_1)
+    assert (await system.http.post(f"/api/delivery/jobs/{ORDER_1}/delivered")).status_code == 202
+    await publish(system, cancelled(ORDER_1))
+    assert (await system.http.post(f"/api/delivery/jobs/{ORDER_1}/delivered")).status_code == 202
 
 
 # -- simulation ------------------------------------------------------------------------
@@ -235,13 +262,13 @@ async def test_simulated_drivers_deliver_every_job(tmp_path: Path,
     simulate(drive_seconds=0)
     async with running([delivery], tmp_path) as system:
         for n in range(4):
-            await publish(system, prepared(f"o-{n}"))
-        await publish(system, prepared("p-1", None, fulfilment="pickup"))
+            await publish(system, prepared(order_n(n)))
+        await publish(system, prepared(ORDER_AA, None, fulfilment="pickup"))
         await eventually(lambda: types(system).count("OrderDelivered") == 4)
         await system.settle()
         events = system.published(DELIVERY)
         outs = [e["data"] for e in events if e["metadata"]["type"] == "OrderOutForDelivery"]
-        assert sorted(o["orderId"] for o in outs) == [f"o-{n}" for n in range(4)]
+        assert sorted(o["orderId"] for o in outs) == [order_n(n) for n in range(4)]
         assert {o["driver"] for o in outs} <= set(DRIVERS)
         assert await jobs(system) == []
 
@@ -250,7 +277,7 @@ async def test_simulated_drivers_take_drive_seconds(tmp_path: Path,
                                                     simulate: Callable[..., None]) -> None:
     simulate(drive_seconds=0.5)
     async with running([delivery], tmp_path) as system:
-        await publish(system, prepared("o-1"))
+        await publish(system, prepared(ORDER_1))
         await eventually(lambda: types(system) == ["OrderOutForDelivery"])
         left = asyncio.get_running_loop().time()
         await eventually(lambda: types(system) == ["OrderOutForDelivery", "OrderDelivered"])

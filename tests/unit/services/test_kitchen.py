@@ -17,10 +17,21 @@ from pizza.services.kitchen import service as kitchen
 KITCHEN = "pizza.events.kitchen."
 
 
-def confirmed(order_id: str = "o-1", fulfilment: str = "delivery") -> OrderConfirmedV1:
+ADDRESS_1 = "00000000-0000-4000-9000-000000000001"
+ORDER_1 = "00000000-0000-4000-8000-000000000001"
+ORDER_2 = "00000000-0000-4000-8000-000000000002"
+ORDER_3 = "00000000-0000-4000-8000-000000000003"
+
+
+def order_n(n: int) -> str:
+    """The id of a test's n-th order: a UUID, as orders makes them."""
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def confirmed(order_id: str = ORDER_1, fulfilment: str = "delivery") -> OrderConfirmedV1:
     return OrderConfirmedV1(
         order_id=order_id, customer_id="c-1", order_value=21.5, fulfilment=fulfilment,
-        delivery_id="d-1" if fulfilment == "delivery" else None,
+        delivery_id=ADDRESS_1 if fulfilment == "delivery" else None,
         items=[OrderLine(menu_item_id="margherita", name="Margherita", quantity=2,
                          unit_price=9.5),
                OrderLine(menu_item_id="garlic-bread", name="Garlic bread", quantity=1,
@@ -44,12 +55,12 @@ async def tickets(system: System) -> list[dict[str, Any]]:
 
 
 async def test_a_confirmed_order_becomes_a_ticket(system: System) -> None:
-    await publish(system, confirmed("o-1"))
+    await publish(system, confirmed(ORDER_1))
     [ticket] = await tickets(system)
     assert ticket["createdAt"].endswith("Z")
     del ticket["createdAt"]
     assert ticket == {
-        "orderId": "o-1", "stage": "new", "fulfilment": "delivery",
+        "orderId": ORDER_1, "stage": "new", "fulfilment": "delivery",
         "items": [{"menuItemId": "margherita", "name": "Margherita", "quantity": 2},
                   {"menuItemId": "garlic-bread", "name": "Garlic bread", "quantity": 1}],
     }
@@ -57,59 +68,60 @@ async def test_a_confirmed_order_becomes_a_ticket(system: System) -> None:
 
 
 async def test_redelivered_confirmation_opens_one_ticket(system: System) -> None:
-    env = await publish(system, confirmed("o-1"))
+    env = await publish(system, confirmed(ORDER_1))
     await deliver(system, env, nats_id="redelivered")  # same message, past the broker
-    await publish(system, confirmed("o-1"))  # the same fact published again
-    assert [t["orderId"] for t in await tickets(system)] == ["o-1"]
+    await publish(system, confirmed(ORDER_1))  # the same fact published again
+    assert [t["orderId"] for t in await tickets(system)] == [ORDER_1]
 
 
 async def test_tickets_are_listed_newest_last(system: System) -> None:
-    for order_id in ("o-1", "o-2", "o-3"):
+    for order_id in (ORDER_1, ORDER_2, ORDER_3):
         await publish(system, confirmed(order_id))
-    assert [t["orderId"] for t in await tickets(system)] == ["o-1", "o-2", "o-3"]
+    assert [t["orderId"] for t in await tickets(system)] == [ORDER_1, ORDER_2, ORDER_3]
 
 
 async def test_start_publishes_preparing_once_in_the_orders_story(system: System) -> None:
-    env = await publish(system, confirmed("o-1"))
-    first = await system.http.post("/api/kitchen/tickets/o-1/start")
-    again = await system.http.post("/api/kitchen/tickets/o-1/start")
+    env = await publish(system, confirmed(ORDER_1))
+    first = await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/start")
+    again = await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/start")
     await system.settle()
     assert (first.status_code, again.status_code) == (202, 202)
-    assert first.json() == {"orderId": "o-1", "stage": "preparing"}
+    assert first.json() == {"orderId": ORDER_1, "stage": "preparing"}
     [preparing] = system.published(KITCHEN)
     assert preparing["metadata"]["type"] == "OrderPreparing"
-    assert preparing["data"] == {"orderId": "o-1"}
+    assert preparing["data"] == {"orderId": ORDER_1}
     assert preparing["metadata"]["correlationId"] == env.metadata.correlation_id
     assert (await tickets(system))[0]["stage"] == "preparing"
 
 
 async def test_prepared_from_new_says_preparing_first(system: System) -> None:
-    await publish(system, confirmed("o-1"))
-    response = await system.http.post("/api/kitchen/tickets/o-1/prepared")
+    await publish(system, confirmed(ORDER_1))
+    response = await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/prepared")
     assert response.status_code == 202
     await system.settle()
     events = system.published(KITCHEN)
     assert [e["metadata"]["type"] for e in events] == ["OrderPreparing", "OrderPrepared"]
-    assert events[1]["data"] == {"orderId": "o-1", "fulfilment": "delivery",
-                                 "deliveryId": "d-1"}
+    assert events[1]["data"] == {"orderId": ORDER_1, "fulfilment": "delivery",
+                                 "deliveryId": ADDRESS_1}
     assert (await tickets(system))[0]["stage"] == "prepared"
 
 
 async def test_prepared_twice_publishes_once(system: System) -> None:
-    await publish(system, confirmed("o-1", fulfilment="pickup"))
-    assert (await system.http.post("/api/kitchen/tickets/o-1/start")).status_code == 202
+    await publish(system, confirmed(ORDER_1, fulfilment="pickup"))
+    assert (await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/start")).status_code == 202
     for _ in range(2):
-        assert (await system.http.post("/api/kitchen/tickets/o-1/prepared")).status_code == 202
+        response = await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/prepared")
+        assert response.status_code == 202
     await system.settle()
     assert types(system) == ["OrderPreparing", "OrderPrepared"]
     assert system.published(KITCHEN)[1]["data"] == {
-        "orderId": "o-1", "fulfilment": "pickup", "deliveryId": None}
+        "orderId": ORDER_1, "fulfilment": "pickup", "deliveryId": None}
 
 
 async def test_start_after_prepared_is_wrong_stage(system: System) -> None:
-    await publish(system, confirmed("o-1"))
-    await system.http.post("/api/kitchen/tickets/o-1/prepared")
-    response = await system.http.post("/api/kitchen/tickets/o-1/start")
+    await publish(system, confirmed(ORDER_1))
+    await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/prepared")
+    response = await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/start")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "wrong-stage"
     await system.settle()
@@ -126,13 +138,13 @@ async def test_unknown_ticket_is_not_found(system: System, button: str) -> None:
 
 
 async def test_cancelled_ticket_is_withdrawn(system: System) -> None:
-    await publish(system, confirmed("o-1"))
-    await publish(system, confirmed("o-2"))
-    await system.http.post("/api/kitchen/tickets/o-1/start")
-    await publish(system, OrderCancelledV1(order_id="o-1", reason="changed my mind"))
-    assert [t["orderId"] for t in await tickets(system)] == ["o-2"]
+    await publish(system, confirmed(ORDER_1))
+    await publish(system, confirmed(ORDER_2))
+    await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/start")
+    await publish(system, OrderCancelledV1(order_id=ORDER_1, reason="changed my mind"))
+    assert [t["orderId"] for t in await tickets(system)] == [ORDER_2]
     for button in ("start", "prepared"):
-        response = await system.http.post(f"/api/kitchen/tickets/o-1/{button}")
+        response = await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/{button}")
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "ticket-withdrawn"
     await system.settle()
@@ -140,20 +152,28 @@ async def test_cancelled_ticket_is_withdrawn(system: System) -> None:
 
 
 async def test_cancel_before_confirm_leaves_a_tombstone(system: System) -> None:
-    await publish(system, OrderCancelledV1(order_id="o-1", reason="changed my mind"))
-    await publish(system, confirmed("o-1"))  # late: its own queue was slower
+    await publish(system, OrderCancelledV1(order_id=ORDER_1, reason="changed my mind"))
+    await publish(system, confirmed(ORDER_1))  # late: its own queue was slower
     assert await tickets(system) == []
-    response = await system.http.post("/api/kitchen/tickets/o-1/start")
+    response = await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/start")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "ticket-withdrawn"
 
 
-async def test_cancel_after_prepared_changes_nothing(system: System) -> None:
-    await publish(system, confirmed("o-1"))
-    await system.http.post("/api/kitchen/tickets/o-1/prepared")
-    await publish(system, OrderCancelledV1(order_id="o-1", reason="too late"))
-    assert [t["stage"] for t in await tickets(system)] == ["prepared"]
-    assert (await system.http.post("/api/kitchen/tickets/o-1/prepared")).status_code == 202
+async def test_a_cancel_racing_the_kitchen_withdraws_even_a_prepared_ticket(
+        system: System) -> None:
+    # Orders accepted the cancel before it heard of OrderPrepared: orders is the
+    # authority, so the kitchen drops the order it had just finished.
+    await publish(system, confirmed(ORDER_1))
+    assert (await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/prepared")).status_code == 202
+    await publish(system, OrderCancelledV1(order_id=ORDER_1, reason="cancelled by customer"))
+
+    assert await tickets(system) == []
+    again = await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/prepared")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "ticket-withdrawn"
+    await system.settle()
+    assert types(system) == ["OrderPreparing", "OrderPrepared"]
 
 
 @pytest.fixture
@@ -170,7 +190,7 @@ async def test_simulated_staff_cook_every_ticket(tmp_path: Path,
     simulate(cook_seconds=0)
     async with running([kitchen], tmp_path) as system:
         for n in range(5):
-            await publish(system, confirmed(f"o-{n}"))
+            await publish(system, confirmed(order_n(n)))
         await eventually(lambda: types(system).count("OrderPrepared") == 5)
         await system.settle()
         assert types(system).count("OrderPreparing") == 5
@@ -181,7 +201,7 @@ async def test_simulated_staff_take_cook_seconds(tmp_path: Path,
                                                  simulate: Callable[..., None]) -> None:
     simulate(cook_seconds=0.5)
     async with running([kitchen], tmp_path) as system:
-        await publish(system, confirmed("o-1"))
+        await publish(system, confirmed(ORDER_1))
         await eventually(lambda: types(system) == ["OrderPreparing"])
         started = asyncio.get_running_loop().time()
         await eventually(lambda: types(system) == ["OrderPreparing", "OrderPrepared"])

@@ -26,7 +26,16 @@ from pizza.thirdparty import loyalty_saas
 ADDED = "pizza.events.loyalty."
 
 
-def completed(order_id: str = "o-1", value: float = 23.99,
+ORDER_1 = "00000000-0000-4000-8000-000000000001"
+ORDER_2 = "00000000-0000-4000-8000-000000000002"
+
+
+def order_n(n: int) -> str:
+    """The id of a test's n-th order: a UUID, as orders makes them."""
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def completed(order_id: str = ORDER_1, value: float = 23.99,
               customer_id: str = "c-1") -> Envelope:
     event = OrderCompletedV1(order_id=order_id, customer_id=customer_id, order_value=value,
                              fulfilment="pickup")
@@ -85,12 +94,12 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_a_completed_order_earns_a_point_per_whole_pound(tmp_path: Path) -> None:
     async with running([loyalty], tmp_path) as system:
-        await deliver(system, completed("o-1", 23.99))
-        await deliver(system, completed("o-2", 10.0))
+        await deliver(system, completed(ORDER_1, 23.99))
+        await deliver(system, completed(ORDER_2, 10.0))
 
         assert added(system) == [
-            {"customerId": "c-1", "orderId": "o-1", "points": 23, "balance": 23},
-            {"customerId": "c-1", "orderId": "o-2", "points": 10, "balance": 33},
+            {"customerId": "c-1", "orderId": ORDER_1, "points": 23, "balance": 23},
+            {"customerId": "c-1", "orderId": ORDER_2, "points": 10, "balance": 33},
         ]
         assert await points(system) == 33
         [first, _] = system.published(ADDED)
@@ -99,31 +108,31 @@ async def test_a_completed_order_earns_a_point_per_whole_pound(tmp_path: Path) -
 
 async def test_an_unknown_customer_has_no_points(tmp_path: Path) -> None:
     async with running([loyalty], tmp_path) as system:
-        await deliver(system, completed("o-1", 12.0, customer_id="c-1"))
+        await deliver(system, completed(ORDER_1, 12.0, customer_id="c-1"))
         assert await points(system, "someone-else") == 0
 
 
 async def test_pence_are_counted_before_pounds_are_floored(tmp_path: Path) -> None:
     async with running([loyalty], tmp_path) as system:
-        await deliver(system, completed("o-1", 0.1 + 0.2 + 29.7))  # 29.999999999999996
-        await deliver(system, completed("o-2", 0.99))  # under a pound: nothing
+        await deliver(system, completed(ORDER_1, 0.1 + 0.2 + 29.7))  # 29.999999999999996
+        await deliver(system, completed(ORDER_2, 0.99))  # under a pound: nothing
 
-        assert [(e["orderId"], e["points"]) for e in added(system)] == [("o-1", 30)]
+        assert [(e["orderId"], e["points"]) for e in added(system)] == [(ORDER_1, 30)]
         assert await points(system) == 30
 
 
 async def test_an_order_earns_points_once_however_often_it_arrives(tmp_path: Path) -> None:
     async with running([loyalty], tmp_path) as system:
-        env = completed("o-1", 20.0)
+        env = completed(ORDER_1, 20.0)
         await deliver(system, env)
         await deliver(system, env, nats_suffix="-redelivered")  # caught by the inbox
-        await deliver(system, completed("o-1", 20.0))  # same order, new message id
+        await deliver(system, completed(ORDER_1, 20.0))  # same order, new message id
         host = system.runtime.hosts["loyalty"]
         async with host.db.begin() as conn:  # forget everything the inbox knew
             await conn.execute(delete(inbox))
         await deliver(system, env, nats_suffix="-after-inbox-pruned")
 
-        assert [e["orderId"] for e in added(system)] == ["o-1"]
+        assert [e["orderId"] for e in added(system)] == [ORDER_1]
         assert await points(system) == 20
 
 
@@ -146,11 +155,11 @@ async def with_saas(tmp_path: Path, **saas_options: Any) -> AsyncIterator[
 
 async def test_with_the_saas_points_and_balances_come_from_them(tmp_path: Path) -> None:
     async with with_saas(tmp_path) as (system, saas):
-        await deliver(system, completed("o-1", 23.99))
-        await deliver(system, completed("o-2", 10.5))
+        await deliver(system, completed(ORDER_1, 23.99))
+        await deliver(system, completed(ORDER_2, 10.5))
 
         assert saas.balances == {"c-1": 33}
-        assert saas.credits["o-1"].reference == "o-1"  # the order id is the key
+        assert saas.credits[ORDER_1].reference == ORDER_1  # the order id is the key
         assert [(e["points"], e["balance"]) for e in added(system)] == [(23, 23), (10, 33)]
         assert await points(system) == 33
         assert await points(system, "unknown-to-them") == 0
@@ -160,7 +169,7 @@ async def test_their_429_is_honoured_and_every_order_credited_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIZZA_LOYALTY_SAAS_RPS", "1000")  # our own limit out of the way
     async with with_saas(tmp_path, rate_limit_per_second=3) as (system, saas):
-        orders = [completed(f"o-{n}", 10.0) for n in range(5)]
+        orders = [completed(order_n(n), 10.0) for n in range(5)]
         started = asyncio.get_running_loop().time()
         await deliver(system, *orders)
         took = asyncio.get_running_loop().time() - started
@@ -176,7 +185,7 @@ async def test_our_own_rate_limit_keeps_us_under_theirs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIZZA_LOYALTY_SAAS_RPS", "2.5")  # calls 0.4 s apart
     async with with_saas(tmp_path, rate_limit_per_second=3) as (system, saas):
-        await deliver(system, *[completed(f"o-{n}", 1.0) for n in range(4)])
+        await deliver(system, *[completed(order_n(n), 1.0) for n in range(4)])
 
         assert saas.stats["rateLimited"] == 0  # four at once would have met a 429
         assert saas.balances == {"c-1": 4}
@@ -186,12 +195,12 @@ async def test_a_retry_after_a_lost_answer_does_not_credit_twice(
         tmp_path: Path, quick_retries: None) -> None:
     async with with_saas(tmp_path) as (system, saas):
         saas.lose_responses = 1  # they credit, but we hear a 504
-        await deliver(system, completed("o-1", 10.0))
+        await deliver(system, completed(ORDER_1, 10.0))
 
         assert system.runtime.hosts["loyalty"].consumers[0].stats.retried == 1
         assert (saas.stats["creditsApplied"], saas.stats["creditsReplayed"]) == (1, 1)
         assert added(system) == [
-            {"customerId": "c-1", "orderId": "o-1", "points": 10, "balance": 10}]
+            {"customerId": "c-1", "orderId": ORDER_1, "points": 10, "balance": 10}]
         assert await points(system) == 10
 
 
@@ -203,7 +212,7 @@ async def test_the_breaker_opens_in_an_outage_and_closes_after_it(
         breaker = saas_adapter.saas().breaker
         stats = system.runtime.hosts["loyalty"].consumers[0].stats
         saas.down = True
-        await deliver(system, completed("o-1", 10.0), settle=False)
+        await deliver(system, completed(ORDER_1, 10.0), settle=False)
         await eventually(lambda: breaker.state == "open")
         calls, retried = saas.stats["requests"], stats.retried
         await asyncio.sleep(0.15)
@@ -221,7 +230,7 @@ async def test_the_breaker_opens_in_an_outage_and_closes_after_it(
 
         assert breaker.state == "closed"
         assert added(system) == [
-            {"customerId": "c-1", "orderId": "o-1", "points": 10, "balance": 10}]
+            {"customerId": "c-1", "orderId": ORDER_1, "points": 10, "balance": 10}]
         assert await points(system) == 10
         assert system.published("pizza.deadletters.") == []
 

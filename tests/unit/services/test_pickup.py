@@ -17,9 +17,20 @@ from pizza.services.pickup import service as pickup
 PICKUP = "pizza.events.pickup."
 
 
+ADDRESS_1 = "00000000-0000-4000-9000-000000000001"
+ORDER_1 = "00000000-0000-4000-8000-000000000001"
+ORDER_2 = "00000000-0000-4000-8000-000000000002"
+ORDER_3 = "00000000-0000-4000-8000-000000000003"
+
+
+def order_n(n: int) -> str:
+    """The id of a test's n-th order: a UUID, as orders makes them."""
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
 def prepared(order_id: str, fulfilment: str = "pickup") -> OrderPreparedV1:
     return OrderPreparedV1(order_id=order_id, fulfilment=fulfilment,
-                           delivery_id="d-1" if fulfilment == "delivery" else None)
+                           delivery_id=ADDRESS_1 if fulfilment == "delivery" else None)
 
 
 def cancelled(order_id: str) -> OrderCancelledV1:
@@ -47,40 +58,40 @@ async def collect(system: System, order_id: str) -> Any:
 
 
 async def test_a_prepared_pickup_order_waits_and_is_announced_once(system: System) -> None:
-    env = await publish(system, prepared("o-1"))
+    env = await publish(system, prepared(ORDER_1))
     await deliver(system, env, nats_id="redelivered")
-    await publish(system, prepared("o-1"))  # the same fact published again
-    assert await waiting(system) == [{"orderId": "o-1", "stage": "waiting"}]
+    await publish(system, prepared(ORDER_1))  # the same fact published again
+    assert await waiting(system) == [{"orderId": ORDER_1, "stage": "waiting"}]
     [ready] = system.published(PICKUP)
     assert ready["metadata"]["type"] == "OrderReadyForCollection"
-    assert ready["data"] == {"orderId": "o-1"}
+    assert ready["data"] == {"orderId": ORDER_1}
     assert ready["metadata"]["correlationId"] == env.metadata.correlation_id
     assert ready["metadata"]["causationId"] == env.metadata.id
 
 
 async def test_a_delivery_order_is_not_ours(system: System) -> None:
-    await publish(system, prepared("o-1", fulfilment="delivery"))
+    await publish(system, prepared(ORDER_1, fulfilment="delivery"))
     assert await waiting(system) == []
     assert types(system) == []
-    assert (await collect(system, "o-1")).status_code == 404
+    assert (await collect(system, ORDER_1)).status_code == 404
 
 
 async def test_waiting_orders_are_listed_oldest_first(system: System) -> None:
-    for order_id in ("o-1", "o-2", "o-3"):
+    for order_id in (ORDER_1, ORDER_2, ORDER_3):
         await publish(system, prepared(order_id))
-    assert [o["orderId"] for o in await waiting(system)] == ["o-1", "o-2", "o-3"]
+    assert [o["orderId"] for o in await waiting(system)] == [ORDER_1, ORDER_2, ORDER_3]
 
 
 async def test_collected_publishes_once_in_the_orders_story(system: System) -> None:
-    env = await publish(system, prepared("o-1"))
+    env = await publish(system, prepared(ORDER_1))
     for _ in range(2):
-        response = await collect(system, "o-1")
+        response = await collect(system, ORDER_1)
         assert response.status_code == 202
-        assert response.json() == {"orderId": "o-1", "stage": "collected"}
+        assert response.json() == {"orderId": ORDER_1, "stage": "collected"}
     await system.settle()
     assert types(system) == ["OrderReadyForCollection", "OrderCollected"]
     collected = system.published(PICKUP)[1]
-    assert collected["data"] == {"orderId": "o-1"}
+    assert collected["data"] == {"orderId": ORDER_1}
     assert collected["metadata"]["correlationId"] == env.metadata.correlation_id
     assert await waiting(system) == []
 
@@ -92,10 +103,10 @@ async def test_unknown_order_is_not_found(system: System) -> None:
 
 
 async def test_a_cancelled_order_is_withdrawn(system: System) -> None:
-    await publish(system, prepared("o-1"))
-    await publish(system, cancelled("o-1"))
+    await publish(system, prepared(ORDER_1))
+    await publish(system, cancelled(ORDER_1))
     assert await waiting(system) == []
-    response = await collect(system, "o-1")
+    response = await collect(system, ORDER_1)
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "order-withdrawn"
     await system.settle()
@@ -103,18 +114,18 @@ async def test_a_cancelled_order_is_withdrawn(system: System) -> None:
 
 
 async def test_cancel_before_prepared_leaves_a_tombstone(system: System) -> None:
-    await publish(system, cancelled("o-1"))
-    await publish(system, prepared("o-1"))  # late: its own queue was slower
+    await publish(system, cancelled(ORDER_1))
+    await publish(system, prepared(ORDER_1))  # late: its own queue was slower
     assert await waiting(system) == []
     assert types(system) == []
-    assert (await collect(system, "o-1")).status_code == 409
+    assert (await collect(system, ORDER_1)).status_code == 409
 
 
 async def test_cancel_after_collection_changes_nothing(system: System) -> None:
-    await publish(system, prepared("o-1"))
-    await collect(system, "o-1")
-    await publish(system, cancelled("o-1"))
-    assert (await collect(system, "o-1")).status_code == 202
+    await publish(system, prepared(ORDER_1))
+    await collect(system, ORDER_1)
+    await publish(system, cancelled(ORDER_1))
+    assert (await collect(system, ORDER_1)).status_code == 202
 
 
 @pytest.fixture
@@ -131,6 +142,6 @@ async def test_the_simulated_counter_hands_every_order_over(
     simulate(drive_seconds=0)
     async with running([pickup], tmp_path) as system:
         for n in range(4):
-            await publish(system, prepared(f"o-{n}"))
+            await publish(system, prepared(order_n(n)))
         await eventually(lambda: types(system).count("OrderCollected") == 4)
         assert await waiting(system) == []

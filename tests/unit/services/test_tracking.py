@@ -33,12 +33,30 @@ from pizza.contracts.pickup import OrderCollectedV1, OrderReadyForCollectionV1
 from pizza.eventing import Event
 from pizza.eventing.envelope import Envelope
 from pizza.eventing.transport.base import Outgoing
+from pizza.services.tracking import api as api_module
 from pizza.services.tracking import readmodel
 from pizza.services.tracking import service as tracking
 from pizza.services.tracking import store as store_module
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+ADDRESS_1 = "00000000-0000-4000-9000-000000000001"
+ORDER_1 = "00000000-0000-4000-8000-000000000001"
+ORDER_101 = "00000000-0000-4000-8000-000000000101"
+ORDER_102 = "00000000-0000-4000-8000-000000000102"
+ORDER_103 = "00000000-0000-4000-8000-000000000103"
+ORDER_104 = "00000000-0000-4000-8000-000000000104"
+ORDER_105 = "00000000-0000-4000-8000-000000000105"
+ORDER_106 = "00000000-0000-4000-8000-000000000106"
+ORDER_2 = "00000000-0000-4000-8000-000000000002"
+ORDER_4 = "00000000-0000-4000-8000-000000000004"
+ORDER_5 = "00000000-0000-4000-8000-000000000005"
+ORDER_6 = "00000000-0000-4000-8000-000000000006"
+ORDER_7 = "00000000-0000-4000-8000-000000000007"
+ORDER_8 = "00000000-0000-4000-8000-000000000008"
+ORDER_9 = "00000000-0000-4000-8000-000000000009"
 
 
 def at(seconds: float) -> str:
@@ -52,7 +70,7 @@ def confirmed(order_id: str, fulfilment: str = "delivery",
     return OrderConfirmedV2(
         order_id=order_id, customer_id=customer_id,
         order_value=Money(amount=21.5, currency="GBP"), fulfilment=fulfilment,
-        delivery_id="d-1" if fulfilment == "delivery" else None,
+        delivery_id=ADDRESS_1 if fulfilment == "delivery" else None,
         items=[OrderLine(menu_item_id="margherita", name="Margherita", quantity=2,
                          unit_price=9.5),
                OrderLine(menu_item_id="garlic-bread", name="Garlic bread", quantity=1,
@@ -63,7 +81,7 @@ def delivery_story(order_id: str) -> list[Event]:
     return [
         confirmed(order_id),
         OrderPreparingV1(order_id=order_id),
-        OrderPreparedV1(order_id=order_id, fulfilment="delivery", delivery_id="d-1"),
+        OrderPreparedV1(order_id=order_id, fulfilment="delivery", delivery_id=ADDRESS_1),
         OrderOutForDeliveryV1(order_id=order_id, driver="Ada"),
         OrderDeliveredV1(order_id=order_id),
         OrderCompletedV1(order_id=order_id, customer_id="c-1", order_value=21.5,
@@ -144,32 +162,32 @@ def expected(order_id: str, fulfilment: str, steps: list[str]) -> dict[str, Any]
 
 async def test_a_delivery_story_ends_completed_with_its_whole_timeline(
         system: System) -> None:
-    await tell(system, delivery_story("o-1"))
+    await tell(system, delivery_story(ORDER_1))
 
-    assert await view(system, "o-1") == expected("o-1", "delivery", [
+    assert await view(system, ORDER_1) == expected(ORDER_1, "delivery", [
         "OrderConfirmed", "OrderPreparing", "OrderPrepared", "OrderOutForDelivery",
         "OrderDelivered", "OrderCompleted", "LoyaltyPointsAdded"])
 
 
 async def test_a_pickup_story_passes_ready_for_collection_and_ends_completed(
         system: System) -> None:
-    story = pickup_story("o-2")
+    story = pickup_story(ORDER_2)
     envelopes = await tell(system, story[:4])
-    assert (await view(system, "o-2"))["status"] == "ready-for-collection"
+    assert (await view(system, ORDER_2))["status"] == "ready-for-collection"
 
     for env in envelopes:  # redelivered: no second effect
         await deliver(system, env, nats_id=f"{env.metadata.id}-again")
     for i in range(4, len(story)):
         await deliver(system, envelope(story[i], at(i)))
 
-    assert await view(system, "o-2") == expected("o-2", "pickup", [
+    assert await view(system, ORDER_2) == expected(ORDER_2, "pickup", [
         "OrderConfirmed", "OrderPreparing", "OrderPrepared", "OrderReadyForCollection",
         "OrderCollected", "OrderCompleted", "LoyaltyPointsAdded"])
 
 
 async def test_events_in_reverse_give_the_same_document_as_in_order(system: System) -> None:
-    forward = [envelope(event, at(i)) for i, event in enumerate(delivery_story("o-fwd"))]
-    reverse = [envelope(event, at(i)) for i, event in enumerate(delivery_story("o-rev"))]
+    forward = [envelope(event, at(i)) for i, event in enumerate(delivery_story(ORDER_101))]
+    reverse = [envelope(event, at(i)) for i, event in enumerate(delivery_story(ORDER_102))]
     for first, last in zip(forward, reversed(reverse), strict=True):
         # One settle per step: both orders advance together, each in its own order.
         await system.transport.publish([
@@ -178,20 +196,20 @@ async def test_events_in_reverse_give_the_same_document_as_in_order(system: Syst
             for env in (first, last)])
         await system.settle()
 
-    in_order, backwards = await view(system, "o-fwd"), await view(system, "o-rev")
-    assert {**backwards, "orderId": "o-fwd"} == in_order
+    in_order, backwards = await view(system, ORDER_101), await view(system, ORDER_102)
+    assert {**backwards, "orderId": ORDER_101} == in_order
     assert in_order["status"] == "completed"
     assert len(in_order["timeline"]) == 7
 
 
 async def test_a_repeated_event_does_not_repeat_in_the_timeline(system: System) -> None:
-    envelopes = await tell(system, delivery_story("o-4")[:3])
+    envelopes = await tell(system, delivery_story(ORDER_4)[:3])
     for env in envelopes:  # the same message again (past the broker)...
         await deliver(system, env, nats_id=f"{env.metadata.id}-again")
-    for i, event in enumerate(delivery_story("o-4")[:3]):  # ...and republished later
+    for i, event in enumerate(delivery_story(ORDER_4)[:3]):  # ...and republished later
         await deliver(system, envelope(event, at(100 + i)))
 
-    document = await view(system, "o-4")
+    document = await view(system, ORDER_4)
     assert document["timeline"] == [
         {"type": "OrderConfirmed", "time": at(0)},
         {"type": "OrderPreparing", "time": at(1)},
@@ -202,65 +220,149 @@ async def test_a_repeated_event_does_not_repeat_in_the_timeline(system: System) 
 
 async def test_a_cancelled_order_stays_cancelled_when_older_steps_arrive_late(
         system: System) -> None:
-    cancelled = OrderCancelledV1(order_id="o-5", reason="changed my mind")
+    cancelled = OrderCancelledV1(order_id=ORDER_5, reason="changed my mind")
     await deliver(system, envelope(cancelled, at(2)))
-    await deliver(system, envelope(confirmed("o-5"), at(0)))
-    await deliver(system, envelope(OrderPreparingV1(order_id="o-5"), at(1)))
+    await deliver(system, envelope(confirmed(ORDER_5), at(0)))
+    await deliver(system, envelope(OrderPreparingV1(order_id=ORDER_5), at(1)))
 
-    document = await view(system, "o-5")
+    document = await view(system, ORDER_5)
     assert document["status"] == "cancelled"
     assert [e["type"] for e in document["timeline"]] == [
         "OrderConfirmed", "OrderPreparing", "OrderCancelled"]
 
 
-async def test_a_cancellation_after_the_kitchen_finished_does_not_override(
-        system: System) -> None:
-    story = delivery_story("o-6")[:3]
-    await tell(system, story)
-    await deliver(system, envelope(OrderCancelledV1(order_id="o-6", reason="late"), at(3)))
+@pytest.mark.parametrize("arrival", ["prepared first", "cancelled first"])
+async def test_a_cancel_racing_the_kitchen_ends_cancelled_and_so_does_the_stream(
+        system: System, arrival: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Orders accepted the cancel before it heard of OrderPrepared, which the kitchen was
+    # publishing meanwhile: orders is the authority, so the order is cancelled, whichever
+    # of the two events this queue gets first.
+    monkeypatch.setattr(api_module, "APPEAR_SECONDS", 0.5)
+    confirm, preparing, prepared = [envelope(e, at(i))
+                                    for i, e in enumerate(delivery_story(ORDER_6)[:3])]
+    cancel = envelope(OrderCancelledV1(order_id=ORDER_6, reason="cancelled by customer"),
+                      at(3))
+    await deliver(system, confirm)
+    await deliver(system, preparing)
+    reading = asyncio.create_task(read_stream(system, ORDER_6))
+    await until_listening(ORDER_6)
 
-    document = await view(system, "o-6")
-    assert document["status"] == "prepared"
-    assert document["timeline"][-1]["type"] == "OrderCancelled"
+    for env in ([prepared, cancel] if arrival == "prepared first" else [cancel, prepared]):
+        await deliver(system, env)
+        await asyncio.sleep(0.1)  # let the stream see each step on its own
+    async with asyncio.timeout(3):  # the stream ends: cancelled is final
+        statuses = [data["status"] for _, data in sse_events(await reading)]
+
+    document = await view(system, ORDER_6)
+    assert document["status"] == "cancelled"
+    assert statuses[-1] == "cancelled"
+    assert {e["type"] for e in document["timeline"]} == {
+        "OrderConfirmed", "OrderPreparing", "OrderPrepared", "OrderCancelled"}
+
+
+async def test_an_order_cancelled_before_it_was_confirmed_is_shown_cancelled(
+        system: System) -> None:
+    # Orders cancels an order whose delivery id never became known: it was never confirmed.
+    await deliver(system, envelope(OrderCancelledV1(order_id=ORDER_5, reason="no address"),
+                                   at(1)))
+
+    document = await view(system, ORDER_5)
+    assert (document["status"], document["orderId"]) == ("cancelled", ORDER_5)
+
+
+async def test_the_stream_of_an_unknown_order_is_404(
+        system: System, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_module, "APPEAR_SECONDS", 0.3)
+    async with asyncio.timeout(3):
+        response = await system.http.get(f"/api/orders/{ORDER_5}/stream")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not-found"
+    assert set(response.json()["error"]) == {"code", "message", "details"}
+
+
+async def test_the_stream_waits_a_moment_for_an_order_about_to_appear(
+        system: System, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A client opens the stream right after its 202, before the query side has the order.
+    monkeypatch.setattr(api_module, "APPEAR_SECONDS", 3.0)
+    story = [envelope(e, at(i)) for i, e in enumerate(pickup_story(ORDER_5))]
+    reading = asyncio.create_task(read_stream(system, ORDER_5))
+    await until_listening(ORDER_5)
+    await tell_envelopes(system, story[:1])
+    await asyncio.sleep(0.1)
+    await deliver(system, envelope(OrderCancelledV1(order_id=ORDER_5, reason="x"), at(9)))
+    async with asyncio.timeout(3):
+        statuses = [data["status"] for _, data in sse_events(await reading)]
+    assert statuses[0] == "confirmed" and statuses[-1] == "cancelled"
+
+
+@pytest.mark.parametrize("path", ["", "/stream"])
+async def test_an_absurdly_long_order_id_is_refused_at_once(system: System, path: str) -> None:
+    async with asyncio.timeout(1):
+        response = await system.http.get(f"/api/orders/{'x' * 60_000}{path}")
+    assert response.status_code in (404, 422)
+    assert len(response.content) < 2_000  # the id is not echoed back
 
 
 async def test_an_order_is_not_found_until_confirmed_then_complete(system: System) -> None:
-    missing = await system.http.get("/api/orders/o-7")
+    missing = await system.http.get(f"/api/orders/{ORDER_7}")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not-found"
 
-    await deliver(system, envelope(OrderPreparingV1(order_id="o-7"), at(1)))
+    await deliver(system, envelope(OrderPreparingV1(order_id=ORDER_7), at(1)))
     await deliver(system, envelope(
-        LoyaltyPointsAddedV1(customer_id="c-1", order_id="o-7", points=5, balance=5), at(2)))
-    early = await system.http.get("/api/orders/o-7")
+        LoyaltyPointsAddedV1(customer_id="c-1", order_id=ORDER_7, points=5, balance=5), at(2)))
+    early = await system.http.get(f"/api/orders/{ORDER_7}")
     assert early.status_code == 404
     assert set(early.json()["error"]) == {"code", "message", "details"}
 
-    await deliver(system, envelope(confirmed("o-7"), at(0)))
-    document = await view(system, "o-7")
+    await deliver(system, envelope(confirmed(ORDER_7), at(0)))
+    document = await view(system, ORDER_7)
     assert document["status"] == "preparing"
     assert (document["customerId"], document["value"], document["itemCount"],
             document["loyaltyPoints"]) == ("c-1", 21.5, 3, 5)
 
 
 async def test_a_customers_orders_are_listed_newest_first(system: System) -> None:
-    await deliver(system, envelope(confirmed("o-old"), at(0)))
-    await deliver(system, envelope(confirmed("o-new"), at(60)))
-    await deliver(system, envelope(confirmed("o-other", customer_id="c-2"), at(30)))
-    await deliver(system, envelope(OrderPreparingV1(order_id="o-unconfirmed"), at(90)))
+    await deliver(system, envelope(confirmed(ORDER_103), at(0)))
+    await deliver(system, envelope(confirmed(ORDER_104), at(60)))
+    await deliver(system, envelope(confirmed(ORDER_105, customer_id="c-2"), at(30)))
+    await deliver(system, envelope(OrderPreparingV1(order_id=ORDER_106), at(90)))
 
     response = await system.http.get("/api/orders", params={"customerId": "c-1"})
     assert response.status_code == 200
-    assert [o["orderId"] for o in response.json()] == ["o-new", "o-old"]
+    assert [o["orderId"] for o in response.json()] == [ORDER_104, ORDER_103]
     missing = await system.http.get("/api/orders")
     assert missing.status_code == 422
     assert missing.json()["error"]["code"] == "invalid-request"
 
 
 async def test_clearing_the_store_forgets_every_order(system: System) -> None:
-    await tell(system, delivery_story("o-8")[:2])
+    await tell(system, delivery_story(ORDER_8)[:2])
     await readmodel.clear(system.runtime.hosts["tracking"])
-    assert (await system.http.get("/api/orders/o-8")).status_code == 404
+    assert (await system.http.get(f"/api/orders/{ORDER_8}")).status_code == 404
+
+
+async def read_stream(system: System, order_id: str) -> str:
+    """The whole body of the order's stream (httpx's ASGI transport hands it over when
+    the response ends, so run this as a task)."""
+    async with system.http.stream("GET", f"/api/orders/{order_id}/stream") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return (await response.aread()).decode()
+
+
+async def until_listening(order_id: str) -> None:
+    hub = readmodel.current().hub
+    for _ in range(200):
+        if hub.listeners(order_id):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the stream never started listening")
+
+
+async def tell_envelopes(system: System, envelopes: Sequence[Envelope]) -> None:
+    for env in envelopes:
+        await deliver(system, env)
 
 
 def sse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
@@ -274,12 +376,12 @@ def sse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
 
 async def test_the_stream_sends_the_current_document_then_each_change_then_ends(
         system: System) -> None:
-    story = delivery_story("o-9")
+    story = delivery_story(ORDER_9)
     envelopes = [envelope(event, at(i)) for i, event in enumerate(story)]
     await deliver(system, envelopes[0])
 
     async def read_stream() -> str:
-        async with system.http.stream("GET", "/api/orders/o-9/stream") as response:
+        async with system.http.stream("GET", f"/api/orders/{ORDER_9}/stream") as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             return (await response.aread()).decode()
@@ -289,7 +391,7 @@ async def test_the_stream_sends_the_current_document_then_each_change_then_ends(
     reading = asyncio.create_task(read_stream())
     hub = readmodel.current().hub
     for _ in range(200):
-        if hub.listeners("o-9"):
+        if hub.listeners(ORDER_9):
             break
         await asyncio.sleep(0.01)
     else:
@@ -305,6 +407,6 @@ async def test_the_stream_sends_the_current_document_then_each_change_then_ends(
     assert [data["status"] for _, data in events] == [
         "confirmed", "preparing", "prepared", "out-for-delivery", "delivered", "completed",
         "completed"], "a completed order's stream waits for its loyalty points"
-    assert events[-1][1]["orderId"] == "o-9"
+    assert events[-1][1]["orderId"] == ORDER_9
     assert events[-1][1]["loyaltyPoints"] == 21
-    assert hub.listeners("o-9") == 0
+    assert hub.listeners(ORDER_9) == 0

@@ -16,5 +16,6 @@ async def open_job(event: OrderPreparedV1, ctx: Context) -> None:
 
 @service.handles(OrderCancelledV1)
 async def withdraw_job(event: OrderCancelledV1, ctx: Context) -> None:
-    """No driver leaves with a cancelled order, even if it was not prepared yet."""
+    """No driver leaves with (or hands over) a cancelled order, even if it was not
+    prepared yet."""
     await jobs.withdraw(ctx, event.order_id)

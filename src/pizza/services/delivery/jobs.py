@@ -66,10 +66,12 @@ async def open_job(ctx: Context, prepared: OrderPreparedV1) -> bool:
 
 
 async def withdraw(ctx: Context, order_id: str) -> None:
-    """Withdraw a job no driver has taken, or leave a tombstone if it is not here yet.
+    """Withdraw the job of a cancelled order, or leave a tombstone if it is not here yet.
 
-    One statement, so an OrderPrepared committing at the same moment cannot slip between
-    a check and a write.
+    A job already out is withdrawn too (the driver brings the order back; "delivered" is
+    then refused): orders accepted the cancellation before it heard of OrderPrepared, and
+    orders is the authority (see orders/cancelling.py). One statement, so an
+    OrderPrepared committing at the same moment cannot slip between a check and a write.
     """
     now = _now()
     insert = upsert(ctx.db, jobs).values(
@@ -79,7 +81,7 @@ async def withdraw(ctx: Context, order_id: str) -> None:
     await ctx.db.execute(insert.on_conflict_do_update(
         index_elements=["order_id"],
         set_={"stage": "withdrawn", "updated_at": now},
-        where=jobs.c.stage == "awaiting",
+        where=jobs.c.stage.in_(ACTIVE),
     ))
 
 

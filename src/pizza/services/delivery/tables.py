@@ -20,7 +20,7 @@ addresses = Table(
 )
 
 # One row per delivery order the kitchen finished. Stage moves forward only:
-# awaiting -> out -> delivered, or awaiting -> withdrawn. A cancellation that arrives
+# awaiting -> out -> delivered, or awaiting/out -> withdrawn. A cancellation that arrives
 # before OrderPrepared leaves a "withdrawn" tombstone, so the late event opens nothing.
 jobs = Table(
     "jobs",

@@ -16,5 +16,6 @@ async def open_ticket(event: OrderConfirmedV1, ctx: Context) -> None:
 
 @service.handles(OrderCancelledV1)
 async def withdraw_ticket(event: OrderCancelledV1, ctx: Context) -> None:
-    """Stop cooking a cancelled order, even if its confirmation has not arrived yet."""
+    """Drop a cancelled order, even one already prepared (orders is the authority) or one
+    whose confirmation has not arrived yet."""
     await tickets.withdraw(ctx, event.order_id)

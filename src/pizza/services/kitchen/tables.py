@@ -7,7 +7,7 @@ from sqlalchemy import JSON, Column, DateTime, Index, MetaData, String, Table
 metadata = MetaData()
 
 # One row per order the kitchen heard of. Stage moves forward only:
-# new -> preparing -> prepared, or new/preparing -> withdrawn. A cancellation that
+# new -> preparing -> prepared, or new/preparing/prepared -> withdrawn. A cancellation that
 # arrives before its confirmation leaves a "withdrawn" tombstone, so the late
 # confirmation finds the row taken and opens nothing.
 tickets = Table(

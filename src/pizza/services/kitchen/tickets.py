@@ -23,7 +23,10 @@ from pizza.services.kitchen.tables import tickets
 
 Stage = Literal["new", "preparing", "prepared", "withdrawn"]
 AnyRow = Row[*tuple[Any, ...]]
-WITHDRAWABLE = ("new", "preparing")
+# A cancelled order is withdrawn whatever the kitchen did with it, even a prepared one:
+# orders accepted the cancellation before it heard of OrderPrepared, and orders is the
+# authority (see orders/cancelling.py). The boxed pizza is not handed over.
+WITHDRAWABLE = ("new", "preparing", "prepared")
 
 
 class TicketNotFound(LookupError):
@@ -58,7 +61,8 @@ async def open_ticket(ctx: Context, order: OrderConfirmedV1) -> bool:
 
 
 async def withdraw(ctx: Context, order_id: str) -> None:
-    """Withdraw a ticket not yet prepared, or leave a tombstone if it is not here yet.
+    """Withdraw the ticket of a cancelled order, or leave a tombstone if it is not here
+    yet (so a late confirmation opens nothing).
 
     One statement (insert, or on conflict update while still withdrawable), so a
     confirmation committing at the same moment cannot slip between a check and a write.

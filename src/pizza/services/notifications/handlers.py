@@ -37,6 +37,11 @@ def give_up_after() -> float:
     return max(0.0, min(wanted, RETRY_REACH - CLOCK_SLACK))
 
 
+def _bounded(reason: str, limit: int = 1000) -> str:
+    """A reason within EmailFailed's bound (an SMTP server's answer may be long)."""
+    return reason if len(reason) <= limit else reason[:limit - 3] + "..."
+
+
 def _age(meta: Metadata) -> float:
     try:
         sent = datetime.fromisoformat(meta.time)
@@ -60,7 +65,7 @@ async def send_email(command: SendEmailV1, ctx: Context) -> None:
             sent_log.sent_here.add(meta.id)
     except mailer.PermanentFailure as failure:
         log.warning("email %s to %s failed: %s", meta.id, command.to, failure)
-        ctx.reply(EmailFailedV1(reason=str(failure)))
+        ctx.reply(EmailFailedV1(reason=_bounded(str(failure))))
         return
     except mailer.TemporaryFailure as failure:
         age, deadline = _age(meta), give_up_after()
@@ -68,7 +73,7 @@ async def send_email(command: SendEmailV1, ctx: Context) -> None:
             raise  # the kernel tries again later
         log.warning("email %s to %s: giving up after %.0fs: %s", meta.id, command.to, age,
                     failure)
-        ctx.reply(EmailFailedV1(reason=f"gave up after {age:.0f}s: {failure}"))
+        ctx.reply(EmailFailedV1(reason=_bounded(f"gave up after {age:.0f}s: {failure}")))
         return
     await sent_log.record(ctx.db, meta.id, command.to, command.subject, message_id)
     ctx.reply(EmailSentV1(message_id=message_id))

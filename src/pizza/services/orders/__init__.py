@@ -3,7 +3,9 @@ the kitchen has finished them, and completes them when they reach the customer.
 
 Produces OrderConfirmed (v1 and v2), OrderCancelled, OrderCompleted and the SendEmail
 command (receipt and thank-you); learns delivery ids from DeliveryAddressRegistered and
-progress from OrderPrepared, OrderDelivered and OrderCollected.
+progress from OrderPrepared, OrderDelivered and OrderCollected. A delivery order whose id
+is not known yet is accepted and waits for it (``awaiting.py``); ``cancelling.py`` states
+the rule that makes every order end in one state all services agree on.
 """
 
 from pizza.contracts.notifications import SendEmailV1
@@ -22,11 +24,11 @@ service.declare_publishes(OrderConfirmedV1, OrderConfirmedV2, OrderCancelledV1,
                           OrderCompletedV1, SendEmailV1)
 
 # Imported after ``service`` exists: these modules register handlers and routes on it.
-from pizza.services.orders import handlers  # noqa: E402
+from pizza.services.orders import awaiting, handlers  # noqa: E402
 from pizza.services.orders.api import router  # noqa: E402
 from pizza.services.orders.placing import watch_v1_readers  # noqa: E402
 
 service.router = router
 service.on_start.append(watch_v1_readers)
 
-__all__ = ["handlers", "service"]
+__all__ = ["awaiting", "handlers", "service"]

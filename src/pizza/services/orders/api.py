@@ -3,7 +3,7 @@
 ``GET /api/orders/{orderId}`` is not here: reading an order is the tracking service's
 read model (the query side). Besides the CONTRACT's routes there is one small read,
 ``GET /api/orders/{orderId}/emails``, listing the emails sent about an order and what
-notifications answered (``[{"kind": "receipt"|"thanks", "status":
+notifications answered (``[{"kind": "receipt"|"thanks"|"cancelled", "status":
 "pending"|"sent"|"failed", "detail"}]``); it is handy in demos of commands and replies.
 """
 
@@ -26,7 +26,8 @@ MAX_KEY_LENGTH = 255
 
 router = APIRouter(tags=["orders"])
 
-OrderId = Annotated[str, Path(alias="orderId")]
+# An id longer than any we make is refused (422) before anything looks it up.
+OrderId = Annotated[str, Path(alias="orderId", min_length=1, max_length=64)]
 
 
 def _inline_schema(model: type[placing.PlaceOrder]) -> dict[str, Any]:
@@ -99,7 +100,7 @@ async def order_emails_sent(order_id: OrderId) -> list[dict[str, Any]]:
         known = (await conn.execute(
             select(orders.c.id).where(orders.c.id == order_id))).first()
         if known is None:
-            raise ApiError(404, "not-found", f"no order {order_id}")
+            raise ApiError(404, "not-found", "no such order", {"orderId": order_id})
         rows = (await conn.execute(
             select(order_emails.c.kind, order_emails.c.status, order_emails.c.detail)
             .where(order_emails.c.order_id == order_id)

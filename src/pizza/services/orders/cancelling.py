@@ -1,7 +1,26 @@
-"""Cancelling an order: allowed until orders learns the kitchen has finished it.
+"""Cancelling an order, and the rule that makes every order end in one agreed state.
 
-The status change is a conditional UPDATE (``WHERE status = 'confirmed'``), so a cancel
-racing an OrderPrepared, or a second cancel, cannot both win: exactly one OrderCancelled.
+**Orders is the authority on whether an order is cancelled.** The customer may cancel
+until orders has learnt that the kitchen finished the order (OrderPrepared); orders also
+cancels an order whose delivery id never became known (``awaiting.py``). The change is one
+conditional UPDATE (``WHERE status IN (...)``), so a cancel racing an OrderPrepared, a
+second cancel or a second orders process cannot both win: at most one OrderCancelled,
+and the order is then never completed (``handlers.complete`` only completes a confirmed
+or prepared order). The customer is emailed what happened (SendEmail, kind
+``cancelled``) in the same transaction.
+
+The race this settles: orders accepts ``POST /cancel`` because it has not seen
+OrderPrepared yet, while the kitchen is publishing OrderPrepared. Both events are then
+on the bus, and each subscriber's queue may get them in either order. Once OrderCancelled
+is published, the order is cancelled, everywhere:
+
+* kitchen, delivery and pickup withdraw the order whatever they have done with it so far
+  (a prepared ticket, a job awaiting a driver or on the road, an order on the shelf), and
+  if OrderCancelled comes first they keep a tombstone, so a late OrderPrepared opens
+  nothing;
+* tracking shows ``cancelled`` whatever step it had reached, except ``completed`` (which
+  orders never announces for a cancelled order), and the order's stream ends there;
+* orders ignores a later OrderPrepared, OrderDelivered or OrderCollected for it.
 """
 
 from __future__ import annotations
@@ -13,32 +32,47 @@ from typing import Literal
 from sqlalchemy import select, update
 
 from pizza.contracts.orders import OrderCancelledV1
-from pizza.services.orders import service
+from pizza.eventing import Context
+from pizza.services.orders import emails, service
 from pizza.services.orders.tables import orders
 from pizza.web.errors import ApiError
 
 log = logging.getLogger("pizza.services.orders")
 
 REASON = "cancelled by customer"
+# Statuses a customer may still cancel from: nothing has been cooked for them yet.
+CANCELLABLE = ("confirmed", "awaiting-address")
 
 Outcome = Literal["cancelled", "already-cancelled"]
 
 
+async def cancel_in(ctx: Context, order_id: str, reason: str,
+                    allowed: tuple[str, ...] = CANCELLABLE) -> bool:
+    """Cancel the order if its status is one of ``allowed``: announce it and email the
+    customer, in ``ctx``'s transaction. False if it was not in such a status."""
+    changed = (await ctx.db.execute(
+        update(orders)
+        .where(orders.c.id == order_id, orders.c.status.in_(allowed))
+        .values(status="cancelled", cancelled_at=datetime.now(UTC))
+        .returning(orders.c.email))).first()
+    if changed is None:
+        return False
+    ctx.publish(OrderCancelledV1(order_id=order_id, reason=reason), correlation_id=order_id)
+    await emails.send(ctx, order_id, "cancelled",
+                      emails.cancelled(order_id, changed.email, reason))
+    log.info("order %s cancelled: %s", order_id, reason)
+    return True
+
+
 async def cancel(order_id: str) -> Outcome:
-    """Cancel the order, or say it already was; ApiError 404 or 409 otherwise."""
+    """The customer cancels: done, or already was; ApiError 404 or 409 otherwise."""
     async with service.unit_of_work(correlation_id=order_id) as ctx:
-        changed = await ctx.db.execute(
-            update(orders)
-            .where(orders.c.id == order_id, orders.c.status == "confirmed")
-            .values(status="cancelled", cancelled_at=datetime.now(UTC)))
-        if changed.rowcount:
-            ctx.publish(OrderCancelledV1(order_id=order_id, reason=REASON))
-            log.info("order %s cancelled", order_id)
+        if await cancel_in(ctx, order_id, REASON):
             return "cancelled"
         status = (await ctx.db.execute(
             select(orders.c.status).where(orders.c.id == order_id))).scalar()
     if status is None:
-        raise ApiError(404, "not-found", f"no order {order_id}")
+        raise ApiError(404, "not-found", "no such order", {"orderId": order_id})
     if status == "cancelled":
         return "already-cancelled"
     raise ApiError(409, "already-prepared",

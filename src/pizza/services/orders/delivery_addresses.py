@@ -2,13 +2,13 @@
 
 Orders never asks delivery (no calls between services): it keeps its own copy, filled by
 DeliveryAddressRegistered. That copy is eventually consistent, so a customer who
-registers an address and orders at once may be a step ahead of the event; placing an
-order therefore waits a little for an id it does not know yet before refusing it.
+registers an address and orders at once may be a step ahead of the event, and during a
+broker outage no event comes at all. Placing an order therefore never waits for it: an
+order naming an id not known yet waits in ``awaiting.py`` instead.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 from sqlalchemy import select
@@ -16,10 +16,6 @@ from sqlalchemy import select
 from pizza.eventing import Context
 from pizza.services.orders import service
 from pizza.services.orders.tables import insert_if_absent, known_delivery_addresses
-
-# How long an order waits for an unknown delivery id to arrive, and how often it looks.
-WAIT_SECONDS = 2.0
-POLL_SECONDS = 0.05
 
 Verdict = Literal["ok", "unknown", "not-yours"]
 
@@ -38,15 +34,9 @@ async def owner_of(delivery_id: str) -> str | None:
             .where(known_delivery_addresses.c.delivery_id == delivery_id))).scalar()
 
 
-async def check(delivery_id: str, customer_id: str, wait: float | None = None) -> Verdict:
-    """Whether the id was issued to this customer, waiting up to ``wait`` seconds
-    (default WAIT_SECONDS, read at call time) for it to become known."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + (WAIT_SECONDS if wait is None else wait)
-    while True:
-        owner = await owner_of(delivery_id)
-        if owner is not None:
-            return "ok" if owner == customer_id else "not-yours"
-        if loop.time() >= deadline:
-            return "unknown"
-        await asyncio.sleep(POLL_SECONDS)
+async def check(delivery_id: str, customer_id: str) -> Verdict:
+    """Whether orders knows the id as issued to this customer (one read, no waiting)."""
+    owner = await owner_of(delivery_id)
+    if owner is None:
+        return "unknown"
+    return "ok" if owner == customer_id else "not-yours"

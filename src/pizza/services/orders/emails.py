@@ -19,7 +19,7 @@ from pizza.eventing import Context
 from pizza.services.orders.menu import pounds
 from pizza.services.orders.tables import order_emails
 
-EmailKind = Literal["receipt", "thanks"]
+EmailKind = Literal["receipt", "thanks", "cancelled"]
 
 
 def short_id(order_id: str) -> str:
@@ -60,6 +60,20 @@ def thanks(order_id: str, to: str, value_pence: int, fulfilment: str) -> SendEma
     ])
     return SendEmailV1(to=to, sender=settings().mail_from,
                        subject=f"Thank you for your Plant-Based Pizza order {short_id(order_id)}",
+                       body=body)
+
+
+def cancelled(order_id: str, to: str, reason: str) -> SendEmailV1:
+    """The note sent when an order ends cancelled, by the customer or because it could not
+    be taken (e.g. its delivery address never became known)."""
+    body = "\n".join([
+        f"Your order {order_id} has been cancelled: {reason}.",
+        "Nothing will be cooked or delivered, and you will not be charged.",
+        "We hope to see you again at Plant-Based Pizza.",
+    ])
+    return SendEmailV1(to=to, sender=settings().mail_from,
+                       subject=f"Your Plant-Based Pizza order {short_id(order_id)} "
+                               "is cancelled",
                        body=body)
 
 

@@ -19,7 +19,7 @@ from pizza.contracts.notifications import EmailFailedV1, EmailSentV1
 from pizza.contracts.orders import OrderCompletedV1
 from pizza.contracts.pickup import OrderCollectedV1
 from pizza.eventing import Context
-from pizza.services.orders import delivery_addresses, emails, menu, service
+from pizza.services.orders import awaiting, delivery_addresses, emails, menu, service
 from pizza.services.orders.tables import orders
 
 log = logging.getLogger("pizza.services.orders")
@@ -28,8 +28,9 @@ log = logging.getLogger("pizza.services.orders")
 @service.handles(DeliveryAddressRegisteredV1, start="all")
 async def learn_delivery_address(event: DeliveryAddressRegisteredV1, ctx: Context) -> None:
     """Remember an issued delivery id (from the start of the stream: ids issued before
-    this service first ran are valid too)."""
+    this service first ran are valid too), and settle the orders that waited for it."""
     await delivery_addresses.remember(ctx, event.delivery_id, event.customer_id)
+    await awaiting.address_known(ctx, event.delivery_id, event.customer_id)
 
 
 @service.handles(OrderPreparedV1)
@@ -60,7 +61,8 @@ async def complete(ctx: Context, order_id: str) -> None:
     """Mark the order completed, once: OrderCompleted and the thank-you email follow.
 
     Delivered before prepared is accepted (queues are not ordered with each other). A
-    cancelled order is not completed: the cancellation was already announced.
+    cancelled order is not completed: the cancellation was already announced, and orders
+    is the authority (see ``cancelling.py``).
     """
     changed = await ctx.db.execute(
         update(orders)

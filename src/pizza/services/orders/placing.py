@@ -1,10 +1,18 @@
-"""Placing an order: validate it against the menu and the known addresses, then store it
-and announce it in one unit of work.
+"""Placing an order: validate it against the menu, then store it and announce it in one
+unit of work.
 
 The order row, the OrderConfirmed events (v1 while consumers need it, and v2), the
 receipt's SendEmail and its ``order_emails`` row commit together or not at all; the
 outbox relay publishes them after the commit. The order id is the story's correlationId,
 so every message about one order, from any service, can be found by it.
+
+Taking an order never depends on the bus. A delivery order names a deliveryId that the
+delivery service issued; orders learns those ids from DeliveryAddressRegistered, so it may
+not have heard of a brand-new one yet (or the broker is down). Such an order is accepted
+all the same (202) and stored ``awaiting-address``, unannounced: ``awaiting.py`` confirms
+it when the id's event arrives, or cancels it (with an email) if the id is not heard of
+within PIZZA_DELIVERY_ID_DEADLINE. A deliveryId that is not even a well-formed id (a UUID)
+is refused at once (422), and so is one orders knows belongs to another customer.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from pizza.config import settings
+from pizza.contracts.bounds import UUID_PATTERN
 from pizza.contracts.orders import Money, OrderConfirmedV1, OrderConfirmedV2, OrderLine
 from pizza.eventing import Context, ServiceHost
 from pizza.services.orders import delivery_addresses, emails, menu, service
@@ -36,6 +46,7 @@ MAX_LINES = 50
 MAX_QUANTITY = 50
 # A plausible address: something@domain.tld, no spaces; the mail server has the last word.
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
+_DELIVERY_ID = re.compile(UUID_PATTERN)
 
 
 class _Camel(BaseModel):
@@ -56,6 +67,7 @@ class PlaceOrder(_Camel):
     email: Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)]
     items: Annotated[list[LineRequest], Field(min_length=1, max_length=MAX_LINES)]
     fulfilment: Literal["delivery", "pickup"]
+    # Only a delivery order reads it (and wants a UUID); a pickup order ignores it.
     delivery_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
 
     def fingerprint(self) -> str:
@@ -100,20 +112,23 @@ async def place(request: PlaceOrder, idempotency_key: str | None) -> Placed:
         earlier = await _by_key(idempotency_key, fingerprint)
         if earlier is not None:
             return Placed(earlier, created=False)
+    status = "confirmed"
     if delivery_id is not None:
-        await _check_delivery_id(delivery_id, request.customer_id)
+        status = await _status_for(delivery_id, request.customer_id)
     order_id = str(uuid.uuid4())
     try:
         async with service.unit_of_work(correlation_id=order_id) as ctx:
-            await _store_and_announce(ctx, order_id, request, lines, delivery_id,
-                                      idempotency_key, fingerprint)
+            await _store(ctx, order_id, request, lines, delivery_id, status,
+                         idempotency_key, fingerprint)
+            if status == "confirmed":
+                await announce(ctx, order_id)
     except IntegrityError:
         # Another request with the same key committed first: that one is the order.
         earlier = await _by_key(idempotency_key, fingerprint) if idempotency_key else None
         if earlier is None:
             raise
         return Placed(earlier, created=False)
-    log.info("order %s accepted for %s", order_id, request.customer_id)
+    log.info("order %s accepted (%s)", order_id, status)
     return Placed(order_id, created=True)
 
 
@@ -134,23 +149,32 @@ def priced_lines(request: PlaceOrder) -> list[dict[str, Any]]:
 
 
 def _delivery_id(request: PlaceOrder) -> str | None:
-    """The delivery id a delivery needs; a pickup order ignores one if sent."""
+    """The delivery id a delivery needs, well-formed; a pickup order ignores one if sent."""
     if request.fulfilment == "pickup":
         return None
     if request.delivery_id is None:
         raise ApiError(422, "delivery-id-required",
                        "a delivery order needs the deliveryId of a registered address",
                        {"field": "deliveryId"})
+    if not _DELIVERY_ID.match(request.delivery_id):
+        raise ApiError(422, "unknown-delivery-id",
+                       "deliveryId is not an id the delivery service issues (a UUID)",
+                       {"field": "deliveryId"})
     return request.delivery_id
 
 
-async def _check_delivery_id(delivery_id: str, customer_id: str) -> None:
+async def _status_for(delivery_id: str, customer_id: str) -> str:
+    """``confirmed`` for a known id of this customer's, ``awaiting-address`` for an id
+    orders has not heard of yet; 422 for another customer's (one local read, no wait)."""
     verdict = await delivery_addresses.check(delivery_id, customer_id)
-    if verdict != "ok":
-        # Another customer's id is answered like an unknown one: ids are not disclosed.
-        raise ApiError(422, "unknown-delivery-id",
-                       "no delivery address with this id is registered for this customer",
-                       {"deliveryId": delivery_id})
+    if verdict == "ok":
+        return "confirmed"
+    if verdict == "unknown":
+        return "awaiting-address"
+    # Another customer's id is answered like an unknown one: ids are not disclosed.
+    raise ApiError(422, "unknown-delivery-id",
+                   "no delivery address with this id is registered for this customer",
+                   {"deliveryId": delivery_id})
 
 
 async def _by_key(key: str, fingerprint: str) -> str | None:
@@ -168,27 +192,34 @@ async def _by_key(key: str, fingerprint: str) -> str | None:
     return str(row.id)
 
 
-async def _store_and_announce(ctx: Context, order_id: str, request: PlaceOrder,
-                              lines: list[dict[str, Any]], delivery_id: str | None,
-                              idempotency_key: str | None, fingerprint: str) -> None:
+async def _store(ctx: Context, order_id: str, request: PlaceOrder,
+                 lines: list[dict[str, Any]], delivery_id: str | None, status: str,
+                 idempotency_key: str | None, fingerprint: str) -> None:
     value_pence = sum(line["quantity"] * line["unitPricePence"] for line in lines)
     await ctx.db.execute(orders.insert().values(
         id=order_id, customer_id=request.customer_id, email=request.email, items=lines,
         value_pence=value_pence, fulfilment=request.fulfilment, delivery_id=delivery_id,
-        status="confirmed", idempotency_key=idempotency_key, request_hash=fingerprint,
+        status=status, idempotency_key=idempotency_key, request_hash=fingerprint,
         created_at=datetime.now(UTC)))
+
+
+async def announce(ctx: Context, order_id: str) -> None:
+    """Publish a confirmed order (OrderConfirmed v1 while read, and v2) and send its
+    receipt, in ``ctx``'s transaction, from the stored row."""
+    order = (await ctx.db.execute(select(orders).where(orders.c.id == order_id))).one()
+    lines: list[dict[str, Any]] = order.items
     event_lines = [OrderLine(menu_item_id=line["menuItemId"], name=line["name"],
                              quantity=line["quantity"],
                              unit_price=menu.pounds(line["unitPricePence"]))
                    for line in lines]
-    value = menu.pounds(value_pence)
-    common: dict[str, Any] = {"order_id": order_id, "customer_id": request.customer_id,
-                              "items": event_lines, "fulfilment": request.fulfilment,
-                              "delivery_id": delivery_id}
+    value = menu.pounds(order.value_pence)
+    common: dict[str, Any] = {"order_id": order_id, "customer_id": order.customer_id,
+                              "items": event_lines, "fulfilment": order.fulfilment,
+                              "delivery_id": order.delivery_id}
     if publish_v1():
-        ctx.publish(OrderConfirmedV1(order_value=value, **common))
+        ctx.publish(OrderConfirmedV1(order_value=value, **common), correlation_id=order_id)
     ctx.publish(OrderConfirmedV2(order_value=Money(amount=value, currency=menu.CURRENCY),
-                                 **common))
+                                 **common), correlation_id=order_id)
     await emails.send(ctx, order_id, "receipt",
-                      emails.receipt(order_id, request.email, lines, value_pence,
-                                     request.fulfilment))
+                      emails.receipt(order_id, order.email, lines, order.value_pence,
+                                     order.fulfilment))

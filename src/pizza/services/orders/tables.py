@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -19,7 +20,9 @@ from pizza.eventing.storage import AsyncConnection, upsert
 
 metadata = MetaData()
 
-# Status moves forward only: confirmed -> prepared -> completed, or confirmed -> cancelled.
+# Status moves forward only: confirmed -> prepared -> completed, or confirmed -> cancelled;
+# a delivery order whose id orders has not heard of yet starts awaiting-address, then is
+# confirmed or cancelled (awaiting.py).
 orders = Table(
     "orders",
     metadata,
@@ -38,6 +41,8 @@ orders = Table(
     Column("prepared_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
     Column("cancelled_at", DateTime(timezone=True)),
+    # The deadline job looks for orders awaiting their address, oldest first.
+    Index("ix_orders_status_created", "status", "created_at"),
 )
 
 # Learnt from DeliveryAddressRegistered: which delivery ids exist, and whose they are.

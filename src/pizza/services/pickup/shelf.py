@@ -64,6 +64,9 @@ async def put_out(ctx: Context, prepared: OrderPreparedV1) -> bool:
 async def withdraw(ctx: Context, order_id: str) -> None:
     """Take a cancelled order off the shelf, or leave a tombstone if it is not here yet.
 
+    Whichever comes first, OrderPrepared or OrderCancelled, the order ends withdrawn:
+    orders is the authority on a cancellation (see orders/cancelling.py).
+
     One statement, so an OrderPrepared committing at the same moment cannot slip between
     a check and a write.
     """

@@ -6,6 +6,7 @@ customer's visible orders, newest confirmation first, at most 50.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Path, Query
@@ -20,6 +21,9 @@ router = APIRouter(tags=["tracking"])
 
 LIST_LIMIT = 50
 PING_SECONDS = 15
+# How long a stream waits for an order to appear before answering 404: a client opens
+# the stream right after its 202, a moment before the query side has seen the order.
+APPEAR_SECONDS = 5.0
 
 
 OrderId = Path(alias="orderId", min_length=1, max_length=64)
@@ -38,9 +42,31 @@ async def get_order(order_id: str = OrderId) -> OrderView:
 @router.get("/api/orders/{orderId}/stream", summary="Server-Sent Events, one per change",
             response_class=EventSourceResponse)
 async def stream_order(order_id: str = OrderId) -> EventSourceResponse:
-    """``event: order`` with the whole document as data: first the current one (if the
-    order is known), then one per change, ending after completed or cancelled."""
+    """``event: order`` with the whole document as data: first the current one, then one
+    per change, ending after completed or cancelled. 404 (like the plain GET) if the
+    order does not appear within ``APPEAR_SECONDS``."""
+    if not await _appears(order_id):
+        raise ApiError(404, "not-found", f"no order {order_id} (yet)", {"orderId": order_id})
     return EventSourceResponse(_order_events(order_id), ping=PING_SECONDS)
+
+
+async def _appears(order_id: str) -> bool:
+    """Whether the order is (or within APPEAR_SECONDS becomes) visible to the query side."""
+    model = readmodel.current()
+    view = await model.store.get(order_id)
+    if view is not None and view.is_visible:
+        return True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + APPEAR_SECONDS
+    with model.hub.listen(order_id) as signal:  # read again once listening: no lost ring
+        while True:
+            view = await model.store.get(order_id)
+            if view is not None and view.is_visible:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await signal.wait(min(remaining, model.store.poll_seconds))
 
 
 async def _order_events(order_id: str) -> AsyncIterator[ServerSentEvent]:

@@ -12,7 +12,9 @@ however often an event is applied (it is commutative and idempotent):
   seen (``status_of``), so it can only move forward and a late event never rewinds it.
 * The order's own fields (customerId, value, currency, itemCount, fulfilment) come only
   from OrderConfirmed; a document first created by a later event has them empty until
-  OrderConfirmed arrives, and is not shown until then (``is_visible``).
+  OrderConfirmed arrives, and is not shown until then (``is_visible``), unless it is
+  cancelled: an order cancelled before it was ever confirmed (its delivery address never
+  became known) is shown cancelled, without them.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ RANK: dict[str, tuple[int, Status]] = {
     "OrderCollected": (5, "collected"),
     "OrderCompleted": (6, "completed"),
 }
-PREPARED_RANK = RANK["OrderPrepared"][0]
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "cancelled"})
 
 
@@ -81,8 +82,9 @@ class OrderView(_Camel):
 
     @property
     def is_visible(self) -> bool:
-        """Shown only once OrderConfirmed has been seen: before that it has no owner."""
-        return any(entry.type == CONFIRMED for entry in self.timeline)
+        """Shown once OrderConfirmed has been seen (before that it has no owner), or once
+        it is cancelled: the customer must see how an order ended."""
+        return any(entry.type in (CONFIRMED, CANCELLED) for entry in self.timeline)
 
     @property
     def is_final(self) -> bool:
@@ -127,15 +129,17 @@ def status_of(types: Iterable[str]) -> Status:
 
     The furthest step reached wins (accepted < confirmed < preparing < prepared <
     out-for-delivery | ready-for-collection < delivered | collected < completed).
-    OrderCancelled overrides only the steps before ``prepared``: an order the kitchen had
-    already finished when the cancellation was accepted is shown by how far it got (the
-    cancellation stays in its timeline). Without any ranked event (only possible for a
-    document not yet visible) the status is ``confirmed``.
+    OrderCancelled overrides every step but ``completed``: orders is the authority on a
+    cancellation, and once it has published OrderCancelled the order is cancelled, even
+    if the kitchen finished it meanwhile (a cancel racing OrderPrepared; see
+    orders/cancelling.py). Orders never completes a cancelled order, so ``completed``
+    with OrderCancelled cannot happen; should it, completed stands. Without any ranked
+    event the status is ``confirmed``.
     """
     seen = set(types)
     ranked = [RANK[t] for t in seen if t in RANK]
-    rank, status = max(ranked, default=RANK[CONFIRMED])
-    if CANCELLED in seen and rank < PREPARED_RANK:
+    _rank, status = max(ranked, default=RANK[CONFIRMED])
+    if CANCELLED in seen and status != "completed":
         return "cancelled"
     return status
 
