@@ -18,8 +18,11 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from pizza import config
+from pizza.cli_common import fail
 from pizza.deadletters_cli import deadletters
+from pizza.eventing import settings
 from pizza.events_cli import events
+from pizza.log_limits import bounded
 from pizza.torture.command import torture
 
 app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStream.",
@@ -31,12 +34,32 @@ console = Console()
 
 SERVICE_PORTS = {"orders": 8001, "kitchen": 8002, "delivery": 8003, "pickup": 8004,
                  "loyalty": 8005, "notifications": 8006, "tracking": 8007}
+ANSWER_SECONDS = 3.0  # how long a tool waits for the system to accept a connection
+
+
+def _claim_home(command: str, shared_by: str | None = None) -> None:
+    """One PIZZA_HOME, one system: refuse at once, before touching the broker or a file."""
+    from pizza import home
+
+    try:
+        home.claim(command, shared_by=shared_by)
+    except home.HomeInUse as refused:
+        fail(str(refused))
+
+
+def _system_answers(url: str, hint: str = "`pizza up`") -> None:
+    """Fail in seconds, in one line, when nothing answers at the system's URL."""
+    try:
+        httpx.get(f"{url}/api/health", timeout=ANSWER_SECONDS)
+    except httpx.HTTPError:
+        fail(f"nothing answers at {url}: is {hint} running?")
 
 
 def _logging(verbose: bool) -> None:
     level = os.environ.get("PIZZA_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
+    handler = bounded(RichHandler(console=Console(stderr=True), show_path=False))
     logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+                        handlers=[handler])
     for noisy in ("aiosqlite", "asyncio", "nats", "uvicorn.access", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -61,6 +84,7 @@ def up(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """The whole system in one process: embedded NATS, every service, the SMTP sink."""
+    _claim_home("pizza up")  # first: a second system must not touch this one's broker
     from pizza.app import Extras, create_app, load
 
     _logging(verbose)
@@ -102,6 +126,10 @@ def serve(
     if service not in SERVICE_PORTS:
         raise typer.BadParameter(f"choose one of {', '.join(SERVICE_PORTS)}",
                                  param_hint="SERVICE")
+    if settings.nats_url() is None:  # it runs the embedded broker on PIZZA_HOME's store
+        _claim_home(f"pizza serve {service}")
+    elif settings.database_url() is None:  # its SQLite file under PIZZA_HOME
+        _claim_home(f"pizza serve {service}", shared_by=service)
     port = port or SERVICE_PORTS[service]
     fastapi_app = create_app(load([service]), extras=Extras(
         smtp_sink=service == "notifications" and config.settings().smtp_sink))
@@ -126,16 +154,17 @@ def order(
     for raw in item or ["margherita:1"]:
         name, _, quantity = raw.partition(":")
         lines.append({"menuItemId": name, "quantity": int(quantity or 1)})
+    _system_answers(url)
     try:
         asyncio.run(_order(url, customer, email, lines, pickup, wait))
-    except httpx.ConnectError:
-        console.print(f"[red]Nothing answers at {url}[/]: is `pizza up` running?")
-        raise typer.Exit(1) from None
+    except httpx.TransportError as error:
+        fail(f"{url} stopped answering: {error!r}")
 
 
 async def _order(url: str, customer: str, email: str, lines: list[dict[str, Any]],
                  pickup: bool, wait: float) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    timeout = httpx.Timeout(10, connect=ANSWER_SECONDS)
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
         body: dict[str, Any] = {"customerId": customer, "email": email, "items": lines,
                                 "fulfilment": "pickup" if pickup else "delivery"}
         if not pickup:
@@ -151,22 +180,31 @@ async def _order(url: str, customer: str, email: str, lines: list[dict[str, Any]
         started = time.perf_counter()
         console.print(f"order [bold]{order_id}[/] accepted")
         seen: set[str] = set()
-        async with asyncio.timeout(wait), client.stream(
-                "GET", f"/api/orders/{order_id}/stream", timeout=None) as stream:
-            async for line in stream.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                document = orjson.loads(line[5:].strip())
-                status, points = document.get("status"), document.get("loyaltyPoints")
-                elapsed = f"  {time.perf_counter() - started:7.2f}s  "
-                if status and status not in seen:
-                    seen.add(status)
-                    console.print(elapsed + status)
-                if points is not None and "points" not in seen:
-                    seen.add("points")
-                    console.print(f"{elapsed}+{points} loyalty points")
-                if status == "cancelled" or (status == "completed" and points is not None):
-                    break
+        try:
+            await _follow(client, order_id, started, seen, wait)
+        except TimeoutError:
+            fail(f"order {order_id} not finished after {wait:g}s; statuses seen: "
+                 f"{', '.join(seen) or 'none'}")
+
+
+async def _follow(client: httpx.AsyncClient, order_id: str, started: float, seen: set[str],
+                  wait: float) -> None:
+    async with asyncio.timeout(wait), client.stream(
+            "GET", f"/api/orders/{order_id}/stream", timeout=None) as stream:
+        async for line in stream.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            document = orjson.loads(line[5:].strip())
+            status, points = document.get("status"), document.get("loyaltyPoints")
+            elapsed = f"  {time.perf_counter() - started:7.2f}s  "
+            if status and status not in seen:
+                seen.add(status)
+                console.print(elapsed + status)
+            if points is not None and "points" not in seen:
+                seen.add("points")
+                console.print(f"{elapsed}+{points} loyalty points")
+            if status == "cancelled" or (status == "completed" and points is not None):
+                break
 
 
 def _fail_unless(response: httpx.Response, status: int) -> None:
@@ -183,17 +221,20 @@ def replay(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the replay.")] = 300.0,
 ) -> None:
     """Rebuild a service's state from the whole history on the bus (CQRS replay)."""
+    _system_answers(url)
     try:
         asyncio.run(_replay(url, service, wait))
-    except httpx.ConnectError:
-        console.print(f"[red]Nothing answers at {url}[/]: is `pizza up` running?")
-        raise typer.Exit(1) from None
+    except httpx.TransportError as error:
+        fail(f"{url} stopped answering: {error!r}")
+    except TimeoutError:
+        fail(f"{service} not rebuilt after {wait:g}s")
 
 
 async def _replay(url: str, service: str, wait: float) -> None:
     from rich.progress import Progress
 
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    timeout = httpx.Timeout(30, connect=ANSWER_SECONDS)
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
         started = await client.post(f"/api/admin/replay/{service}")
         _fail_unless(started, 202)
         with Progress(console=console, transient=True) as bar:
@@ -250,6 +291,7 @@ def simulate(
 
     if orders < 1 or rate <= 0:
         raise typer.BadParameter("--orders must be at least 1 and --rate positive")
+    _system_answers(url, "`pizza up --simulate`")
     with Progress(console=console) as bar:
         accepted = bar.add_task("accepted", total=orders)
         finished = bar.add_task("finished", total=orders)
@@ -258,10 +300,8 @@ def simulate(
             result = asyncio.run(run_load(
                 url, orders=orders, rate=rate, follow_seconds=follow_seconds,
                 progress=lambda name, n: bar.advance(tasks[name], n)))
-        except httpx.ConnectError:
-            console.print(f"[red]Nothing answers at {url}[/]: is `pizza up --simulate` "
-                          "running?")
-            raise typer.Exit(1) from None
+        except httpx.HTTPError as broken:
+            fail(f"{url} stopped answering: {broken!r}")
     table = Table(title=f"{result.accepted} accepted, {result.completed} completed of "
                         f"{orders} ({result.completed_per_second():.1f} completed/s)")
     table.add_column("status")

@@ -145,23 +145,22 @@ def snapshot(
 
 
 def _on_the_broker(work: Callable[[Transport], Awaitable[Any]]) -> Any:
-    """Run ``work`` against the running system's broker (PIZZA_NATS_URL or `pizza up`'s)."""
-    from pizza.eventing.settings import broker_url
+    """Run ``work`` against the running system's broker (PIZZA_NATS_URL or `pizza up`'s);
+    one line and exit 1 within seconds if nothing answers there."""
+    from pizza.cli_common import CONNECT_SECONDS, broker, fail, no_broker, recorded_broker
     from pizza.eventing.transport.nats import NatsTransport
 
-    url = broker_url()
-    if url is None:
-        console.print("[red]No broker to ask[/]: start `pizza up` (same PIZZA_HOME) or set "
-                      "PIZZA_NATS_URL.")
-        raise typer.Exit(1)
+    url = recorded_broker()
 
     async def session() -> Any:
+        async with broker(url, "pizza-events"):  # fails fast where the transport would wait
+            pass
         transport = NatsTransport(url, name="pizza-events")
         try:
-            await transport.start()
-        except Exception as error:
-            console.print(f"[red]Cannot reach the broker at {url}[/]: {error}")
-            raise typer.Exit(1) from None
+            await asyncio.wait_for(transport.start(), 5 * CONNECT_SECONDS)
+        except Exception:
+            await transport.close()
+            fail(no_broker(url))
         try:
             return await work(transport)
         finally:

@@ -16,6 +16,11 @@ def nats_url() -> str | None:
     return os.environ.get("PIZZA_NATS_URL") or None
 
 
+def database_url() -> str | None:
+    """A database every service shares (one schema each); unset means SQLite under home()."""
+    return os.environ.get("PIZZA_DATABASE_URL") or None
+
+
 def number(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":

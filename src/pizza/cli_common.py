@@ -1,0 +1,70 @@
+"""What every `pizza` tool does the same way: fail with one line, reach the broker fast.
+
+A tool talks to the broker of a running system (``PIZZA_NATS_URL``, else the URL `pizza up`
+records in ``$PIZZA_HOME/nats/url``). If nothing answers there, the tool says so in one
+line within seconds, instead of reconnecting for minutes to a broker that is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import NoReturn
+
+import nats
+import typer
+from nats.aio.client import Client as NATS
+from rich.console import Console
+from rich.markup import escape
+
+from pizza.eventing.settings import broker_url
+
+CONNECT_SECONDS = 2.0
+
+errors = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr, exit status 1, no traceback."""
+    errors.print(f"[red]{escape(message)}[/]")
+    raise typer.Exit(1)
+
+
+def no_broker(url: str) -> str:
+    return f"no broker answers at {url}: is `pizza up` running with this PIZZA_HOME?"
+
+
+def recorded_broker() -> str:
+    """The running system's broker URL, or exit saying how to give one."""
+    url = broker_url()
+    if url is None:
+        fail("no broker recorded: start `pizza up` (same PIZZA_HOME) or set PIZZA_NATS_URL")
+    return url
+
+
+async def _quiet(_error: Exception) -> None:
+    """nats-py logs every failed attempt with a traceback; the tool says it in one line."""
+
+
+@contextlib.asynccontextmanager
+async def broker(url: str, name: str = "pizza-tool") -> AsyncIterator[NATS]:
+    """A connection for a tool: a short connect timeout, no reconnect loop.
+
+    nats-py retries a refused first connect forever when ``max_reconnect_attempts`` is 0
+    (it only gives a server up once its attempts *exceed* a positive limit), so: one
+    retry, and a deadline over the whole connect in case a server half-answers.
+    """
+    try:
+        nc = await asyncio.wait_for(
+            nats.connect(url, name=name, connect_timeout=CONNECT_SECONDS,
+                         allow_reconnect=False, max_reconnect_attempts=1,
+                         reconnect_time_wait=0.2, error_cb=_quiet),
+            CONNECT_SECONDS + 1)
+    except Exception:
+        fail(no_broker(url))
+    try:
+        yield nc
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
