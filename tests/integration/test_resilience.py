@@ -413,3 +413,25 @@ async def test_health_answers_through_an_outage_and_reports_the_loop_lag(
         await outages.restore()
         await eventually(lambda: not host.db.outage.down, what="the consumer resuming")
         await client.aclose()
+
+
+async def test_a_service_starts_once_another_program_lets_go_of_its_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIZZA_HOME", str(tmp_path))
+    first = storage_module.Database("late")
+    await first.create()
+    await first.close()
+    lock = FileLock(tmp_path)
+    await lock.take()
+    db = storage_module.Database("late")
+    try:
+        with Heartbeat() as heartbeat:
+            creating = asyncio.create_task(db.create())
+            await asyncio.sleep(1.0)
+            assert not creating.done(), "it neither failed nor got past the lock"
+            await lock.release()
+            await asyncio.wait_for(creating, 10)
+        assert heartbeat.longest < 0.5, f"the event loop froze for {heartbeat.longest:.2f} s"
+    finally:
+        await lock.release()
+        await db.close()

@@ -145,16 +145,31 @@ class Database:
     async def create(self) -> None:
         """Create the schema and every table that is missing (idempotent, safe at start)."""
         self._claim_file()
+        if self.is_sqlite:  # another program may hold the file's lock for a while
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SQLITE_START_PATIENCE
+            while True:
+                try:
+                    async with self.begin() as conn:
+                        await self._create_tables(conn)
+                    return
+                except OperationalError as error:
+                    if not _locked(error) or loop.time() >= deadline:
+                        raise
+                await asyncio.sleep(0.1)
         async with self.engine.begin() as conn:
-            if self.schema is not None:
-                # Two processes of one service start together: one creates, one waits.
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                   {"key": zlib.crc32(f"pizza-schema-{self.schema}".encode())})
-                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-            for metadata in self.tables:
-                await conn.run_sync(metadata.create_all)
-            # create_all skips the indexes of a table that already exists.
-            await conn.run_sync(inbox_handled_at.create, checkfirst=True)
+            await self._create_tables(conn)
+
+    async def _create_tables(self, conn: AsyncConnection) -> None:
+        if self.schema is not None:
+            # Two processes of one service start together: one creates, one waits.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": zlib.crc32(f"pizza-schema-{self.schema}".encode())})
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+        for metadata in self.tables:
+            await conn.run_sync(metadata.create_all)
+        # create_all skips the indexes of a table that already exists.
+        await conn.run_sync(inbox_handled_at.create, checkfirst=True)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -226,6 +241,7 @@ WRITES = "pizza_writes"
 # database counts as unavailable (a consumer then pauses, HTTP answers 503). It waits
 # in small asleep steps, so the event loop goes on meanwhile.
 SQLITE_LOCK_PATIENCE = 5.0
+SQLITE_START_PATIENCE = 30.0  # creating the tables at start waits longer, asleep too
 
 
 def _locked(error: OperationalError) -> bool:
