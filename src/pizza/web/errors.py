@@ -45,7 +45,8 @@ _unavailable_logged_at = -1e9
 async def unavailable(_request: Request, error: Exception) -> JSONResponse:
     """The database is away: 503 with Retry-After, not a bare 500. Anything else that
     reaches here is a bug and goes on to the server's own 500 (logged with its trace)."""
-    if database_unavailable(error) is None:
+    verdict = database_unavailable(error)
+    if verdict is None:
         raise error
     global _unavailable_logged_at
     now = time.monotonic()
@@ -53,8 +54,8 @@ async def unavailable(_request: Request, error: Exception) -> JSONResponse:
         _unavailable_logged_at = now
         log.warning("answering 503: the database is unavailable: %s",
                     " ".join(str(error).split())[:300])
-    response = error_response(503, "unavailable",
-                              "the service's database is unavailable; try again shortly")
+    what = "the service's database" if verdict == "database" else "a service it needs"
+    response = error_response(503, "unavailable", f"{what} is unavailable; try again shortly")
     response.headers["Retry-After"] = str(RETRY_AFTER)
     return response
 
