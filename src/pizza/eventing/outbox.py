@@ -152,7 +152,8 @@ class Relay:
         backoff = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self.interval)
+                async with asyncio.timeout(self.interval):  # unlike wait_for, never
+                    await self._wakeup.wait()               # turns a cancel into a timeout
             self._wakeup.clear()
             try:
                 complete = await self._drain()
