@@ -55,3 +55,38 @@ def test_cloudevents_round_trip_through_the_official_sdk() -> None:
     written = orjson.loads(JSONFormat().write(parsed))
     back = Envelope.from_cloudevent(written)
     assert back == envelope
+
+
+@pytest.mark.parametrize("field,value", [
+    ("id", "x" * 100_000),
+    ("correlationId", "c" * 65),
+    ("replyTo", "pizza.replies." + "r" * 300),
+    ("traceparent", ["not", "a", "string"]),
+    ("time", 12),
+])
+def test_hostile_metadata_is_malformed_at_the_edge(field: str, value: object) -> None:
+    """Huge or mistyped metadata is refused while decoding, before any handler, inbox or
+    log line sees it."""
+    doc = orjson.loads(sample().encode())
+    doc["metadata"][field] = value
+    with pytest.raises(MalformedMessage, match=f"metadata.{field}"):
+        Envelope.decode(orjson.dumps(doc))
+
+
+@pytest.mark.parametrize("reply_to", [
+    "pizza.events.orders.OrderConfirmed.v1",  # would publish an answer as an event
+    "pizza.deadletters.orders.x",             # would forge a dead letter
+    "pizza.replies.*",                        # a wildcard
+    "elsewhere",                              # no stream holds it: jammed the outbox
+])
+def test_a_command_must_ask_for_its_answer_on_a_reply_subject(reply_to: str) -> None:
+    from pizza.contracts.notifications import SendEmailV1
+    from pizza.eventing.catalog import registry
+
+    meta = Metadata(type="SendEmail", version=1, source="orders", reply_to=reply_to)
+    data = SendEmailV1(to="a@example.com", sender="b@example.com", subject="s",
+                       body="b").to_data()
+    with pytest.raises(MalformedMessage, match="replyTo"):
+        registry.decode(Envelope(meta, data))
+    meta.reply_to = "pizza.replies.orders"
+    assert isinstance(registry.decode(Envelope(meta, data)), SendEmailV1)
