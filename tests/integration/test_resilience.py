@@ -61,6 +61,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.upstream_ports: set[int] = set()  # the server sees these as client ports
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -73,6 +74,7 @@ class TcpProxy:
             writer.close()
             return
         self._writers.update((writer, up_writer))
+        self.upstream_ports.add(up_writer.get_extra_info("sockname")[1])
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
@@ -111,6 +113,8 @@ class Outages:
     options: dict[str, Any]
     cut: Callable[[], Awaitable[None]]
     restore: Callable[[], Awaitable[None]]
+    proxy: TcpProxy | None = None
+    direct_url: str | None = None
 
 
 class FileLock:
@@ -168,7 +172,7 @@ async def outages(storage: dict[str, Any], tmp_path: Path,
     await proxy.start()
     proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
     yield Outages({"database_url": proxied, "schema": storage["schema"]}, proxy.cut,
-                  proxy.restore)
+                  proxy.restore, proxy, storage["database_url"])
     await proxy.stop()
 
 
@@ -435,3 +439,43 @@ async def test_a_service_starts_once_another_program_lets_go_of_its_file(
     finally:
         await lock.release()
         await db.close()
+
+
+async def test_connections_killed_on_the_server_cost_no_attempt(
+        nats_server: EmbeddedNats, transport: NatsTransport, outages: Outages) -> None:
+    """pg_terminate_backend of the service's own connections (found by the proxy's ports)
+    mid-transaction: the database answers the probe at once, and the batch is handled
+    again without spending an attempt."""
+    if outages.proxy is None:
+        pytest.skip("PostgreSQL only")
+    import asyncpg
+
+    metadata = MetaData()
+    effects = Table("effects", metadata, Column("number", Integer, primary_key=True))
+    service = Service("slowpoke", tables=metadata)
+    entered = asyncio.Event()
+
+    @service.handles(TickedV1, max_attempts=1)
+    async def count(event: TickedV1, ctx: Context) -> None:
+        await ctx.db.execute(insert(effects).values(number=event.number))
+        entered.set()
+        await asyncio.sleep(0.5)  # the transaction is open: the kill lands in it
+
+    host = ServiceHost(service, transport, relay_interval=0.1, **outages.options)
+    await host.start()
+    try:
+        await publish_ticks(nats_server, range(1))
+        await asyncio.wait_for(entered.wait(), 10)
+        killer = await asyncpg.connect(outages.direct_url)
+        try:
+            killed = await killer.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE client_port = ANY($1::int[])", list(outages.proxy.upstream_ports))
+        finally:
+            await killer.close()
+        assert killed >= 1
+        await eventually(lambda: _equals(numbers(host, effects), [0]), what="handled")
+        consumer = host.consumers[0]
+        assert consumer.stats.dead_lettered == 0 and consumer.stats.retried == 0
+    finally:
+        await host.stop()
