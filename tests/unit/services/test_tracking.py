@@ -237,7 +237,7 @@ async def test_a_cancel_racing_the_kitchen_ends_cancelled_and_so_does_the_stream
     # Orders accepted the cancel before it heard of OrderPrepared, which the kitchen was
     # publishing meanwhile: orders is the authority, so the order is cancelled, whichever
     # of the two events this queue gets first.
-    monkeypatch.setattr(api_module, "APPEAR_SECONDS", 0.5)
+    monkeypatch.setattr(api_module, "APPEAR_SECONDS", 0.5, raising=False)
     confirm, preparing, prepared = [envelope(e, at(i))
                                     for i, e in enumerate(delivery_story(ORDER_6)[:3])]
     cancel = envelope(OrderCancelledV1(order_id=ORDER_6, reason="cancelled by customer"),
@@ -272,7 +272,7 @@ async def test_an_order_cancelled_before_it_was_confirmed_is_shown_cancelled(
 
 async def test_the_stream_of_an_unknown_order_is_404(
         system: System, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_module, "APPEAR_SECONDS", 0.3)
+    monkeypatch.setattr(api_module, "APPEAR_SECONDS", 0.3, raising=False)
     async with asyncio.timeout(3):
         response = await system.http.get(f"/api/orders/{ORDER_5}/stream")
     assert response.status_code == 404
@@ -283,7 +283,7 @@ async def test_the_stream_of_an_unknown_order_is_404(
 async def test_the_stream_waits_a_moment_for_an_order_about_to_appear(
         system: System, monkeypatch: pytest.MonkeyPatch) -> None:
     # A client opens the stream right after its 202, before the query side has the order.
-    monkeypatch.setattr(api_module, "APPEAR_SECONDS", 3.0)
+    monkeypatch.setattr(api_module, "APPEAR_SECONDS", 3.0, raising=False)
     story = [envelope(e, at(i)) for i, e in enumerate(pickup_story(ORDER_5))]
     reading = asyncio.create_task(read_stream(system, ORDER_5))
     await until_listening(ORDER_5)
