@@ -89,3 +89,22 @@ async def test_an_existing_inbox_gets_the_index_at_start(storage: dict[str, Any]
                     str(row[-1]) for row in plan)
     finally:
         await db.close()
+
+
+async def test_a_replay_forgets_only_its_consumers_rows_in_batches(
+        storage: dict[str, Any]) -> None:
+    db = Database("replayed", storage["database_url"], schema=storage["schema"])
+    await db.create()
+    try:
+        now = datetime.now(UTC)
+        async with db.begin() as conn:
+            await conn.execute(insert(inbox), [
+                {"consumer": consumer, "message_id": f"m-{i}", "handled_at": now}
+                for consumer in ("replayed-a", "kept-b") for i in range(2500)])
+        assert await inbox_module.forget(db, ["replayed-a"], batch=1000) == 2500
+        async with db.read() as conn:
+            left = {row[0]: row[1] for row in await conn.execute(
+                select(inbox.c.consumer, func.count()).group_by(inbox.c.consumer))}
+        assert left == {"kept-b": 2500}
+    finally:
+        await db.close()

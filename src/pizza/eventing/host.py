@@ -17,15 +17,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import delete
-
-from pizza.eventing import outbox, settings, usage
+from pizza.eventing import inbox, outbox, settings, usage
 from pizza.eventing.catalog import Registry, registry
 from pizza.eventing.consumer import Consumer, ConsumerStats
 from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.loop_lag import LoopLag
 from pizza.eventing.service import Background, Service
-from pizza.eventing.storage import Database, inbox
+from pizza.eventing.storage import Database
 from pizza.eventing.transport.base import Transport
 
 log = logging.getLogger("pizza.eventing.host")
@@ -102,8 +100,7 @@ class ServiceHost:
             await self.transport.delete_queue(consumer.spec)
             consumer.spec = replace(consumer.spec, start="all")
             consumer.stats = ConsumerStats()
-        async with self.db.begin() as conn:
-            await conn.execute(delete(inbox).where(inbox.c.consumer.in_(names)))
+        await inbox.forget(self.db, names)
         for hook in self.service.on_replay:
             await hook(self)
         await self._start_consumers()

@@ -57,13 +57,21 @@ async def prune(db: Database, older_than: datetime, batch: int = PRUNE_BATCH) ->
     one look at the index) and deleted ``batch`` at a time, one transaction each, with a
     turn of the event loop between: two million rows never freeze the service.
     """
+    return await _delete_in_batches(db, inbox.c.handled_at < older_than, batch)
+
+
+async def forget(db: Database, consumers: Sequence[str], batch: int = PRUNE_BATCH) -> int:
+    """Forget everything these consumers handled (a replay starts over), in batches."""
+    return await _delete_in_batches(db, inbox.c.consumer.in_(list(consumers)), batch)
+
+
+async def _delete_in_batches(db: Database, condition: Any, batch: int) -> int:
     removed = 0
     while True:
         async with db.begin() as conn:
-            oldest = (select(inbox.c.consumer, inbox.c.message_id)
-                      .where(inbox.c.handled_at < older_than).limit(batch))
+            some = select(inbox.c.consumer, inbox.c.message_id).where(condition).limit(batch)
             result = await conn.execute(delete(inbox).where(
-                tuple_(inbox.c.consumer, inbox.c.message_id).in_(oldest)))
+                tuple_(inbox.c.consumer, inbox.c.message_id).in_(some)))
         count = int(getattr(result, "rowcount", 0) or 0)
         removed += count
         if count < batch:
