@@ -479,3 +479,24 @@ async def test_connections_killed_on_the_server_cost_no_attempt(
         assert consumer.stats.dead_lettered == 0 and consumer.stats.retried == 0
     finally:
         await host.stop()
+
+
+async def test_a_service_stops_promptly_during_an_outage(
+        nats_server: EmbeddedNats, transport: NatsTransport, outages: Outages) -> None:
+    service, _effects = counter_service()
+    host = ServiceHost(service, transport, relay_interval=0.1, **outages.options)
+    await host.start()
+    stopped = False
+    try:
+        await outages.cut()
+        await publish_ticks(nats_server, range(1))
+        await eventually(lambda: host.db.outage.down, what="the outage noticed")
+        started = time.monotonic()
+        await host.stop()
+        stopped = True
+        assert time.monotonic() - started < 8.0
+        assert host.consumers[0].stats.retried == 0
+    finally:
+        await outages.restore()
+        if not stopped:
+            await host.stop()
