@@ -52,6 +52,8 @@ console = Console()
 STREAM = "PIZZA_DEADLETTERS"
 SHOW_BYTES = 64_000  # of a payload; the rest is counted, not printed
 BATCH = 256
+UNPUBLISHABLE = "unpublishable"  # the reason of an outbox row the broker refused for good
+TRUNCATED = "Pizza-Truncated-From"
 
 ServiceOption = Annotated[str | None, typer.Option(
     "--service", help="Only this service's dead letters.")]
@@ -91,6 +93,17 @@ class DeadLetter:
         if not meta.get("type"):
             return "(unreadable)"
         return f"{meta['type']} v{meta.get('version', '?')}"
+
+    @property
+    def unretryable(self) -> str | None:
+        """Why this dead letter cannot be retried, if it cannot."""
+        if self.headers.get(DEAD_REASON) == UNPUBLISHABLE:
+            return "the broker never took it from its producer's outbox"
+        if TRUNCATED in self.headers:
+            return "only the start of its payload was kept"
+        if not self.consumer or not self.original_subject:
+            return "it does not say which consumer failed it"
+        return None
 
     def retry_subject(self) -> str:
         """The failed consumer's own retry subject (a retried letter's subject is one)."""
@@ -235,27 +248,37 @@ def retry(
 ) -> None:
     """Send dead letters back to the consumer that failed them, and only to it."""
 
-    async def work(js: JetStreamContext) -> int:
+    async def work(js: JetStreamContext) -> tuple[int, list[DeadLetter]]:
         chosen = _select(await _read(js, service), ident)
+        kept = [letter for letter in chosen if letter.unretryable]
+        if ident is not None and kept:
+            fail(f"dead letter {kept[0].seq} cannot be retried: {kept[0].unretryable}")
+        sent = 0
         with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("retrying", total=len(chosen))
+            task = bar.add_task("retrying", total=len(chosen) - len(kept))
             for letter in chosen:
-                await _retry(js, letter)
+                if letter.unretryable:
+                    continue
+                await _retry(js, letter, sent)
+                sent += 1
                 bar.advance(task)
-        return len(chosen)
+        return sent, kept
 
-    count = _run(work)
-    console.print(f"{count} dead letter(s) sent back to the consumer that failed them.")
+    sent, kept = _run(work)
+    console.print(f"{sent} dead letter(s) sent back to the consumer that failed them.")
+    if kept:
+        console.print(f"{len(kept)} not retried (numbers "
+                      f"{', '.join(str(letter.seq) for letter in kept[:20])}): "
+                      f"{kept[0].unretryable}; `pizza deadletters show` and `drop` them.")
 
 
-async def _retry(js: JetStreamContext, letter: DeadLetter) -> None:
-    if not letter.consumer or not letter.original_subject:
-        fail(f"dead letter {letter.seq} does not say which consumer failed it; not retried")
+async def _retry(js: JetStreamContext, letter: DeadLetter, sent: int) -> None:
     headers = {"Nats-Msg-Id": letter.retry_id()}
     if "traceparent" in letter.headers:
         headers["traceparent"] = letter.headers["traceparent"]
     try:
         await js.publish(letter.retry_subject(), letter.data, headers=headers, timeout=5.0)
     except Exception as error:
-        fail(f"dead letter {letter.seq} not retried: the broker did not take it ({error})")
+        fail(f"dead letter {letter.seq} not retried, the broker did not take it ({error!r}); "
+             f"{sent} sent back before it")
     await js.delete_msg(STREAM, letter.seq)  # only once the retry is acknowledged

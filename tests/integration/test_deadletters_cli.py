@@ -193,3 +193,24 @@ async def _true(value: bool) -> bool:
 async def _idle(consumer: Any) -> bool:
     waiting, in_flight = await consumer.queue.pending()
     return bool(waiting == 0 and in_flight == 0)
+
+
+async def test_retry_of_all_leaves_what_no_consumer_failed(depot: Depot) -> None:
+    """An outbox row the broker refused has no consumer to go back to: it stays, said so."""
+    await depot.raw(lambda js: js.publish(
+        "pizza.deadletters.depot.outbox", b'{"metadata": {"id": "x"}',
+        headers={"Nats-Msg-Id": "dead-outbox-x", "Pizza-Dead-Reason": "unpublishable",
+                 "Pizza-Dead-Error": "no stream for pizza.nowhere",
+                 "Pizza-Original-Subject": "pizza.nowhere", "Pizza-Consumer": "depot-outbox",
+                 "Pizza-Truncated-From": "2000000"}))
+    await depot.publish(9)
+    await eventually(lambda: _is(depot.dead_letters(), 2))
+    depot.jammed = False
+
+    code, out = await depot.pizza("deadletters", "retry")
+    assert code == 0, out
+    assert "1 dead letter(s) sent back" in out and "1 not retried" in out, out
+    await eventually(lambda: _true(depot.handled["scanner"] == [9]))
+    assert await depot.dead_letters() == 1
+    code, listing = await depot.pizza("deadletters", "list")
+    assert "depot-outbox" in listing and "scanner-scan" not in listing, listing
