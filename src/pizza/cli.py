@@ -45,6 +45,8 @@ def _claim_home(command: str, shared_by: str | None = None) -> None:
         home.claim(command, shared_by=shared_by)
     except home.HomeInUse as refused:
         fail(str(refused))
+    except OSError as error:
+        fail(f"{command}: cannot lock PIZZA_HOME {settings.home()}: {error.strerror or error}")
 
 
 def _system_answers(url: str, hint: str = "`pizza up`") -> None:
