@@ -112,6 +112,14 @@ async def test_an_unknown_customer_has_no_points(tmp_path: Path) -> None:
         assert await points(system, "someone-else") == 0
 
 
+async def test_an_absurdly_long_customer_id_is_refused_at_once(tmp_path: Path) -> None:
+    async with running([loyalty], tmp_path) as system:
+        response = await system.http.get(f"/api/loyalty/{'c' * 60_000}")
+        assert response.status_code == 422
+        assert set(response.json()["error"]) == {"code", "message", "details"}
+        assert len(response.content) < 2_000  # the id is not echoed back
+
+
 async def test_pence_are_counted_before_pounds_are_floored(tmp_path: Path) -> None:
     async with running([loyalty], tmp_path) as system:
         await deliver(system, completed(ORDER_1, 0.1 + 0.2 + 29.7))  # 29.999999999999996

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -25,8 +27,13 @@ class LoyaltyBalance(BaseModel):
     points: int
 
 
+# Customer ids have at most 100 characters (POST /api/orders): a longer one is refused
+# (422) before anything, the SaaS included, is asked about it.
+CustomerId = Annotated[str, Path(min_length=1, max_length=100)]
+
+
 @router.get("/api/loyalty/{customer_id}", response_model=LoyaltyBalance)
-async def loyalty_balance(customer_id: str) -> LoyaltyBalance:
+async def loyalty_balance(customer_id: CustomerId) -> LoyaltyBalance:
     """One point per whole pound of each completed order; 0 for a customer with none."""
     if using_saas():
         points = await _points_from_saas(customer_id)

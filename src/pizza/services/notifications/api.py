@@ -36,7 +36,8 @@ def _timestamp(moment: datetime) -> str:
 
 @router.get("/api/mailbox", response_model=list[MailboxLetter])
 async def read_mailbox(
-    to: str | None = Query(default=None, description="only mail to this address"),
+    to: str | None = Query(default=None, max_length=320,
+                           description="only mail to this address"),
 ) -> list[MailboxLetter]:
     """Emails the SMTP sink received, oldest first: all of them, or one address's."""
     return [MailboxLetter.of(letter) for letter in await letters_for(to)]
