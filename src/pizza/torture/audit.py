@@ -219,9 +219,10 @@ async def settle(urls: dict[str, str], placed: Sequence[Placed], limit: float,
     pending = {p.order_id: p for p in placed}
     async with httpx.AsyncClient(timeout=10) as http:
         while time.monotonic() - started < limit:
-            try:
-                documents = await read_models(http, urls["tracking"], list(pending))
+            try:  # one mailbox read, then only orders that have mail (light on tracking)
                 boxes = await mailbox(http, urls["notifications"])
+                candidates = [i for i, p in pending.items() if boxes.get(p.email)]
+                documents = await read_models(http, urls["tracking"], candidates)
             except RuntimeError:
                 documents, boxes = {}, {}
             for order_id, document in documents.items():
