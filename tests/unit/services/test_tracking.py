@@ -280,6 +280,14 @@ async def test_the_stream_of_an_unknown_order_is_404(
     assert set(response.json()["error"]) == {"code", "message", "details"}
 
 
+async def test_the_stream_of_what_cannot_be_an_order_id_is_404_at_once(
+        system: System) -> None:
+    async with asyncio.timeout(0.5):  # orders makes UUIDs: nothing else ever appears
+        response = await system.http.get("/api/orders/no-such-order/stream")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not-found"
+
+
 async def test_the_stream_waits_a_moment_for_an_order_about_to_appear(
         system: System, monkeypatch: pytest.MonkeyPatch) -> None:
     # A client opens the stream right after its 202, before the query side has the order.

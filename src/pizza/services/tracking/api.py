@@ -7,11 +7,13 @@ customer's visible orders, newest confirmation first, at most 50.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Path, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from pizza.contracts.bounds import UUID_PATTERN
 from pizza.services.tracking import readmodel
 from pizza.services.tracking.projection import OrderView
 from pizza.services.tracking.stream import follow
@@ -23,7 +25,9 @@ LIST_LIMIT = 50
 PING_SECONDS = 15
 # How long a stream waits for an order to appear before answering 404: a client opens
 # the stream right after its 202, a moment before the query side has seen the order.
+# An id that is not an order id (orders makes UUIDs) can never appear: 404 at once.
 APPEAR_SECONDS = 5.0
+_ORDER_ID = re.compile(UUID_PATTERN)
 
 
 OrderId = Path(alias="orderId", min_length=1, max_length=64)
@@ -44,7 +48,8 @@ async def get_order(order_id: str = OrderId) -> OrderView:
 async def stream_order(order_id: str = OrderId) -> EventSourceResponse:
     """``event: order`` with the whole document as data: first the current one, then one
     per change, ending after completed or cancelled. 404 (like the plain GET) if the
-    order does not appear within ``APPEAR_SECONDS``."""
+    order does not appear within ``APPEAR_SECONDS``, at once if the id is not an order
+    id."""
     if not await _appears(order_id):
         raise ApiError(404, "not-found", f"no order {order_id} (yet)", {"orderId": order_id})
     return EventSourceResponse(_order_events(order_id), ping=PING_SECONDS)
@@ -53,6 +58,8 @@ async def stream_order(order_id: str = OrderId) -> EventSourceResponse:
 async def _appears(order_id: str) -> bool:
     """Whether the order is (or within APPEAR_SECONDS becomes) visible to the query side."""
     model = readmodel.current()
+    if not _ORDER_ID.match(order_id):
+        return False
     view = await model.store.get(order_id)
     if view is not None and view.is_visible:
         return True
