@@ -18,6 +18,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
 from pizza.eventing import Context, Event, Service, ServiceHost, event
 from pizza.eventing.envelope import Envelope, Metadata
+from pizza.eventing.transport import nats as nats_transport
 from pizza.eventing.transport.base import retry_subject
 from pizza.eventing.transport.embedded import EmbeddedNats
 from pizza.eventing.transport.memory import MemoryTransport
@@ -171,6 +172,31 @@ async def test_declared_settings_are_applied_to_an_existing_consumer(
     assert info.config.deliver_policy == DeliverPolicy.ALL, "where it reads from stays"
     await publish(nats_server, envelope(5))
     await eventually(lambda: _is(noted(host, notes), [5]))
+
+
+async def test_a_consumer_changed_on_the_server_while_running_is_set_back(
+        nats_server: EmbeddedNats, running: list[ServiceHost],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nats_transport, "RECONCILE_EVERY", 0.3)
+    service, notes = noting_service("drifting")
+    host = await start(running, nats_server, service)
+    spec = host.consumers[0].spec
+    async with Broker(nats_server) as js:
+        info = await js.consumer_info(spec.stream, spec.name)
+        changed = info.config
+        changed.max_ack_pending = 1
+        changed.filter_subjects = [NotedV1.info.subject]
+        await js.add_consumer(spec.stream, changed)
+
+    async def as_declared() -> bool:
+        async with Broker(nats_server) as js:
+            info = await js.consumer_info(spec.stream, spec.name)
+        return (info.config.max_ack_pending == spec.max_in_flight
+                and sorted(info.config.filter_subjects or []) == sorted(spec.subjects))
+
+    await eventually(as_declared, what="the declared settings back")
+    await publish(nats_server, envelope(3))
+    await eventually(lambda: _is(noted(host, notes), [3]))
 
 
 async def test_a_dead_letters_retry_reaches_only_the_consumer_that_failed(

@@ -58,6 +58,9 @@ log = logging.getLogger("pizza.eventing.nats")
 # Seconds before the last good fetch that a recreated consumer delivers from, on top of
 # ack_wait (clock skew, a fetch that timed out while the consumer was already gone).
 HEAL_MARGIN = 5.0
+# Seconds between checks that a running queue's stream and consumer are as declared.
+RECONCILE_EVERY = 60.0
+
 
 class NatsDelivery(Delivery):
     __slots__ = ("_msg", "data", "headers", "subject")
@@ -96,8 +99,13 @@ class NatsQueue(Queue):
         self._spec = spec
         self._subscription = subscription
         self._fine_at = time.time()  # wall clock: the server's start time is one too
+        self._checked_at = time.monotonic()
 
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        if time.monotonic() - self._checked_at > RECONCILE_EVERY:
+            # Changed on the server while we ran (an operator, a restore): set it back.
+            self._checked_at = time.monotonic()
+            await self._heal()
         try:
             messages = await self._subscription.fetch(batch, timeout=timeout)
         except (TimeoutError, NatsTimeout):
@@ -112,7 +120,8 @@ class NatsQueue(Queue):
         return [NatsDelivery(msg) for msg in messages]
 
     async def _heal(self) -> bool:
-        """Recreate a missing stream or consumer; True if the queue works again.
+        """Recreate a missing stream or consumer, and reconcile drifted settings; True if
+        the consumer was missing and is made again.
 
         The new consumer starts from a little before the last fetch that worked (less
         ``ack_wait`` and a margin, for messages delivered then but not yet settled): what
