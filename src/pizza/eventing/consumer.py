@@ -31,6 +31,7 @@ import contextlib
 import logging
 import time
 import traceback
+import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
@@ -66,14 +67,14 @@ LONGEST_PAUSE = 2.0
 # (a lock released just then): more means the error is the handler's own.
 FREE_RETRIES = 3
 
-_broker_outages: dict[int, Outage] = {}
+_broker_outages: weakref.WeakKeyDictionary[Transport, Outage] = weakref.WeakKeyDictionary()
 
 
 def _broker_outage(transport: Transport) -> Outage:
     """One per transport (one connection): its queues share one log line per outage."""
-    found = _broker_outages.get(id(transport))
+    found = _broker_outages.get(transport)
     if found is None:
-        found = _broker_outages[id(transport)] = Outage(f"the broker at {transport.url}", log)
+        found = _broker_outages[transport] = Outage(f"the broker at {transport.url}", log)
     return found
 
 
@@ -306,8 +307,8 @@ class Consumer:
             await self.transport.dead_letter(
                 f"{DEAD_LETTERS_PREFIX}.{self.service}.{self.subscription.name}",
                 delivery.data, headers)
-        except BrokerUnavailable as failure:
-            log.error("%s could not store a dead letter (%s); will retry", self.name, failure)
+        except BrokerUnavailable as failure:  # retried when redelivered; logged once
+            _broker_outage(self.transport).begin(self.name, failure)
             await _settle(delivery.nak(1.0))
             return
         log.error("%s: dead letter (%s) after %d attempt(s): %s", self.name, reason,
