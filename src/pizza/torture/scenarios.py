@@ -143,10 +143,10 @@ async def exercise(stage: Stage, ledger: Ledger, size: Size, *, seconds: float |
         async def hostile_letters_in() -> bool:
             return await audit.dead_letter_count(stage.broker.url) >= expected
 
-        took = await audit.settle(stage.urls, load.placed, size.pick(300, 90),
+        took = await audit.settle(stage.urls, load.placed, size.pick(300, 60),
                                   hostile_letters_in if hostility else None)
         ledger.settle_seconds = None if took is None else time.monotonic() - last
-    await asyncio.sleep(2.0)  # a late duplicate has a moment to show itself
+    await asyncio.sleep(size.pick(2.0, 1.0))  # a late duplicate has a moment to show itself
     await audit.account(ledger, stage.urls, stage.broker.url, load.placed,
                         hostility.fingerprints if hostility else set())
     ledger.accepted = len(load.placed)
@@ -192,12 +192,12 @@ async def kill(ledger: Ledger, size: Size, keep: bool) -> None:
                 victim = chooser.choice(s.fleet.of(service))
                 victim.kill9()
                 ledger.events.append(f"{s.at()} kill -9 {victim.label}")
-                await asyncio.sleep(chooser.uniform(0.5, 2.0))
+                await asyncio.sleep(chooser.uniform(0.5, size.pick(2.0, 1.0)))
                 victim.start()
                 await victim.wait_healthy()
                 ledger.events.append(f"{s.at()} {victim.label} restarted and healthy")
 
-        await exercise(s, ledger, size, seconds=size.pick(100, 30), patience=60,
+        await exercise(s, ledger, size, seconds=size.pick(100, 24), patience=60,
                        disturb=crash)
 
 
@@ -216,7 +216,7 @@ def _outage(name: str, stop: Callable[[Stage], Awaitable[None]],
 
 async def broker(ledger: Ledger, size: Size, keep: bool) -> None:
     """The broker stopped during load, restarted on the same port and store."""
-    down = size.pick(30, 8)
+    down = size.pick(30, 6)
 
     async def stop(s: Stage) -> None:
         await s.broker.stop()
@@ -225,13 +225,13 @@ async def broker(ledger: Ledger, size: Size, keep: bool) -> None:
         await s.broker.start()
 
     async with stage("broker", layout=None, database=None, keep=keep) as s:
-        await exercise(s, ledger, size, seconds=size.pick(90, 24), patience=down + 60,
+        await exercise(s, ledger, size, seconds=size.pick(90, 18), patience=down + 60,
                        disturb=_outage("nats-server", stop, start, down))
 
 
 async def database(ledger: Ledger, size: Size, keep: bool) -> None:
     """The scenario's own PostgreSQL cluster stopped during load, then started again."""
-    down = size.pick(15, 6)
+    down = size.pick(15, 5)
 
     async def stop(s: Stage) -> None:
         assert isinstance(s.database, PostgresCluster)
@@ -242,14 +242,14 @@ async def database(ledger: Ledger, size: Size, keep: bool) -> None:
         await s.database.start()
 
     async with stage("database", layout=None, database="own", keep=keep) as s:
-        await exercise(s, ledger, size, seconds=size.pick(90, 24), patience=down + 60,
+        await exercise(s, ledger, size, seconds=size.pick(90, 18), patience=down + 60,
                        disturb=_outage("PostgreSQL", stop, start, down))
 
 
 async def hostile_input(ledger: Ledger, size: Size, keep: bool) -> None:
     """Hostile messages on every consumed subject while real orders flow."""
     async with stage("hostile", layout=None, database=None, keep=keep) as s:
-        await exercise(s, ledger, size, seconds=size.pick(90, 24), patience=30,
+        await exercise(s, ledger, size, seconds=size.pick(90, 18), patience=30,
                        hostility=hostile.Hostility(), hostile_count=int(size.pick(1000, 200)))
 
 
@@ -259,7 +259,7 @@ SCENARIOS: dict[str, Callable[[Ledger, Size, bool], Awaitable[None]]] = {
 }
 NEEDS_OWN_POSTGRES = ("database",)
 NEEDS_POSTGRES = ("writers", "kill", "database")
-QUICK_ORDERS = 150
+QUICK_ORDERS = 120
 FULL_ORDERS = 2000
 
 
