@@ -17,7 +17,7 @@ def torture(
         metavar="[SCENARIO]...",
         help="writers, kill, broker, database, hostile (default: all)")] = None,
     orders: Annotated[int | None, typer.Option(
-        help="Orders per scenario (default 2000, 150 with --quick).")] = None,
+        help="Orders per scenario (default 2000, 120 with --quick).")] = None,
     quick: Annotated[bool, typer.Option(
         help="The short form for CI: fewer orders, shorter outages.")] = False,
     keep: Annotated[bool, typer.Option(
