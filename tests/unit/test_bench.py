@@ -42,6 +42,8 @@ def test_rounds_rotate_and_ratios_pair_rounds() -> None:
     result = ratio(variants, "a", "b", goal=0.9)
     assert result["rounds"] == [0.5, 1.0, 1.5]
     assert result["median"] == 1.0 and result["met"] is True
+    assert ratio(variants, "a", "b", goal=1.1)["met"] is False
+    assert ratio(variants, "a", "b")["met"] is None
 
 
 def _check_scenario(result: dict, variants: set[str], ratios: set[str], n: int) -> None:
@@ -55,9 +57,15 @@ def _check_scenario(result: dict, variants: set[str], ratios: set[str], n: int) 
         assert item["median"] > 0 and item["min"] > 0 and item["max"] >= item["min"]
         assert item["label"]
     assert set(result["ratios"]) == ratios
-    for item in result["ratios"].values():
-        assert item["median"] > 0 and len(item["rounds"]) == 1
-        assert item["met"] in (True, False, None)
+    for name, item in result["ratios"].items():
+        numerator, denominator = name.split("/")
+        assert (item["numerator"], item["denominator"]) == (numerator, denominator)
+        top = result["variants"][numerator]["rounds"][0]
+        bottom = result["variants"][denominator]["rounds"][0]
+        assert item["rounds"] == [pytest.approx(top / bottom)]
+        assert item["median"] == item["rounds"][0] > 0
+        # met says whether the measured ratio reaches its goal; no goal, no verdict
+        assert item["met"] is (None if item["goal"] is None else item["median"] >= item["goal"])
 
 
 def test_publish_and_consume_in_tiny_mode(tmp_path: Path) -> None:
