@@ -6,8 +6,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-import pytest
-
 from pizza.eventing.storage import Database
 
 HOLD_AND_REPORT = """
@@ -49,8 +47,15 @@ async def test_a_second_process_on_the_same_sqlite_file_is_refused(tmp_path: Pat
     assert after.strip() == "created", "the lock goes with the first process"
 
 
-@pytest.mark.parametrize("url", ["sqlite:///:memory:"])
-async def test_an_in_memory_database_needs_no_lock(url: str) -> None:
-    db = Database("scratch", url)
-    await db.create()
-    await db.close()
+async def test_an_in_memory_database_needs_no_lock() -> None:
+    """Nothing to share, so nothing to refuse: open in-memory databases never block one
+    another, in this process or another."""
+    url = "sqlite:///:memory:"
+    first, second = Database("scratch", url), Database("scratch", url)
+    await first.create()
+    try:
+        await second.create()  # the same service's name, the same URL, at the same time
+        await second.close()
+        assert (await run_other_process(url)).strip() == "created"
+    finally:
+        await first.close()
