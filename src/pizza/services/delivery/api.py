@@ -68,6 +68,13 @@ async def register_address(address: addresses.NewAddress) -> Registered:
     return Registered(delivery_id=delivery_id)
 
 
+# Documented in the OpenAPI entries of the drivers' buttons.
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no delivery job for this order (yet)"},
+    409: {"description": "the job was withdrawn (cancelled) or is at another stage"},
+}
+
+
 @router.get("/api/delivery/jobs", response_model=list[Job])
 async def list_jobs() -> list[Job]:
     """Jobs awaiting a driver or on the road, oldest first."""
@@ -82,7 +89,7 @@ def _job(row: Any) -> Job:
 
 
 @router.post("/api/delivery/jobs/{orderId}/out-for-delivery", status_code=202,
-             response_model=StageChange)
+             response_model=StageChange, responses=REFUSALS)
 async def out_for_delivery(order_id: OrderId, body: Driver) -> StageChange:
     """A driver takes the order (the same driver again is harmless)."""
     with refusals():
@@ -92,7 +99,7 @@ async def out_for_delivery(order_id: OrderId, body: Driver) -> StageChange:
 
 
 @router.post("/api/delivery/jobs/{orderId}/delivered", status_code=202,
-             response_model=StageChange)
+             response_model=StageChange, responses=REFUSALS)
 async def delivered(order_id: OrderId) -> StageChange:
     """The customer has the order (only once it is out; again is harmless)."""
     with refusals():

@@ -60,6 +60,13 @@ def refusals() -> Iterator[None]:
         raise ApiError(409, refused.code, str(refused), {"stage": refused.stage}) from None
 
 
+# Documented in the OpenAPI entries of the buttons, as the error shape answers them.
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no ticket for this order (yet)"},
+    409: {"description": "the ticket was withdrawn (cancelled) or is at another stage"},
+}
+
+
 @router.get("/tickets", response_model=list[Ticket])
 async def list_tickets() -> list[Ticket]:
     """Tickets the kitchen holds (not withdrawn), newest last."""
@@ -74,7 +81,8 @@ def _ticket(row: Any) -> Ticket:
                   created_at=iso(row.created_at))
 
 
-@router.post("/tickets/{orderId}/start", status_code=202, response_model=StageChange)
+@router.post("/tickets/{orderId}/start", status_code=202, response_model=StageChange,
+             responses=REFUSALS)
 async def start_ticket(order_id: OrderId) -> StageChange:
     """Start cooking (again is harmless: no second OrderPreparing)."""
     with refusals():
@@ -83,7 +91,8 @@ async def start_ticket(order_id: OrderId) -> StageChange:
     return StageChange(order_id=order_id, stage="preparing")
 
 
-@router.post("/tickets/{orderId}/prepared", status_code=202, response_model=StageChange)
+@router.post("/tickets/{orderId}/prepared", status_code=202, response_model=StageChange,
+             responses=REFUSALS)
 async def ticket_prepared(order_id: OrderId) -> StageChange:
     """Cooked and boxed (again is harmless: no second OrderPrepared)."""
     with refusals():

@@ -60,12 +60,15 @@ async def get_menu() -> list[dict[str, Any]]:
     status_code=202,
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": _inline_schema(placing.PlaceOrder)}}}},
-    responses={413: {"description": "body larger than 64 KiB"},
+    responses={400: {"description": "the body is not JSON"},
+               413: {"description": "body larger than 64 KiB"},
                422: {"description": "invalid order"}},
 )
 async def place_order(
     request: Request,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    # The schema states the rule _valid_key applies (answered with its own code).
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", json_schema_extra={
+        "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": r"\S"})] = None,
 ) -> JSONResponse:
     """Accept an order: 202 with its id and Location; the rest happens through events.
 

@@ -55,13 +55,24 @@ class _Camel(BaseModel):
 
 
 class LineRequest(_Camel):
-    menu_item_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    # The schema lists the menu (clients and tools see what is orderable); an id off the
+    # menu is answered by priced_lines with its own code, unknown-menu-item.
+    menu_item_id: Annotated[str, StringConstraints(min_length=1, max_length=100),
+                            Field(json_schema_extra={"enum": [i.id for i in menu.MENU]})]
     # Strict: 2.0, "2" and true are not quantities.
     quantity: Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
 
 
 class PlaceOrder(_Camel):
     """The body of POST /api/orders; unknown fields are ignored."""
+
+    # The schema states what _delivery_id checks: a delivery order names a deliveryId,
+    # and it is a UUID (a pickup order's is ignored, whatever it is).
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"fulfilment": {"const": "delivery"}}, "required": ["fulfilment"]},
+        "then": {"required": ["deliveryId"],
+                 "properties": {"deliveryId": {"type": "string", "pattern": UUID_PATTERN}}},
+    })
 
     customer_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     email: Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)]

@@ -30,7 +30,9 @@ async def list_waiting() -> list[PickupOrder]:
     return [PickupOrder(order_id=row.order_id, stage=row.stage) for row in rows]
 
 
-@router.post("/orders/{orderId}/collected", status_code=202, response_model=PickupOrder)
+@router.post("/orders/{orderId}/collected", status_code=202, response_model=PickupOrder,
+             responses={404: {"description": "no such order at the counter (yet)"},
+                        409: {"description": "the order was withdrawn (cancelled)"}})
 async def collected(order_id: OrderId) -> PickupOrder:
     """The customer took the order (again is harmless: no second OrderCollected)."""
     try:

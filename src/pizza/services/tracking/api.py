@@ -34,7 +34,8 @@ OrderId = Path(alias="orderId", min_length=1, max_length=64)
 
 
 @router.get("/api/orders/{orderId}", response_model=OrderView,
-            response_model_exclude_none=True, summary="An order as the query side sees it")
+            response_model_exclude_none=True, summary="An order as the query side sees it",
+            responses={404: {"description": "the query side has not seen this order"}})
 async def get_order(order_id: str = OrderId) -> OrderView:
     view = await readmodel.current().store.get(order_id)
     if view is None or not view.is_visible:
@@ -44,7 +45,8 @@ async def get_order(order_id: str = OrderId) -> OrderView:
 
 
 @router.get("/api/orders/{orderId}/stream", summary="Server-Sent Events, one per change",
-            response_class=EventSourceResponse)
+            response_class=EventSourceResponse,
+            responses={404: {"description": "no such order (it did not appear within 5 s)"}})
 async def stream_order(order_id: str = OrderId) -> EventSourceResponse:
     """``event: order`` with the whole document as data: first the current one, then one
     per change, ending after completed or cancelled. 404 (like the plain GET) if the
