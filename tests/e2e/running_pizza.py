@@ -106,6 +106,41 @@ class Pizza:
         finally:
             await nc.close()
 
+    async def last_seq(self, stream: str) -> int:
+        nc = await nats.connect(await self.nats_url())
+        try:
+            return int((await nc.jetstream().stream_info(stream)).state.last_seq)
+        finally:
+            await nc.close()
+
+    async def messages_after(self, stream: str, seq: int) -> list[bytes]:
+        """The payloads a stream stored after sequence ``seq``, in order."""
+        nc = await nats.connect(await self.nats_url())
+        try:
+            js = nc.jetstream()
+            last = int((await js.stream_info(stream)).state.last_seq)
+            return [(await js.get_msg(stream, n)).data or b"" for n in range(seq + 1, last + 1)]
+        finally:
+            await nc.close()
+
+    async def settled(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Until nothing waits in any queue, in flight or in any outbox, on two looks in a
+        row: every message published so far has been taken and acknowledged (or dead-
+        lettered, which ``deadLettered`` shows). The last health report."""
+        calm: list[dict[str, Any]] = []
+
+        async def twice_quiet() -> bool:
+            health = (await self.http.get("/api/health")).json()
+            quiet = all(service["outboxBacklog"] == 0 and all(
+                queue["waiting"] == 0 and queue["inFlight"] == 0
+                for queue in service["queues"].values())
+                for service in health["services"].values())
+            calm[:] = [*calm, health] if quiet else []
+            return len(calm) >= 2
+
+        await eventually(twice_quiet, timeout, interval=0.2)
+        return calm[-1]
+
     async def delivery_address(self, customer: str) -> str:
         response = await self.http.post("/api/delivery-addresses", json={
             "customerId": customer, "line1": "1 Basil Street", "city": "London",
