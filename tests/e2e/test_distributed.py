@@ -1,5 +1,10 @@
 """Distributed mode: one `pizza serve` process per service (two for the kitchen), on
-PostgreSQL and this machine's NATS server, talking only through the bus."""
+PostgreSQL and a NATS server, talking only through the bus.
+
+The test owns what it uses: a nats-server it starts on a free port with its own store,
+and a PostgreSQL database with a unique name, dropped at the end. It never touches a
+broker or a database it did not make, so runs on one machine cannot disturb each other.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +22,10 @@ import nats
 import pytest
 from running_pizza import Process, environment, eventually, free_port
 
+from pizza.eventing.transport.embedded import EmbeddedNats
+
 pytestmark = pytest.mark.e2e
 
-NATS_URL = os.environ.get("PIZZA_TEST_NATS_URL", "nats://127.0.0.1:4222")
 POSTGRES = os.environ.get("PIZZA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 CONSUMERS = ("kitchen", "kitchen", "delivery", "pickup", "loyalty", "notifications",
              "tracking")
@@ -30,17 +36,6 @@ def listening(url: str) -> bool:
     with socket.socket() as probe:
         probe.settimeout(1)
         return probe.connect_ex((host.split("@")[-1], int(port))) == 0
-
-
-async def fresh_bus() -> None:
-    """This test owns the pizza streams on the machine's NATS: start them empty."""
-    nc = await nats.connect(NATS_URL)
-    js = nc.jetstream()
-    for stream in ("PIZZA_EVENTS", "PIZZA_COMMANDS", "PIZZA_REPLIES", "PIZZA_DEADLETTERS",
-                   "KV_PIZZA_USAGE"):
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await js.delete_stream(stream)
-    await nc.close()
 
 
 @contextlib.asynccontextmanager
@@ -59,15 +54,12 @@ async def fresh_database() -> AsyncIterator[str]:
 
 async def test_separate_processes_complete_orders_and_share_the_kitchen(
         tmp_path: Path) -> None:
-    if not listening(NATS_URL):
-        pytest.skip(f"the NATS server at {NATS_URL} is not running")
     if not listening(POSTGRES):
         pytest.skip(f"PostgreSQL at {POSTGRES} is not running")
-    await fresh_bus()
     processes: list[Process] = []
     smtp_port = free_port()
-    async with fresh_database() as database_url:
-        env = environment(tmp_path, PIZZA_NATS_URL=NATS_URL, PIZZA_DATABASE_URL=database_url,
+    async with EmbeddedNats(tmp_path / "nats") as broker, fresh_database() as database_url:
+        env = environment(tmp_path, PIZZA_NATS_URL=broker.url, PIZZA_DATABASE_URL=database_url,
                           PIZZA_SIMULATE="1", PIZZA_SMTP_SINK="1",
                           PIZZA_SMTP_PORT=str(smtp_port))
 
@@ -88,14 +80,14 @@ async def test_separate_processes_complete_orders_and_share_the_kitchen(
             url = {name: p.url for name, p in zip(CONSUMERS, started, strict=True)}
             kitchens = [p for name, p in zip(CONSUMERS, started, strict=True)
                         if name == "kitchen"]
-            await check_the_story(orders.url, url, kitchens)
+            await check_the_story(orders.url, url, kitchens, broker.url)
         finally:
             for process in processes:
                 process.stop()
 
 
 async def check_the_story(orders_url: str, url: dict[str, str], kitchens: list[Process],
-                          count: int = 12) -> None:
+                          nats_url: str, count: int = 12) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         placed: list[tuple[str, str]] = []
         for index in range(count):
@@ -139,7 +131,7 @@ async def check_the_story(orders_url: str, url: dict[str, str], kitchens: list[P
         assert sum(handled) == count, "every ticket opened once, by one of the two kitchens"
 
     prepared = "pizza.events.kitchen.OrderPrepared.v1"
-    nc = await nats.connect(NATS_URL)
+    nc = await nats.connect(nats_url)
     info = await nc.jetstream().stream_info("PIZZA_EVENTS", subjects_filter=prepared)
     await nc.close()
     assert (info.state.subjects or {}).get(prepared) == count, "no order was cooked twice"
