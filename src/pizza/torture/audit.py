@@ -30,6 +30,7 @@ TERMINAL = ("completed", "cancelled")
 STREAMS = ("PIZZA_EVENTS", "PIZZA_COMMANDS", "PIZZA_REPLIES")
 DEAD_LETTERS = "PIZZA_DEADLETTERS"
 DEAD_REASON = "Pizza-Dead-Reason"
+HOSTILE = "hostile-"  # the correlation id of every hostile message starts so
 
 
 def fingerprint(payload: bytes) -> str:
@@ -101,6 +102,14 @@ class DeadLetter:
     subject: str
     reason: str
     fingerprint: str
+    correlation: str  # metadata.correlationId, if the payload has one
+
+
+def _correlation(raw: bytes) -> str:
+    try:
+        return str(orjson.loads(raw)["metadata"]["correlationId"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return ""
 
 
 @dataclass
@@ -136,7 +145,7 @@ async def read_bus(nats_url: str) -> BusFacts:
         for message in await read_stream(js, DEAD_LETTERS, ">"):
             facts.dead_letters.append(DeadLetter(
                 message.subject, (message.headers or {}).get(DEAD_REASON, "?"),
-                fingerprint(message.data)))
+                fingerprint(message.data), _correlation(message.data)))
         return facts
     finally:
         await nc.close()
@@ -154,14 +163,17 @@ async def dead_letter_count(nats_url: str) -> int:
         await nc.close()
 
 
-async def _get_all(http: httpx.AsyncClient, urls: Iterable[str], limit: int = 16
-                   ) -> list[Any]:
-    """GET each URL, ``limit`` at a time."""
+async def _get_all(http: httpx.AsyncClient, urls: Iterable[str], unanswered: Any,
+                   limit: int = 16) -> list[Any]:
+    """GET each URL, ``limit`` at a time; ``unanswered`` for one that keeps failing."""
     gate = asyncio.Semaphore(limit)
 
     async def one(url: str) -> Any:
         async with gate:
-            return await _get_json(http, url)
+            try:
+                return await _get_json(http, url)
+            except RuntimeError:
+                return unanswered
 
     return await asyncio.gather(*(one(url) for url in urls))
 
@@ -184,7 +196,8 @@ async def _get_json(http: httpx.AsyncClient, url: str, **params: str) -> Any:
 
 async def read_models(http: httpx.AsyncClient, tracking: str, ids: Sequence[str]
                       ) -> dict[str, dict[str, Any] | None]:
-    documents = await _get_all(http, [f"{tracking}/api/orders/{i}" for i in ids])
+    documents = await _get_all(http, [f"{tracking}/api/orders/{i}" for i in ids],
+                               {"status": "(the read model did not answer)"})
     return dict(zip(ids, documents, strict=True))
 
 
@@ -199,7 +212,8 @@ async def mailbox(http: httpx.AsyncClient, notifications: str) -> dict[str, Coun
 
 async def points(http: httpx.AsyncClient, loyalty: str, customers: Sequence[str]
                  ) -> dict[str, int]:
-    answers = await _get_all(http, [f"{loyalty}/api/loyalty/{c}" for c in customers])
+    answers = await _get_all(http, [f"{loyalty}/api/loyalty/{c}" for c in customers],
+                             {"points": -1})
     return {c: int((a or {}).get("points", 0)) for c, a in zip(customers, answers, strict=True)}
 
 
@@ -260,7 +274,9 @@ async def account(ledger: Ledger, urls: dict[str, str], nats_url: str,
                 ledger.lost.append(order.order_id)
         elif status == "completed":
             ledger.completed += 1
-            if balance[order.customer] < earned or document.get("loyaltyPoints") is None:
+            if balance[order.customer] < 0:
+                ledger.stuck["completed, loyalty did not answer"] += 1
+            elif balance[order.customer] < earned or document.get("loyaltyPoints") is None:
                 ledger.stuck["completed, points missing"] += 1
             elif len(box) < 2:
                 ledger.stuck[f"completed, {len(box)} of 2 emails"] += 1
@@ -276,6 +292,6 @@ async def account(ledger: Ledger, urls: dict[str, str], nats_url: str,
         ledger.dead_reasons[letter.reason] += 1
         if letter.fingerprint in hostile:
             hostile_seen.add((letter.subject, letter.fingerprint))
-        else:
+        elif not letter.correlation.startswith(HOSTILE):  # not what a hostile one caused
             ledger.healthy_dead_lettered += 1
     ledger.hostile_dead_lettered = len(hostile_seen)

@@ -115,48 +115,52 @@ async def exercise(stage: Stage, ledger: Ledger, size: Size, *, seconds: float |
                    patience: float, disturb: Disturbance | None = None,
                    hostility: hostile.Hostility | None = None, hostile_count: int = 0) -> None:
     """Place the orders (over ``seconds``, or as fast as 32 customers can), disturb the
-    system meanwhile, wait for everything to settle, and write the ledger."""
+    system meanwhile, wait for everything to settle, and write the ledger. What was seen
+    stays in the ledger even if a step fails on the way."""
     run = uuid.uuid4().hex[:6]
     customers = Customers(stage.fleet.order_urls(), stage.fleet.url("delivery"), run,
                           patience=patience)
+    load: Load = customers.load
     rate = size.orders / seconds if seconds else None
     ledger.offered = size.orders
     async with watching(stage.fleet) as watch:
-        work: list[Awaitable[Any]] = [customers.place_all(size.orders, rate)]
-        if disturb is not None:
-            work.append(disturb(stage, ledger, seconds or 30.0))
-        if hostility is not None:
-            found = await hostile.targets(stage.broker.url, stage.fleet.url("orders"))
-            made = hostile.messages(found, hostile_count)
-            ledger.events.append(f"{stage.at()} {len(made)} hostile messages on "
-                                 f"{len(found)} subjects")
-            work.append(hostile.send(stage.broker.url, made, seconds or 30.0, hostility))
-        async with asyncio.TaskGroup() as group:  # one failing cancels the others
-            for job in work:
-                group.create_task(_awaited(job))
-        load: Load = customers.load
-        ledger.events.append(f"{stage.at()} load done: {len(load.placed)} accepted")
-        last = max((p.accepted_at for p in load.placed), default=time.monotonic())
+        try:
+            work: list[Awaitable[Any]] = [customers.place_all(size.orders, rate)]
+            if disturb is not None:
+                work.append(disturb(stage, ledger, seconds or 30.0))
+            if hostility is not None:
+                found = await hostile.targets(stage.broker.url, stage.fleet.url("orders"))
+                made = hostile.messages(found, hostile_count)
+                ledger.events.append(f"{stage.at()} {len(made)} hostile messages on "
+                                     f"{len(found)} subjects")
+                work.append(hostile.send(stage.broker.url, made, seconds or 30.0, hostility))
+            async with asyncio.TaskGroup() as group:  # one failing cancels the others
+                for job in work:
+                    group.create_task(_awaited(job))
+            ledger.events.append(f"{stage.at()} load done: {len(load.placed)} accepted")
+            last = max((p.accepted_at for p in load.placed), default=time.monotonic())
+            expected = hostility.expected if hostility else 0
 
-        expected = hostility.expected if hostility else 0
+            async def hostile_letters_in() -> bool:
+                return await audit.dead_letter_count(stage.broker.url) >= expected
 
-        async def hostile_letters_in() -> bool:
-            return await audit.dead_letter_count(stage.broker.url) >= expected
-
-        took = await audit.settle(stage.urls, load.placed, size.pick(300, 60),
-                                  hostile_letters_in if hostility else None)
-        ledger.settle_seconds = None if took is None else time.monotonic() - last
+            took = await audit.settle(stage.urls, load.placed, size.pick(300, 60),
+                                      hostile_letters_in if hostility else None)
+            ledger.settle_seconds = None if took is None else time.monotonic() - last
+        finally:
+            ledger.accepted = len(load.placed)
+            ledger.refused = load.refused
+            ledger.retries = load.retries
+            ledger.health_slowest, ledger.health_slowest_at = watch.slowest, watch.slowest_at
+            ledger.health_failures = watch.failures
+            ledger.health_last_failure = watch.last_failure
+            ledger.health_degraded = watch.degraded
+            if hostility is not None:
+                ledger.hostile_sent = hostility.sent
+                ledger.hostile_expected = hostility.expected
     await asyncio.sleep(size.pick(2.0, 1.0))  # a late duplicate has a moment to show itself
     await audit.account(ledger, stage.urls, stage.broker.url, load.placed,
                         hostility.fingerprints if hostility else set())
-    ledger.accepted = len(load.placed)
-    ledger.refused = load.refused
-    ledger.retries = load.retries
-    ledger.health_slowest, ledger.health_slowest_at = watch.slowest, watch.slowest_at
-    ledger.health_failures, ledger.health_last_failure = watch.failures, watch.last_failure
-    ledger.health_degraded = watch.degraded
-    if hostility is not None:
-        ledger.hostile_sent, ledger.hostile_expected = hostility.sent, hostility.expected
 
 
 async def _awaited(job: Awaitable[Any]) -> Any:
