@@ -41,9 +41,12 @@ class System:
                 if subject.startswith(prefix)]
 
     async def settle(self, timeout: float = 5.0) -> None:
-        """Wait until every outbox is empty and every queue has nothing waiting."""
+        """Wait until every outbox is empty and every queue has nothing waiting or in
+        flight, on two looks in a row (the hosts are looked at one after another, so a
+        message may move to one already looked at)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        quiet = 0
         while loop.time() < deadline:
             busy = 0
             for host in self.runtime.hosts.values():
@@ -52,8 +55,9 @@ class System:
                     if consumer.queue is not None:
                         waiting, unacked = await consumer.queue.pending()
                         busy += waiting + unacked
-            if not busy:
-                await asyncio.sleep(0.05)
+            quiet = 0 if busy else quiet + 1
+            if quiet >= 2:
+                await asyncio.sleep(0.02)  # commit callbacks (read-model signals) run
                 return
             await asyncio.sleep(0.02)
         raise TimeoutError("the system did not settle")
