@@ -19,7 +19,7 @@ import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import unsupported_method
+from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
 
 from pizza import config
 from pizza.app import create_app, load
@@ -77,8 +77,11 @@ def undocumented(answer: str, documented: str) -> str:
 # the services'; issue 8). Strict: a route fixed but still listed fails and says so.
 KNOWN_BUGS: dict[str, str] = {
     "POST /api/orders":
-        "not a bug: a reused Idempotency-Key with another body is answered 422, as the IETF "
-        "Idempotency-Key draft asks; schemathesis sends one key value with many bodies",
+        "bug: a quantity of 18.0 (an integer by the JSON Schema it publishes) is refused 422 "
+        "'Input should be a valid integer'",
+    "POST /api/delivery/jobs/{orderId}/out-for-delivery": undocumented(
+        "a body that is not JSON answers 400 http-error 'There was an error parsing the "
+        "body'", "202, 404, 409, 422"),
     "POST /api/admin/replay/{service}": undocumented("an unknown service answers 404",
                                                      "202, 422"),
     "POST /api/delivery-addresses":
@@ -96,7 +99,13 @@ def test_every_route_survives_hostile_input(case: schemathesis.Case,
     if bug is not None:
         request.node.add_marker(pytest.mark.xfail(reason=bug, strict=True))
     # The 405-without-Allow defect is common to every route: its own test below.
-    case.call_and_validate(base_url=BASE_URL, timeout=10, excluded_checks=[unsupported_method])
+    excluded = [unsupported_method]
+    if case.operation.label == "POST /api/orders" and "Idempotency-Key" in (case.headers or {}):
+        # Not a defect: one key with another body is refused 422 (the IETF Idempotency-Key
+        # draft), and schemathesis reuses key values across bodies, so it cannot tell
+        # whether a refusal there was right. Every other check still applies.
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(base_url=BASE_URL, timeout=10, excluded_checks=excluded)
 
 
 UNDECLARED = ("PUT", "DELETE", "PATCH", "POST", "GET")
