@@ -42,8 +42,14 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path,
     yield {"database_url": POSTGRES_URL, "schema": schema}
     import asyncpg
 
+    # Tests derive a schema per service from this one ("<schema>_<service>"): drop those
+    # too. The random prefix is ours alone, so nothing another run made is touched.
     conn = await asyncpg.connect(POSTGRES_URL)
     try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        ours = await conn.fetch(
+            "SELECT schema_name FROM information_schema.schemata "
+            "WHERE schema_name = $1 OR starts_with(schema_name, $2)", schema, f"{schema}_")
+        for row in ours:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{row["schema_name"]}" CASCADE')
     finally:
         await conn.close()
