@@ -43,7 +43,7 @@ app = create_app(load())
 schema = schemathesis.openapi.from_dict(app.openapi())
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The app as `pizza up` runs it, with its own PIZZA_HOME (SQLite files, embedded NATS)."""
     patch = pytest.MonkeyPatch()
