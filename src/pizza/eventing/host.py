@@ -21,6 +21,7 @@ from pizza.eventing import inbox, outbox, settings, usage
 from pizza.eventing.catalog import Registry, registry
 from pizza.eventing.consumer import Consumer, ConsumerStats
 from pizza.eventing.context import Context, run_commit_callbacks
+from pizza.eventing.envelope import Metadata
 from pizza.eventing.loop_lag import LoopLag
 from pizza.eventing.service import Background, Service
 from pizza.eventing.storage import Database
@@ -137,9 +138,14 @@ class ServiceHost:
         await self.db.close()
 
     @contextlib.asynccontextmanager
-    async def unit_of_work(self, correlation_id: str | None = None) -> AsyncIterator[Context]:
+    async def unit_of_work(self, correlation_id: str | None = None, *,
+                           cause: Metadata | None = None) -> AsyncIterator[Context]:
+        """One transaction whose messages go through the outbox. ``cause``: the message
+        this work answers, handled earlier (e.g. a command whose effect ran outside any
+        transaction): replies go to its replyTo, caused by it, in its story."""
         async with self.db.begin() as conn:
-            ctx = Context(self.service.name, conn, correlation_id=correlation_id)
+            ctx = Context(self.service.name, conn, cause=cause,
+                          correlation_id=correlation_id)
             yield ctx
             await outbox.write(conn, ctx.outgoing)
         if ctx.outgoing:
