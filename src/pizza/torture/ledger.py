@@ -120,7 +120,9 @@ class Ledger:
         for row in rows:
             table.add_row(*row)
         if self.error:
-            table.add_row("[red]error[/]", "", "", self.error[:400])
+            head, _, rest = self.error.partition("\n")
+            table.add_row("[red]error[/]", "", "", head[:200] + (f"\n...{rest[-300:]}"
+                                                                   if rest else ""))
         return table
 
 

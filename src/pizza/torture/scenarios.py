@@ -163,6 +163,13 @@ async def exercise(stage: Stage, ledger: Ledger, size: Size, *, seconds: float |
                         hostility.fingerprints if hostility else set())
 
 
+def _head_and_tail(text: str, tail: int = 1200) -> str:
+    """A failure's first line (what failed) and its end (why: the last log lines)."""
+    if len(text) <= tail + 300:
+        return text
+    return f"{text.splitlines()[0][:300]}\n...\n{text[-tail:]}"
+
+
 async def _awaited(job: Awaitable[Any]) -> Any:
     return await job
 
@@ -278,7 +285,7 @@ async def run_scenario(name: str, *, orders: int | None = None, quick: bool = Fa
     except Exception as error:  # the ledger says what broke; the next scenario still runs
         while isinstance(error, ExceptionGroup) and error.exceptions:
             error = error.exceptions[0]
-        ledger.error = f"{type(error).__name__}: {str(error)[:1500]}"
+        ledger.error = f"{type(error).__name__}: {_head_and_tail(str(error))}"
     finally:
         ledger.seconds = time.monotonic() - started
     return ledger
