@@ -1,11 +1,16 @@
 """Notifications: SendEmail over real SMTP (an aiosmtpd server on a free port), answered
-EmailSent or EmailFailed on replyTo; the SMTP sink and its mailbox route."""
+EmailSent or EmailFailed on replyTo; the SMTP sink and its mailbox route.
+
+The handler only records the email; the sender sends it after the commit, with no
+transaction open, and answers then (the outbox pattern applied to SMTP)."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import socket
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +27,9 @@ from pizza.eventing import Backoff
 from pizza.eventing.envelope import Envelope, Metadata
 from pizza.eventing.storage import inbox
 from pizza.eventing.transport.base import Outgoing
+from pizza.services.notifications import mailbox as sink
+from pizza.services.notifications import outgoing, sender, start_sink
 from pizza.services.notifications import service as notifications
-from pizza.services.notifications import start_sink
 
 REPLY_TO = "pizza.replies.orders"
 
@@ -51,7 +57,20 @@ async def deliver(system: System, *envelopes: Envelope, nats_suffix: str = "",
         Outgoing(env.metadata.id + nats_suffix, SendEmailV1.info.subject, env.encode())
         for env in envelopes])
     if settle:
-        await system.settle()
+        await sent_and_answered(system)
+
+
+async def sent_and_answered(system: System) -> None:
+    """Every command handled, every recorded email sent (or failed) and its answer on
+    the bus: the queues, the emails to send and the outboxes all empty."""
+    host = system.runtime.hosts["notifications"]
+    await system.settle()
+    await eventually(lambda: _none_pending(host.db), timeout=5.0)
+    await system.settle()
+
+
+async def _none_pending(db: Any) -> bool:
+    return await outgoing.pending(db) == 0
 
 
 def replies(system: System) -> list[dict[str, Any]]:
@@ -106,8 +125,8 @@ def smtp_port() -> int:
 
 @pytest.fixture
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    subscription = notifications.subscriptions["send-email"]
-    monkeypatch.setattr(subscription, "backoff", Backoff(initial=0.05, factor=1.0))
+    monkeypatch.setattr(sender, "BACKOFF", Backoff(initial=0.05, factor=1.0))
+    monkeypatch.setattr(sender, "SERVER_BACKOFF", Backoff(initial=0.05, factor=1.0))
 
 
 @pytest.fixture
@@ -121,6 +140,12 @@ async def system(tmp_path: Path, smtp_port: int,
 
 def stats(system: System) -> Any:
     return system.runtime.hosts["notifications"].consumers[0].stats
+
+
+def sent_stats() -> sender.SenderStats:
+    running_sender = sender.current()
+    assert running_sender is not None
+    return running_sender.stats
 
 
 async def test_an_email_is_sent_over_smtp_and_answered_email_sent(system: System) -> None:
@@ -146,6 +171,7 @@ async def test_a_refused_recipient_is_answered_email_failed(system: System) -> N
     assert reply["metadata"]["type"] == "EmailFailed"
     assert "550" in reply["data"]["reason"]
     assert stats(system).retried == 0  # a permanent refusal is not retried
+    assert sent_stats().retried == 0
     assert system.published("pizza.deadletters.") == []
     assert await mailbox(system) == []
 
@@ -183,14 +209,16 @@ async def test_an_unreachable_server_is_retried_until_it_answers(
         tmp_path: Path, smtp_port: int, quick_retries: None) -> None:
     async with running([notifications], tmp_path) as system:  # no sink: nothing listens
         await deliver(system, send_email(), settle=False)
-        await eventually(lambda: stats(system).retried >= 2)
+        await eventually(lambda: sent_stats().retried >= 2)
         assert replies(system) == []
+        assert stats(system).retried == 0  # the command was handled once: recorded
 
         await start_sink("127.0.0.1", smtp_port)
-        await system.settle()
+        await sent_and_answered(system)
 
         assert [r["metadata"]["type"] for r in replies(system)] == ["EmailSent"]
         assert len(await mail_arrived(system, 1)) == 1
+        assert system.published("pizza.deadletters.") == []
 
 
 async def test_after_its_deadline_a_temporary_failure_is_answered_email_failed(
@@ -203,7 +231,7 @@ async def test_after_its_deadline_a_temporary_failure_is_answered_email_failed(
         [reply] = replies(system)
         assert reply["metadata"]["type"] == "EmailFailed"
         assert reply["data"]["reason"].startswith("gave up after")
-        assert stats(system).retried >= 2
+        assert sent_stats().retried >= 2
         assert system.published("pizza.deadletters.") == []
 
 
@@ -234,7 +262,7 @@ async def test_a_batch_retried_for_one_email_sends_the_others_once(
     await asyncio.to_thread(controller.start)
     try:
         async with running([notifications], tmp_path) as system:
-            # One batch: the second email's 451 rolls the whole batch back.
+            # The second email's 451 puts it back for later; the first is not sent again.
             await deliver(system, send_email(to="ok@example.com"),
                           send_email(to="flaky@example.com"))
 
@@ -265,3 +293,130 @@ async def test_the_mailbox_lists_mail_by_address_and_keeps_it_across_restarts(
         ("ada@example.com", "Your receipt")]
     assert [x["subject"] for x in for_ada] == ["Hi both", "Your receipt"]
     assert [(x["from"], x["body"]) for x in for_bob] == [("x@example.com", "Hello")]
+
+
+class WatchingServer:
+    """An SMTP server that, while it holds each email's DATA, looks whether the
+    notifications database takes a write transaction (none of ours is open), from
+    another connection, as another program would."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self.writable: list[bool] = []
+
+    async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:
+        self.writable.append(await asyncio.to_thread(self._takes_a_write))
+        return "250 OK"
+
+    def _takes_a_write(self, tries: int = 20) -> bool:
+        for _ in range(tries):  # another short write of the service may be under way
+            connection = sqlite3.connect(self.database, timeout=0, isolation_level=None)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("ROLLBACK")
+                return True
+            except sqlite3.OperationalError:
+                pass
+            finally:
+                connection.close()
+            threading.Event().wait(0.05)
+        return False
+
+
+async def test_no_transaction_is_open_while_the_smtp_server_has_the_email(
+        tmp_path: Path, smtp_port: int) -> None:
+    server = WatchingServer(tmp_path / "notifications.db")
+    controller = Controller(server, hostname="127.0.0.1", port=smtp_port)
+    await asyncio.to_thread(controller.start)
+    try:
+        async with running([notifications], tmp_path) as system:
+            await deliver(system, send_email(to="ada@example.com"),
+                          send_email(to="bob@example.com"))
+
+            assert [r["metadata"]["type"] for r in replies(system)] == ["EmailSent"] * 2
+    finally:
+        await asyncio.to_thread(controller.stop)
+    assert server.writable == [True, True]
+
+
+async def test_a_crash_between_the_send_and_the_mark_shows_one_letter_and_one_answer(
+        system: System, monkeypatch: pytest.MonkeyPatch, quick_retries: None) -> None:
+    real_finish, real_store = outgoing.finish, sink.store
+    marks: list[str] = []
+    stored: list[str] = []
+
+    async def crash_once(conn: Any, email: outgoing.OutgoingEmail, **kw: Any) -> bool:
+        marks.append(email.command.id)
+        if len(marks) == 1:  # the email is with the SMTP server; its row is not marked
+            raise RuntimeError("the process dies here")
+        return await real_finish(conn, email, **kw)
+
+    async def counting_store(letters: list[sink.Letter]) -> None:
+        stored.extend(letter.message_id or "" for letter in letters)
+        await real_store(letters)
+
+    monkeypatch.setattr(outgoing, "finish", crash_once)
+    monkeypatch.setattr(sink, "store", counting_store)
+    command = send_email()
+    await deliver(system, command)
+
+    message_id = f"<{command.metadata.id}@plant-based.pizza>"
+    assert stored == [message_id, message_id]  # it was sent again, as it is after a crash
+    [reply] = replies(system)
+    assert (reply["metadata"]["type"], reply["data"]) == ("EmailSent",
+                                                          {"messageId": message_id})
+    assert reply["metadata"]["causationId"] == command.metadata.id
+    [letter] = await mailbox(system)
+    assert letter["subject"] == "Your receipt"
+    assert system.published("pizza.deadletters.") == []
+
+
+async def test_the_sink_stores_a_letter_before_it_answers(
+        system: System, smtp_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_store = sink.store
+
+    async def slow_store(letters: list[sink.Letter]) -> None:
+        await asyncio.sleep(0.3)
+        await real_store(letters)
+
+    monkeypatch.setattr(sink, "store", slow_store)
+    await aiosmtplib.send("Subject: Hi\r\nFrom: x@example.com\r\n\r\nHello\r\n",
+                          sender="x@example.com", recipients=["ada@example.com"],
+                          hostname="127.0.0.1", port=smtp_port)
+
+    # The 250 came: the letter is there now, not moments later.
+    assert [letter["subject"] for letter in await mailbox(system)] == ["Hi"]
+
+
+async def test_the_mailbox_shows_one_letter_per_recipient_and_message_id(
+        system: System, smtp_port: int) -> None:
+    letter = ("Subject: Hi\r\nFrom: x@example.com\r\nMessage-ID: <one@example.com>\r\n"
+              "\r\nHello\r\n")
+    for _ in range(2):
+        await aiosmtplib.send(letter, sender="x@example.com",
+                              recipients=["ada@example.com", "bob@example.com"],
+                              hostname="127.0.0.1", port=smtp_port)
+    await aiosmtplib.send(letter.replace("<one@", "<two@"), sender="x@example.com",
+                          recipients=["ada@example.com"], hostname="127.0.0.1",
+                          port=smtp_port)
+
+    assert [x["to"] for x in await mailbox(system)] == [
+        "ada@example.com", "bob@example.com", "ada@example.com"]
+
+
+async def test_an_email_recorded_before_a_restart_is_sent_after_it(
+        tmp_path: Path, smtp_port: int, quick_retries: None) -> None:
+    async with running([notifications], tmp_path) as system:  # no sink: nothing listens
+        command = send_email()
+        await deliver(system, command, settle=False)
+        await eventually(lambda: sent_stats().retried >= 1)
+
+    config.configure(smtp_sink=True)
+    async with running([notifications], tmp_path) as system:
+        await sent_and_answered(system)
+
+        [reply] = replies(system)
+        assert reply["metadata"]["type"] == "EmailSent"
+        assert reply["metadata"]["causationId"] == command.metadata.id
+        assert len(await mail_arrived(system, 1)) == 1
+

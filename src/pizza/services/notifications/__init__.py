@@ -1,5 +1,8 @@
 """Notifications: delivers SendEmail commands over SMTP and answers EmailSent/EmailFailed.
 
+The handler records the email (handlers.py); the sender sends it after the commit and
+answers (sender.py): the outbox pattern, applied to SMTP.
+
 Also home of the development SMTP sink (``mailbox``) that ``pizza up`` runs in place of a
 real mail server, and of ``GET /api/mailbox`` that shows what it received.
 """
@@ -17,11 +20,14 @@ service = Service(
 service.declare_publishes(EmailSentV1, EmailFailedV1)
 
 # Registered on import: the handler, the route, and the sink's start/stop.
-from pizza.services.notifications import api, handlers, mailbox  # noqa: E402
+from pizza.services.notifications import api, handlers, mailbox, sender  # noqa: E402
 from pizza.services.notifications.mailbox import start_sink, stop_sink  # noqa: E402
 
 service.router = api.router
 service.on_start.append(mailbox.start_if_wanted)
+service.on_start.append(sender.start)
+# The sender stops (its claims given back) before the sink, which it may be sending to.
+service.on_stop.append(sender.stop)
 service.on_stop.append(mailbox.stop_on_stop)
 
 __all__ = ["handlers", "service", "start_sink", "stop_sink"]

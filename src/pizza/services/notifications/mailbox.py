@@ -7,11 +7,13 @@ PostgreSQL alike.
 
 aiosmtpd's Controller runs the SMTP server on its own event loop in a thread. A received
 email is handed to the service's loop with ``run_coroutine_threadsafe`` and stored there,
-through the service's database engine. The SMTP answer does NOT wait for that store:
-the email usually comes from the notifications handler itself, whose transaction (on
-SQLite) holds the database's write lock until the send returns; waiting would deadlock
-until the SMTP timeout. So the sink answers 250 at once and the row follows moments
-later; ``stop_sink`` waits for the stores still under way.
+through the service's database engine, and only once it is stored does the sink answer
+250: an email the sink accepted is never lost, even if the process dies right after.
+(It can wait: the sender holds no transaction while it sends, see sender.py.)
+
+A mailbox shows one letter per recipient and Message-ID, as mail clients do: the sender
+sends at least once, and an email sent again after a crash carries the same Message-ID,
+so the ``mailbox_received`` table recognises it and it is not stored twice.
 
 Recipients in the reserved ``.invalid`` top-level domain (RFC 2606) are refused with a
 permanent 550, so the EmailFailed path can be seen without a real mail server.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,10 +38,12 @@ from typing import TYPE_CHECKING, cast
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pizza.config import settings
+from pizza.eventing.storage import upsert
 from pizza.services.notifications import service
-from pizza.services.notifications.tables import mailbox
+from pizza.services.notifications.tables import mailbox, mailbox_received
 
 if TYPE_CHECKING:
     from pizza.eventing.host import ServiceHost
@@ -55,6 +60,7 @@ class Letter:
     subject: str
     body: str
     received_at: datetime
+    message_id: str | None = None
 
 
 def _letters(envelope: Envelope) -> list[Letter]:
@@ -69,8 +75,17 @@ def _letters(envelope: Envelope) -> list[Letter]:
     now = datetime.now(UTC)
     return [Letter(to=recipient, sender=str(message.get("From") or envelope.mail_from or ""),
                    subject=str(message.get("Subject") or ""),
-                   body=_text(body), received_at=now)
+                   body=_text(body), received_at=now,
+                   message_id=_message_id(message.get("Message-ID")))
             for recipient in envelope.rcpt_tos]
+
+
+def _message_id(header: object) -> str | None:
+    """The Message-ID as a key of at most 255 characters (a longer one is hashed)."""
+    text = str(header).strip() if header is not None else ""
+    if not text:
+        return None
+    return text if len(text) <= 255 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _text(body: str) -> str:
@@ -80,11 +95,25 @@ def _text(body: str) -> str:
 
 
 async def store(letters: list[Letter]) -> None:
-    """Keep received letters in the service's database (runs on the service's loop)."""
+    """Keep received letters in the service's database (runs on the service's loop), each
+    recipient's once per Message-ID."""
     async with service.running().db.begin() as conn:
-        await conn.execute(insert(mailbox), [
-            {"to": x.to, "from": x.sender, "subject": x.subject, "body": x.body,
-             "received_at": x.received_at} for x in letters])
+        new = [x for x in letters if await _first_time(conn, x)]
+        if new:
+            await conn.execute(insert(mailbox), [
+                {"to": x.to, "from": x.sender, "subject": x.subject, "body": x.body,
+                 "received_at": x.received_at} for x in new])
+
+
+async def _first_time(conn: AsyncConnection, letter: Letter) -> bool:
+    """True unless this recipient already has a letter with this Message-ID."""
+    if letter.message_id is None:
+        return True  # nothing to know it by
+    seen = await conn.scalar(
+        upsert(conn, mailbox_received)
+        .values(message_id=letter.message_id, recipient=letter.to.strip().lower()[:320])
+        .on_conflict_do_nothing().returning(mailbox_received.c.message_id))
+    return seen is not None
 
 
 async def letters_for(to: str | None) -> list[Letter]:
@@ -121,6 +150,10 @@ class _SinkHandler:
         future = asyncio.run_coroutine_threadsafe(self._store_in_turn(letters), self.loop)
         self.storing.add(future)
         future.add_done_callback(self._stored)
+        try:  # stored before it is accepted: a 250 is a letter in the mailbox
+            await asyncio.wrap_future(future)
+        except Exception:
+            return "451 4.3.0 the mailbox could not store it, try again later"
         return "250 Message accepted for delivery"
 
     async def _store_in_turn(self, letters: list[Letter]) -> None:

@@ -3,6 +3,9 @@
 A 5xx answer (recipient unknown, message refused) is permanent: sending again gives the
 same answer. A 4xx answer (greylisting, mailbox busy), a refused connection or a timeout
 is temporary: the same email may well go through later.
+
+``Connection`` keeps one SMTP connection open across emails (the sender hands it one
+email after another), and opens a new one when the server has dropped it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ class PermanentFailure(Exception):
 
 class TemporaryFailure(Exception):
     """The email could not be sent now; it may be later."""
+
+
+class Unreachable(TemporaryFailure):
+    """No SMTP server answers now: no email can go until it does (not this one's fault)."""
 
 
 def message_id_for(command_id: str) -> str:
@@ -58,22 +65,73 @@ def _address(raw: str, role: str) -> str:
     return address
 
 
-async def deliver(command: SendEmailV1, message: EmailMessage) -> None:
-    """Send one email to settings().smtp_host:smtp_port, or raise one of our failures."""
-    sender = _address(command.sender, "sender")
-    recipient = _address(command.to, "recipient")
-    config = settings()
-    try:
-        await aiosmtplib.send(message, sender=sender, recipients=[recipient],
-                              hostname=config.smtp_host, port=config.smtp_port,
-                              timeout=SMTP_TIMEOUT)
-    except aiosmtplib.SMTPRecipientsRefused as refused:
-        codes = [r.code for r in refused.recipients]
-        reason = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refused.recipients)
-        failure = PermanentFailure if all(500 <= c < 600 for c in codes) else TemporaryFailure
-        raise failure(f"recipient refused: {reason}") from None
-    except aiosmtplib.SMTPResponseException as error:
-        failure = PermanentFailure if 500 <= error.code < 600 else TemporaryFailure
-        raise failure(f"SMTP server answered {error.code} {error.message}") from None
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-        raise TemporaryFailure(f"SMTP server unreachable: {error!r}") from None
+def check_addresses(command: SendEmailV1) -> None:
+    """PermanentFailure unless the sender and the recipient are email addresses."""
+    _address(command.sender, "sender")
+    _address(command.to, "recipient")
+
+
+class Connection:
+    """One connection to settings().smtp_host:smtp_port, reused for email after email."""
+
+    def __init__(self) -> None:
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def deliver(self, command: SendEmailV1, message: EmailMessage) -> None:
+        """Send one email, or raise PermanentFailure, TemporaryFailure or Unreachable."""
+        sender = _address(command.sender, "sender")
+        recipient = _address(command.to, "recipient")
+        reused = self._smtp is not None and self._smtp.is_connected
+        try:
+            await self._send(message, sender, recipient)
+        except Unreachable:
+            if not reused:
+                raise
+            # The kept connection had been dropped (the server's idle timeout): the email
+            # did not go; once more on a new connection.
+            await self._send(message, sender, recipient)
+
+    async def _send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+        try:
+            smtp = await self._connected()
+            await smtp.send_message(message, sender=sender, recipients=[recipient])
+        except aiosmtplib.SMTPRecipientsRefused as refused:
+            codes = [r.code for r in refused.recipients]
+            reason = "; ".join(f"{r.recipient}: {r.code} {r.message}"
+                               for r in refused.recipients)
+            failure = PermanentFailure if all(500 <= c < 600 for c in codes) else \
+                TemporaryFailure
+            raise failure(f"recipient refused: {reason}") from None
+        except aiosmtplib.SMTPServerDisconnected as error:
+            await self.close()
+            raise Unreachable(f"SMTP server unreachable: {error!r}") from None
+        except aiosmtplib.SMTPResponseException as error:
+            if error.code == 421:  # the server is closing the connection
+                await self.close()
+                raise Unreachable(f"SMTP server answered {error.code} {error.message}") \
+                    from None
+            failure = PermanentFailure if 500 <= error.code < 600 else TemporaryFailure
+            raise failure(f"SMTP server answered {error.code} {error.message}") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            await self.close()
+            raise Unreachable(f"SMTP server unreachable: {error!r}") from None
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._smtp is not None and self._smtp.is_connected:
+            return self._smtp
+        config = settings()
+        smtp = aiosmtplib.SMTP(hostname=config.smtp_host, port=config.smtp_port,
+                               timeout=SMTP_TIMEOUT)
+        await smtp.connect()
+        self._smtp = smtp
+        return smtp
+
+    async def close(self) -> None:
+        """Say QUIT if the server still listens, and forget the connection."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None or not smtp.is_connected:
+            return
+        try:
+            await smtp.quit(timeout=2.0)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            smtp.close()
