@@ -15,9 +15,9 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Path
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pizza import config
@@ -146,8 +146,9 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
                 "nats": runtime.nats_url,
                 "loopLagMs": round(runtime.loop_lag.recent_max * 1000, 1)}
 
-    @app.post("/api/admin/replay/{service}", status_code=202, tags=["system"])
-    async def replay(service: str) -> dict[str, Any]:
+    @app.post("/api/admin/replay/{service}", status_code=202, tags=["system"],
+              responses={404: {"description": "no such service runs in this process"}})
+    async def replay(service: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
         """Rebuild a service's state from the start of its streams (e.g. the read model).
 
         Answers at once; the service's queues then work through the history, which

@@ -19,7 +19,7 @@ import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance, unsupported_method
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from pizza import config
 from pizza.app import create_app, load
@@ -75,19 +75,7 @@ def undocumented(answer: str, documented: str) -> str:
 
 # Real defects schemathesis finds today, each xfailed only on its route (the routes are
 # the services'; issue 8). Strict: a route fixed but still listed fails and says so.
-KNOWN_BUGS: dict[str, str] = {
-    "POST /api/orders":
-        "bug: a quantity of 18.0 (an integer by the JSON Schema it publishes) is refused 422 "
-        "'Input should be a valid integer'",
-    "POST /api/delivery/jobs/{orderId}/out-for-delivery": undocumented(
-        "a body that is not JSON answers 400 http-error 'There was an error parsing the "
-        "body'", "202, 404, 409, 422"),
-    "POST /api/admin/replay/{service}": undocumented("an unknown service answers 404",
-                                                     "202, 422"),
-    "POST /api/delivery-addresses":
-        "bug: a body its schema allows is refused (postcode '000000000': 422 'not a UK "
-        "postcode'); the OpenAPI schema does not state the postcode rule",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @schema.parametrize()
@@ -98,8 +86,7 @@ def test_every_route_survives_hostile_input(case: schemathesis.Case,
     bug = KNOWN_BUGS.get(case.operation.label)
     if bug is not None:
         request.node.add_marker(pytest.mark.xfail(reason=bug, strict=True))
-    # The 405-without-Allow defect is common to every route: its own test below.
-    excluded = [unsupported_method]
+    excluded = []
     if case.operation.label == "POST /api/orders" and "Idempotency-Key" in (case.headers or {}):
         # Not a defect: one key with another body is refused 422 (the IETF Idempotency-Key
         # draft), and schemathesis reuses key values across bodies, so it cannot tell
@@ -111,10 +98,6 @@ def test_every_route_survives_hostile_input(case: schemathesis.Case,
 UNDECLARED = ("PUT", "DELETE", "PATCH", "POST", "GET")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: every route answers an undeclared method 405 without the Allow header RFC 9110 "
-    "requires (schemathesis ST204): pizza/web/errors.py's StarletteHTTPException handler "
-    "drops the exception's headers"))
 def test_an_undeclared_method_is_answered_405_with_allow() -> None:
     missing = []
     with httpx.Client(base_url=BASE_URL, timeout=10) as http:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pizza.eventing.outage import database_unavailable
 
@@ -60,7 +61,27 @@ async def unavailable(_request: Request, error: Exception) -> JSONResponse:
     return response
 
 
+def _document_malformed_bodies(app: FastAPI) -> None:
+    """Every route that takes a JSON body may answer 400 malformed-json (the handler
+    below): say so in its OpenAPI entry, once, when the document is first made."""
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = make()
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    operation.setdefault("responses", {}).setdefault(
+                        "400", {"description": "the body is not JSON"})
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    _document_malformed_bodies(app)
     # What a route meets when its database is unreachable: SQLAlchemy's wrapped driver
     # errors, a pool that hands out no connection, and the driver's bare socket errors.
     for error_class in (DBAPIError, PoolTimeout, OSError):
@@ -85,7 +106,22 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}
-        return error_response(error.status_code, codes.get(error.status_code, "http-error"),
-                              str(error.detail))
+        response = error_response(error.status_code,
+                                  codes.get(error.status_code, "http-error"), str(error.detail))
+        response.headers.update(error.headers or {})
+        if error.status_code == 405:
+            response.headers["Allow"] = ", ".join(_allowed(request))
+        return response
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first
+    route's, and a path such as /api/orders has a GET and a POST route)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)

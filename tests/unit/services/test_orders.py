@@ -316,7 +316,6 @@ BAD_BODIES: dict[str, tuple[dict[str, Any], int, str]] = {
     "quantity 51": (body(items=[{**LINE, "quantity": 51}]), 422, "invalid-request"),
     "huge quantity": (body(items=[{**LINE, "quantity": 10**30}]), 422, "invalid-request"),
     "fractional quantity": (body(items=[{**LINE, "quantity": 1.5}]), 422, "invalid-request"),
-    "float quantity": (body(items=[{**LINE, "quantity": 2.0}]), 422, "invalid-request"),
     "string quantity": (body(items=[{**LINE, "quantity": "2"}]), 422, "invalid-request"),
     "boolean quantity": (body(items=[{**LINE, "quantity": True}]), 422, "invalid-request"),
     "no quantity": (body(items=[{"menuItemId": "funghi"}]), 422, "invalid-request"),

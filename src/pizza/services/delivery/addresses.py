@@ -24,6 +24,7 @@ from pizza.services.delivery.tables import addresses
 # Loosely UK: outward code (area letters, district digit, optional letter/digit), then
 # the inward code (digit, two letters), with or without the space.
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9][A-Z]{2})$")
+POSTCODE_PATTERN = r"^[A-Za-z]{1,2}[0-9][A-Za-z0-9]? ?[0-9][A-Za-z]{2}$"
 
 
 def _uk_postcode(value: str) -> str:
@@ -48,7 +49,9 @@ class NewAddress(BaseModel):
     line2: Annotated[str | None, StringConstraints(strip_whitespace=True,
                                                    max_length=200)] = None
     city: Name
-    postcode: Annotated[str, StringConstraints(strip_whitespace=True, max_length=10),
+    # The pattern states the rule in the published schema; _uk_postcode normalises.
+    postcode: Annotated[str, StringConstraints(strip_whitespace=True, max_length=10,
+                                               pattern=POSTCODE_PATTERN),
                         AfterValidator(_uk_postcode)]
 
 

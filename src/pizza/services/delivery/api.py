@@ -89,7 +89,8 @@ def _job(row: Any) -> Job:
 
 
 @router.post("/api/delivery/jobs/{orderId}/out-for-delivery", status_code=202,
-             response_model=StageChange, responses=REFUSALS)
+             response_model=StageChange,
+             responses={400: {"description": "the body is not JSON"}, **REFUSALS})
 async def out_for_delivery(order_id: OrderId, body: Driver) -> StageChange:
     """A driver takes the order (the same driver again is harmless)."""
     with refusals():

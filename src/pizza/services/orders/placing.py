@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints
 from pydantic.alias_generators import to_camel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -54,13 +54,21 @@ class _Camel(BaseModel):
                               extra="ignore", str_strip_whitespace=True)
 
 
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class LineRequest(_Camel):
     # The schema lists the menu (clients and tools see what is orderable); an id off the
     # menu is answered by priced_lines with its own code, unknown-menu-item.
     menu_item_id: Annotated[str, StringConstraints(min_length=1, max_length=100),
                             Field(json_schema_extra={"enum": [i.id for i in menu.MENU]})]
-    # Strict: 2.0, "2" and true are not quantities.
-    quantity: Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
+    # A whole number, as its JSON Schema says: 2 or 2.0 (JSON has one kind of number);
+    # "2", 2.5 and true are not quantities.
+    quantity: Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY),
+                        BeforeValidator(_whole_number)]
 
 
 class PlaceOrder(_Camel):
