@@ -117,29 +117,40 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
         event loop's lag (``loopLagMs``: the largest recent delay of a 0.1 s timer).
         Answers within a second even while a database or the broker is away."""
 
-        async def queue_report(consumer: Any) -> dict[str, Any]:
-            waiting = unacked = None
-            if consumer.queue is not None:
-                with contextlib.suppress(Exception):
-                    waiting, unacked = await asyncio.wait_for(consumer.queue.pending(),
-                                                              HEALTH_WAIT)
+        # Every number that needs the broker or a database is asked for at once, and
+        # whatever has not answered within HEALTH_WAIT is reported as null (unknown):
+        # a slow dependency never makes the health check itself slow.
+        hosts = dict(runtime.hosts)
+        asked: dict[tuple[str, str], asyncio.Task[Any]] = {}
+        for name, host in hosts.items():
+            asked[(name, "")] = asyncio.ensure_future(host.relay.backlog())
+            for consumer in host.consumers:
+                if consumer.queue is not None:
+                    asked[(name, consumer.subscription.name)] = asyncio.ensure_future(
+                        consumer.queue.pending())
+        if asked:
+            _done, late = await asyncio.wait(asked.values(), timeout=HEALTH_WAIT)
+            for task in late:
+                task.cancel()
+
+        def answer(key: tuple[str, str]) -> Any:
+            task = asked.get(key)
+            if task is None or not task.done() or task.cancelled() or task.exception():
+                return None
+            return task.result()
+
+        def queue_report(name: str, consumer: Any) -> dict[str, Any]:
+            waiting, unacked = answer((name, consumer.subscription.name)) or (None, None)
             return {"waiting": waiting, "inFlight": unacked,
                     "handled": consumer.stats.handled,
                     "deadLettered": consumer.stats.dead_lettered}
 
-        async def service_report(host: Any) -> dict[str, Any]:
-            backlog = None
-            with contextlib.suppress(Exception):
-                backlog = await asyncio.wait_for(host.relay.backlog(), HEALTH_WAIT)
-            queues = await asyncio.gather(*(queue_report(c) for c in host.consumers))
-            return {"outboxBacklog": backlog,
-                    "database": "unavailable" if host.db.outage.down else "ok",
-                    "queues": {c.subscription.name: q
-                               for c, q in zip(host.consumers, queues, strict=True)}}
-
-        hosts = dict(runtime.hosts)
-        reports = await asyncio.gather(*(service_report(h) for h in hosts.values()))
-        report = dict(zip(hosts, reports, strict=True))
+        report = {name: {"outboxBacklog": answer((name, "")),
+                         "database": "unavailable" if host.db.outage.down else "ok",
+                         "queues": {c.subscription.name: queue_report(name, c)
+                                    for c in host.consumers}}
+                  for name, host in hosts.items()}
+        reports = list(report.values())
         connected = runtime.transport is not None and runtime.transport.connected
         healthy = connected and all(r["database"] == "ok" for r in reports)
         return {"status": "ok" if healthy else "degraded", "services": report,
