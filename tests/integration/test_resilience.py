@@ -500,3 +500,28 @@ async def test_a_service_stops_promptly_during_an_outage(
         await outages.restore()
         if not stopped:
             await host.stop()
+
+
+async def test_a_service_waits_at_start_for_a_database_that_is_away(
+        outages: Outages, caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL away (or out of connections) when a process starts: it waits, saying so
+    once, and starts when the database answers, instead of exiting (a process restarted
+    by its supervisor during an outage would otherwise die again and again)."""
+    if outages.proxy is None:
+        pytest.skip("PostgreSQL only: a SQLite file that another program locks is above")
+    await outages.cut()
+    db = storage_module.Database("waiting", outages.options["database_url"],
+                                 schema=f"{outages.options['schema']}_waiting")
+    try:
+        with caplog.at_level(logging.INFO, logger="pizza.eventing.storage"):
+            creating = asyncio.create_task(db.create())
+            await eventually(lambda: any("unavailable at start" in r.getMessage()
+                                         for r in caplog.records))
+            assert not creating.done(), "it gave up while the database was away"
+            await outages.restore()
+            await asyncio.wait_for(creating, 15)
+        waits = [r for r in caplog.records if "unavailable at start" in r.getMessage()]
+        assert len(waits) == 1, "one line per outage, not one per try"
+        assert any("answers after" in r.getMessage() for r in caplog.records)
+    finally:
+        await db.close()

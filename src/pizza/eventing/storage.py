@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import re
+import time
 import zlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
@@ -45,7 +46,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from pizza.eventing import inline_sqlite, settings
-from pizza.eventing.outage import Outage
+from pizza.eventing.outage import Outage, database_unavailable
 
 log = logging.getLogger("pizza.eventing.storage")
 
@@ -157,8 +158,27 @@ class Database:
                     if not _locked(error) or loop.time() >= deadline:
                         raise
                 await asyncio.sleep(0.1)
-        async with self.engine.begin() as conn:
-            await self._create_tables(conn)
+        # PostgreSQL: a server that is away, starting or out of connections at our start
+        # is waited for (one line when it starts, one when it ends), not a crash.
+        waited_since: float | None = None
+        pause = 0.25
+        while True:
+            try:
+                async with self.engine.begin() as conn:
+                    await self._create_tables(conn)
+                break
+            except Exception as error:
+                if database_unavailable(error) is None:
+                    raise
+                if waited_since is None:
+                    waited_since = time.monotonic()
+                    log.warning("%s: the database is unavailable at start (%s); waiting",
+                                self.service, " ".join(str(error).split())[:200])
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+        if waited_since is not None:
+            log.info("%s: the database answers after %.1f s", self.service,
+                     time.monotonic() - waited_since)
 
     async def _create_tables(self, conn: AsyncConnection) -> None:
         if self.schema is not None:
