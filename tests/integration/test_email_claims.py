@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
@@ -68,3 +69,17 @@ async def test_a_finished_email_is_not_claimed_again(db: Database) -> None:
     await outgoing.release(db)
     assert await outgoing.claim(db, "second", 10) == []
     assert await outgoing.pending(db) == 0
+
+
+async def test_done_emails_are_forgotten_after_a_week_and_pending_ones_never(
+        db: Database) -> None:
+    done_id, pending_id = await recorded(db, 2)
+    claimed = {email.command.id: email for email in await outgoing.claim(db, "first", 10)}
+    async with db.begin() as conn:
+        assert await outgoing.finish(conn, claimed[done_id])
+
+    assert await outgoing.prune(db) == 0  # done just now: kept
+    assert await outgoing.prune(db, kept=timedelta(seconds=-1)) == 1
+    await outgoing.release(db)
+    [left] = await outgoing.claim(db, "second", 10)
+    assert left.command.id == pending_id

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 
 from pizza.contracts.notifications import SendEmailV1
 from pizza.eventing.envelope import Metadata
 from pizza.eventing.storage import AsyncConnection, Database, upsert
 from pizza.services.notifications.tables import outgoing_emails as rows
 
+KEPT = timedelta(days=7)  # done rows are kept this long: the inbox's own retention
+PRUNE_BATCH = 1000
 CLAIM_SECONDS = 30.0  # longer than one email's SMTP exchange can take (mailer timeouts)
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
@@ -143,3 +145,17 @@ async def pending(db: Database) -> int:
     async with db.read() as conn:
         return int(await conn.scalar(
             select(func.count()).select_from(rows).where(rows.c.status == PENDING)) or 0)
+
+
+async def prune(db: Database, kept: timedelta = KEPT, batch: int = PRUNE_BATCH) -> int:
+    """Forget emails done longer than ``kept`` ago (a redelivery of their command that
+    old would be past the inbox too), ``batch`` rows per short transaction."""
+    older_than, removed = _now() - kept, 0
+    while True:
+        some = select(rows.c.command_id).where(rows.c.done_at < older_than).limit(batch)
+        async with db.begin() as conn:
+            result = await conn.execute(
+                delete(rows).where(rows.c.command_id.in_(some.scalar_subquery())))
+        removed += int(result.rowcount or 0)
+        if int(result.rowcount or 0) < batch:
+            return removed

@@ -33,6 +33,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,7 @@ from pizza.services.notifications import mailer, outgoing, service
 
 log = logging.getLogger("pizza.services.notifications.sender")
 
+PRUNE_EVERY = 60.0  # seconds between looks for old done rows
 BATCH = 16  # rows claimed at once (sent one after another over one connection)
 IDLE_SECONDS = 0.5  # with nothing due, look again after this (rows of other processes)
 BACKOFF = Backoff(initial=2.0, factor=2.0, maximum=120.0)  # one email's 4xx
@@ -95,9 +97,13 @@ class Sender:
         self.stats = SenderStats()
         self.smtp = Outage("the SMTP server", log)
         self.unreachable_in_a_row = 0
+        self.pruned_at = time.monotonic()
 
     async def work(self) -> bool:
         """Send one batch of due emails; False (after a rest) when there was none."""
+        if time.monotonic() - self.pruned_at > PRUNE_EVERY:
+            self.pruned_at = time.monotonic()
+            await outgoing.prune(self.db)
         try:
             emails = await outgoing.claim(self.db, self.name, BATCH) \
                 if await outgoing.anything_due(self.db) else []

@@ -47,6 +47,7 @@ outgoing_emails = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("done_at", DateTime(timezone=True)),
     Index("ix_outgoing_emails_due", "status", "next_attempt_at"),
+    Index("ix_outgoing_emails_done", "done_at"),  # pruning finds old rows through it
 )
 
 # Which letters the sink already holds, as a mail client knows them: one per recipient
