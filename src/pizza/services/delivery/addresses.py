@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 from sqlalchemy import insert, select
 
@@ -20,23 +20,26 @@ from pizza.contracts.delivery import DeliveryAddressRegisteredV1
 from pizza.eventing import Context
 from pizza.eventing.storage import AsyncConnection
 from pizza.services.delivery.tables import addresses
+from pizza.web.text import WHITESPACE, LongText, ShortText, stripped_or_none
 
 # Loosely UK: outward code (area letters, district digit, optional letter/digit), then
 # the inward code (digit, two letters), with or without the space.
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9][A-Z]{2})$")
-POSTCODE_PATTERN = r"^[A-Za-z]{1,2}[0-9][A-Za-z0-9]? ?[0-9][A-Za-z]{2}$"
+# The same rule as the published schema states it (surrounding whitespace allowed).
+POSTCODE_PATTERN = r"^\s*[A-Za-z]{1,2}[0-9][A-Za-z0-9]? ?[0-9][A-Za-z]{2}\s*$"
 
 
 def _uk_postcode(value: str) -> str:
     """Accept "sw1a1aa" or "SW1A 1AA"; store the usual form, "SW1A 1AA"."""
-    match = _POSTCODE.match(value.upper())
+    value = value.strip(WHITESPACE)
+    match = _POSTCODE.match(value.upper()) if value.isascii() else None
     if match is None:
         raise ValueError("not a UK postcode (for example SW1A 1AA)")
     return f"{match.group(1)} {match.group(2)}"
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Line = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = ShortText
+Line = LongText
 
 
 class NewAddress(BaseModel):
@@ -46,12 +49,12 @@ class NewAddress(BaseModel):
 
     customer_id: Name
     line1: Line
-    line2: Annotated[str | None, StringConstraints(strip_whitespace=True,
-                                                   max_length=200)] = None
+    line2: Annotated[str | None, StringConstraints(max_length=200),
+                     AfterValidator(stripped_or_none)] = None
     city: Name
     # The pattern states the rule in the published schema; _uk_postcode normalises.
-    postcode: Annotated[str, StringConstraints(strip_whitespace=True, max_length=10,
-                                               pattern=POSTCODE_PATTERN),
+    postcode: Annotated[str, StringConstraints(max_length=20),
+                        Field(json_schema_extra={"pattern": POSTCODE_PATTERN}),
                         AfterValidator(_uk_postcode)]
 
 

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from pizza.services.delivery import addresses, jobs, service
 from pizza.web.errors import ApiError
+from pizza.web.text import ShortText
 
 router: APIRouter = APIRouter(tags=["delivery"])
 OrderId = Annotated[str, Path(alias="orderId", max_length=100)]
@@ -40,8 +41,7 @@ class Job(_Camel):
 
 
 class Driver(_Camel):
-    driver: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                             max_length=100)]
+    driver: ShortText
 
 
 class StageChange(_Camel):

@@ -39,6 +39,7 @@ from pizza.eventing import Context, ServiceHost
 from pizza.services.orders import delivery_addresses, emails, menu, service
 from pizza.services.orders.tables import orders
 from pizza.web.errors import ApiError
+from pizza.web.text import ShortText
 
 log = logging.getLogger("pizza.services.orders")
 
@@ -51,7 +52,7 @@ _DELIVERY_ID = re.compile(UUID_PATTERN)
 
 class _Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True,
-                              extra="ignore", str_strip_whitespace=True)
+                              extra="ignore")
 
 
 def _whole_number(value: Any) -> Any:
@@ -82,7 +83,7 @@ class PlaceOrder(_Camel):
                  "properties": {"deliveryId": {"type": "string", "pattern": UUID_PATTERN}}},
     })
 
-    customer_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    customer_id: ShortText
     email: Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)]
     items: Annotated[list[LineRequest], Field(min_length=1, max_length=MAX_LINES)]
     fulfilment: Literal["delivery", "pickup"]
