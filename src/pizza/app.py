@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -23,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pizza import config
 from pizza.eventing import Service, tracing
 from pizza.eventing.host import Runtime
+from pizza.eventing.transport.embedded import free_port
 from pizza.web import catalog as catalog_routes
 from pizza.web import errors
 
@@ -40,12 +40,6 @@ def load(names: Sequence[str] = SERVICES) -> list[Service]:
         raise ValueError(f"unknown service {', '.join(unknown)}: choose from "
                          f"{', '.join(SERVICES)}")
     return [importlib.import_module(f"pizza.services.{name}").service for name in names]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import NoReturn
 
 import nats
@@ -68,3 +70,11 @@ async def broker(url: str, name: str = "pizza-tool") -> AsyncIterator[NATS]:
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
+
+
+def pizza_command() -> list[str]:
+    """How to run this installation's ``pizza`` as a child process (benchmarks, torture)."""
+    script = Path(sys.executable).parent / "pizza"
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from pizza.cli import app; app()"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,9 @@ import httpx
 import nats
 
 from pizza.eventing.transport.embedded import EmbeddedNats
+from pizza.eventing.transport.embedded import free_port as free_port  # for the tests
 
 PIZZA = str(Path(sys.executable).parent / "pizza")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Process:

@@ -9,7 +9,6 @@ Bounded: a few generated examples per route, so the whole run stays well under a
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,19 +22,14 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from pizza import config
 from pizza.app import create_app, load
+from pizza.eventing.transport.embedded import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
 EXAMPLES = 10  # generated per route, on top of schemathesis' boundary cases
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-PORT = _free_port()
+PORT = free_port()
 BASE_URL = f"http://127.0.0.1:{PORT}"
 
 # Built at import, started by the fixture below: the document is the app's own.

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from pizza.eventing.catalog import subject_matches
 from pizza.eventing.transport.base import BrokerUnavailable, Outgoing, QueueSpec
-from pizza.eventing.transport.memory import MemoryTransport, subject_matches
+from pizza.eventing.transport.memory import MemoryTransport
 
 SUBJECT = "pizza.events.kitchen.OrderPrepared.v1"
 

@@ -21,7 +21,6 @@ import contextlib
 import os
 import signal
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -33,6 +32,8 @@ from typing import Any
 import httpx
 
 from pizza.bench.common import Settings, rotation, variant
+from pizza.cli_common import pizza_command
+from pizza.eventing.transport.embedded import free_port
 
 START_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 60.0
@@ -40,21 +41,6 @@ SETTLE_TIMEOUT = 60.0
 
 class Skip(Exception):
     """The system cannot run yet: the scenario is skipped, with this reason."""
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _pizza_command() -> list[str]:
-    script = Path(sys.executable).parent / "pizza"
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-c", "from pizza.cli import app; app()"]
 
 
 @dataclass
@@ -73,14 +59,14 @@ class RunningSystem:
 async def running_system(prefix: str) -> AsyncIterator[RunningSystem]:
     with tempfile.TemporaryDirectory(prefix=f"pizza-bench-{prefix}-") as tmp:
         home = Path(tmp)
-        port = _free_port()
+        port = free_port()
         env = dict(os.environ, PIZZA_HOME=str(home), PIZZA_LOG_LEVEL="WARNING")
         for name in ("PIZZA_NATS_URL", "PIZZA_DATABASE_URL", "PIZZA_REDIS_URL"):
             env.pop(name, None)
         log = home / "system.log"
         with log.open("wb") as sink:
             process = await asyncio.create_subprocess_exec(
-                *_pizza_command(), "up", "--simulate", "--port", str(port),
+                *pizza_command(), "up", "--simulate", "--port", str(port),
                 stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink, env=env,
                 cwd=str(home), start_new_session=True)
         system = RunningSystem(f"http://127.0.0.1:{port}", process, log)

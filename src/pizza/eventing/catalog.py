@@ -38,6 +38,17 @@ def subject_is_valid(subject: str) -> bool:
             and _SUBJECT.fullmatch(subject) is not None)
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcards: ``*`` matches one token, ``>`` one or more trailing tokens."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for i, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or token not in ("*", tokens[i]):
+            return False
+    return len(wanted) == len(tokens)
+
+
 def is_reply_subject(subject: str) -> bool:
     """Where an answer may go: one of our services' reply subjects, and nowhere else."""
     return (subject.startswith(f"{REPLIES_PREFIX}.") and subject_is_valid(subject)

@@ -65,16 +65,6 @@ async def read_stream(js: Any, stream: str, subject: str) -> list[Any]:
     return messages
 
 
-def subject_matches(pattern: str, subject: str) -> bool:
-    wanted, tokens = pattern.split("."), subject.split(".")
-    for index, token in enumerate(wanted):
-        if token == ">":
-            return len(tokens) > index
-        if index >= len(tokens) or token not in ("*", tokens[index]):
-            return False
-    return len(tokens) == len(wanted)
-
-
 async def queues(nats_url: str) -> dict[str, list[str]]:
     """Each durable queue on the bus and the subjects it takes."""
     nc = await _connect(nats_url)

@@ -22,7 +22,8 @@ import httpx
 import nats
 import orjson
 
-from pizza.torture.audit import fingerprint, queues, subject_matches
+from pizza.eventing.catalog import subject_matches
+from pizza.torture.audit import fingerprint, queues
 
 HUGE = 100_000
 BAD_REPLY_TO = ("pizza.events.orders.OrderConfirmed.v2", "_INBOX.torture",

@@ -12,9 +12,7 @@ import atexit
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,18 +20,10 @@ from pathlib import Path
 
 import httpx
 
+from pizza.cli_common import pizza_command
+from pizza.eventing.transport.embedded import free_port
+
 _LIVE: set[int] = set()  # process-group ids this interpreter started and has not reaped
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _pizza() -> list[str]:
-    script = Path(sys.executable).parent / "pizza"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "pizza.cli"]
 
 
 def environment(home: Path, **extra: str) -> dict[str, str]:
@@ -76,7 +66,7 @@ class PizzaProcess:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([*_pizza(), *self.args], env=self.env, stdout=out,
+            self.proc = subprocess.Popen([*pizza_command(), *self.args], env=self.env, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
         _LIVE.add(self.proc.pid)

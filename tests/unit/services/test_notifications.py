@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -27,17 +26,12 @@ from pizza.eventing import Backoff
 from pizza.eventing.envelope import Envelope, Metadata
 from pizza.eventing.storage import inbox
 from pizza.eventing.transport.base import Outgoing
+from pizza.eventing.transport.embedded import free_port
 from pizza.services.notifications import mailbox as sink
 from pizza.services.notifications import outgoing, sender, start_sink
 from pizza.services.notifications import service as notifications
 
 REPLY_TO = "pizza.replies.orders"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def send_email(to: str = "ada@example.com", subject: str = "Your receipt",

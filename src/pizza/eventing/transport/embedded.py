@@ -62,7 +62,7 @@ if sys.platform == "linux":  # resolved now: the child must not load libraries
         _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     """Ask the OS for an unused port; taken once so restarts reuse it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -75,7 +75,7 @@ class EmbeddedNats:
     def __init__(self, store_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.store_dir = Path(store_dir)
         self.host = host
-        self.port = port if port is not None else _free_port(host)
+        self.port = port if port is not None else free_port(host)
         self.log_file = self.store_dir / "nats-server.log"
         self._proc: asyncio.subprocess.Process | None = None
 

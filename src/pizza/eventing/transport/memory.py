@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from pizza.eventing.catalog import subject_matches
 from pizza.eventing.transport.base import (
     DUPLICATE_WINDOW,
     STREAMS,
@@ -30,17 +31,6 @@ from pizza.eventing.transport.base import (
 )
 
 DEAD_LETTER_STREAM = "PIZZA_DEADLETTERS"
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS wildcards: ``*`` matches one token, ``>`` one or more trailing tokens."""
-    wanted, tokens = pattern.split("."), subject.split(".")
-    for i, token in enumerate(wanted):
-        if token == ">":
-            return len(tokens) > i
-        if i >= len(tokens) or token not in ("*", tokens[i]):
-            return False
-    return len(wanted) == len(tokens)
 
 
 @dataclass(slots=True)
