@@ -28,7 +28,7 @@ from pizza.web import errors
 
 log = logging.getLogger("pizza")
 
-HEALTH_WAIT = 0.5  # seconds: a dependency that is away must not hold up the health check
+HEALTH_WAIT = 0.25  # seconds: a dependency that is away must not hold up the health check
 
 SERVICES = ("orders", "kitchen", "delivery", "pickup", "loyalty", "notifications", "tracking")
 

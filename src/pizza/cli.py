@@ -246,7 +246,10 @@ async def _replay(url: str, service: str, wait: float) -> None:
                     await asyncio.sleep(0.3)
                     health = (await client.get("/api/health")).json()
                     queues = health["services"][service]["queues"].values()
-                    left = sum((q["waiting"] or 0) + (q["inFlight"] or 0) for q in queues)
+                    counts = [q[k] for q in queues for k in ("waiting", "inFlight")]
+                    if None in counts:  # health could not ask the broker in time
+                        continue
+                    left = sum(counts)
                     handled = sum(q["handled"] for q in queues)
                     bar.update(task, description=f"replaying {service}: {handled} handled, "
                                                  f"{left} to go")

@@ -123,11 +123,13 @@ async def _settle(base_url: str, timeout: float) -> bool:
         while time.perf_counter() < deadline:
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 report = (await client.get("/api/health")).json().get("services", {})
+                # A number health could not get in time (null) is not a zero.
                 busy = 0
                 for service in report.values():
-                    busy += service.get("outboxBacklog") or 0
+                    counts = [service.get("outboxBacklog")]
                     for queue in service.get("queues", {}).values():
-                        busy += (queue.get("waiting") or 0) + (queue.get("inFlight") or 0)
+                        counts += [queue.get("waiting"), queue.get("inFlight")]
+                    busy += sum(1 if count is None else count for count in counts)
                 if not busy:
                     return True
             await asyncio.sleep(0.2)
