@@ -319,8 +319,11 @@ class Consumer:
 
 async def _rest(stopping: asyncio.Event, seconds: float) -> None:
     """Sleep, but wake when the consumer is told to stop."""
+    # asyncio.timeout, not wait_for: Python 3.11's wait_for can turn a cancel that
+    # arrives as the time runs out into a TimeoutError, which would be swallowed here.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stopping.wait()
 
 
 def _describe(error: BaseException) -> str:

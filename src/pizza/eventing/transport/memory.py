@@ -11,6 +11,7 @@ outage switch (``go_down()`` / ``come_back()``). ``start()`` is not required.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -146,10 +147,9 @@ class MemoryQueue(Queue):
             due = self._consumer.next_due()
             if due is not None and not self._transport.broker_down:
                 wait = min(wait, max(due - now, 0.001))
-            try:
-                await asyncio.wait_for(changed.wait(), wait)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can eat a cancel
+                async with asyncio.timeout(wait):
+                    await changed.wait()
 
     async def pending(self) -> tuple[int, int]:
         return self._consumer.waiting(), len(self._consumer.pending)
