@@ -133,8 +133,8 @@ class Sender:
         """Send one email and end or reschedule its row; False to stop the batch (no
         server answered, or the row could not be marked)."""
         try:
-            message = mailer.compose(email.as_command(), email.message_id)
-            await self.connection.deliver(email.as_command(), message)
+            command = email.as_command()
+            await self.connection.deliver(command, mailer.compose(command, email.message_id))
         except mailer.PermanentFailure as failure:
             log.warning("email %s to %s failed: %s", email.command.id, email.to[:80], failure)
             return await self._answer(email, EmailFailedV1(reason=_bounded(str(failure))),
@@ -147,7 +147,6 @@ class Sender:
         else:
             self.smtp.end("email-sender")
             return await self._answer(email, EmailSentV1(message_id=email.message_id))
-        return True
 
     async def _not_now(self, email: outgoing.OutgoingEmail, reason: str, *,
                        spent: bool) -> None:
