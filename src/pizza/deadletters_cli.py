@@ -48,7 +48,7 @@ from pizza.eventing.transport.base import (
 
 deadletters = typer.Typer(help="Messages the queues gave up on.", no_args_is_help=True,
                           add_completion=False)
-console = Console()
+console = Console(highlight=False)  # Rich's highlighter is quadratic in a long line
 STREAM = "PIZZA_DEADLETTERS"
 SHOW_BYTES = 64_000  # of a payload; the rest is counted, not printed
 BATCH = 256
@@ -150,7 +150,7 @@ async def _read(js: JetStreamContext, service: str | None) -> list[DeadLetter]:
 def _select(letters: list[DeadLetter], ident: str | None) -> list[DeadLetter]:
     if ident is None:
         return letters
-    if ident.isdigit():
+    if ident.isdecimal():
         chosen = [letter for letter in letters if letter.seq == int(ident)]
     else:
         chosen = [letter for letter in letters if letter.message_id == ident]
@@ -183,8 +183,9 @@ def list_letters(service: ServiceOption = None) -> None:
         table.add_column(column, overflow="fold")
     for letter in letters:
         headers = letter.headers
-        table.add_row(str(letter.seq), escape(letter.consumer or "?"), escape(letter.kind),
-                      escape(letter.message_id or "-"), escape(headers.get(DEAD_REASON, "?")),
+        table.add_row(str(letter.seq), escape((letter.consumer or "?")[:120]),
+                      escape(letter.kind[:120]), escape((letter.message_id or "-")[:80]),
+                      escape(headers.get(DEAD_REASON, "?")[:80]),
                       escape(headers.get(DEAD_ATTEMPTS, "?")),
                       escape(headers.get(DEAD_ERROR, "")[:300]))
     console.print(table)
@@ -207,7 +208,7 @@ def show(ident: IdArgument) -> None:
                 ("attempts", letter.headers.get(DEAD_ATTEMPTS, "?")),
                 ("error", letter.headers.get(DEAD_ERROR, "")),
                 ("stored on", letter.subject)):
-            facts.add_row(label, escape(value))
+            facts.add_row(label, escape(value[:4000]))
         console.print(facts)
         console.print("[bold]headers[/]")
         for name, value in sorted(letter.headers.items()):
