@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 NAMES = ("writers", "kill", "broker", "database", "hostile")
 
@@ -58,8 +59,8 @@ async def _run(console: Console, names: list[str], orders: int | None, quick: bo
             ledger = await run_scenario(name, orders=orders, quick=quick, keep=keep)
         console.print(ledger.table())
         for event in ledger.events:
-            console.print(f"  [dim]{event}[/]")
+            console.print(f"  [dim]{escape(event)}[/]")
         for miss in ledger.misses():
-            console.print(f"  [red]miss:[/] {miss}")
+            console.print(f"  [red]miss:[/] {escape(miss)}")
         ledgers.append(ledger)
     return ledgers
