@@ -87,7 +87,8 @@ async def publish(system: System, message: Event) -> Envelope:
     return env
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 3.0) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 3.0,
+                     what: str = "it") -> Any:
     """Until ``check()`` (plain or awaitable) is truthy; its value, or AssertionError."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -98,7 +99,7 @@ async def eventually(check: Callable[[], Any], timeout: float = 3.0) -> Any:
         if result:
             return result
         if loop.time() > deadline:
-            raise AssertionError("it did not happen in time")
+            raise AssertionError(f"{what} did not happen in {timeout} s")
         await asyncio.sleep(0.02)
 
 

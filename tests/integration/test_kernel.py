@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import orjson
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
 
+import harness
 from pizza.eventing import (
     Backoff,
     Command,
@@ -52,15 +54,8 @@ def effects_table() -> tuple[MetaData, Table]:
     return metadata, table
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
+# The harness's, with the patience a real broker needs here.
+eventually = functools.partial(harness.eventually, timeout=10.0)
 
 class Bench:
     """A producer and a consumer service on one real broker."""

@@ -4,9 +4,9 @@ reaches only the consumer that failed. Each test runs its own embedded nats-serv
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
+import harness
 from pizza.eventing import Context, Event, Service, ServiceHost, event
 from pizza.eventing.envelope import Envelope, Metadata
 from pizza.eventing.transport import nats as nats_transport
@@ -30,16 +31,8 @@ class NotedV1(Event):
     number: int
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0,
-                     what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not met in {timeout} s")
-
+# The harness's, with the patience a real broker needs here.
+eventually = functools.partial(harness.eventually, timeout=15.0)
 
 def noting_service(name: str) -> tuple[Service, Table]:
     metadata = MetaData()

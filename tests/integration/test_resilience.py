@@ -5,6 +5,7 @@ program, a queue removed on the server. Real embedded JetStream; SQLite and Post
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import threading
@@ -21,6 +22,7 @@ from fastapi import APIRouter
 from sqlalchemy import Column, Integer, MetaData, Table, insert, select
 from sqlalchemy.engine import make_url
 
+import harness
 from harness import app_for
 from pizza.app import create_app
 from pizza.eventing import Backoff, Context, Event, Service, ServiceHost, event
@@ -38,19 +40,8 @@ class TickedV1(Event):
     number: int
 
 
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 15.0,
-                     what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not met in {timeout} s")
-
+# The harness's, with the patience a real broker needs here.
+eventually = functools.partial(harness.eventually, timeout=15.0)
 
 class TcpProxy:
     """127.0.0.1:<port> -> target: cut() drops every connection and refuses new ones,
