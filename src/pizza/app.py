@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Path
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import FastAPI, Path, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from pizza import config
 from pizza.eventing import Service, tracing
@@ -25,6 +25,7 @@ from pizza.eventing.host import Runtime
 from pizza.eventing.transport.embedded import free_port
 from pizza.web import catalog as catalog_routes
 from pizza.web import errors
+from pizza.web import metrics as web_metrics
 
 log = logging.getLogger("pizza")
 
@@ -100,6 +101,7 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
         lifespan=lifespan,
     )
     errors.install(app)
+    web_metrics.install(app, runtime.metrics)  # outermost: it counts refusals too
     for service in services:
         if service.router is not None:
             app.include_router(service.router)
@@ -150,6 +152,13 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
         return {"status": "ok" if healthy else "degraded", "services": report,
                 "nats": runtime.nats_url,
                 "loopLagMs": round(runtime.loop_lag.recent_max * 1000, 1)}
+
+    @app.get("/metrics", tags=["system"], response_class=PlainTextResponse)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics of this process: queues, outboxes, dead letters, the
+        circuit breaker, the event loop's lag, HTTP requests (README, Metrics). Numbers
+        that need the broker or a database and do not come within 0.25 s are left out."""
+        return await web_metrics.scrape(request, runtime.metrics)
 
     @app.post("/api/admin/replay/{service}", status_code=202, tags=["system"],
               responses={404: {"description": "no such service runs in this process"}})

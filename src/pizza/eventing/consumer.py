@@ -34,8 +34,9 @@ import traceback
 import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pizza.eventing import inbox, outbox, tracing
+from pizza.eventing import inbox, log_context, outbox, tracing
 from pizza.eventing.catalog import DEAD_LETTERS_PREFIX, Message, Registry
 from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.envelope import Envelope, MalformedMessage
@@ -55,6 +56,9 @@ from pizza.eventing.transport.base import (
     Transport,
     retry_subject,
 )
+
+if TYPE_CHECKING:
+    from pizza.eventing.metrics import QueueMetrics
 
 log = logging.getLogger("pizza.eventing.consumer")
 
@@ -106,6 +110,7 @@ class Consumer:
         self.registry = registry
         self.relay = relay
         self.stats = ConsumerStats()
+        self.metrics: QueueMetrics | None = None  # given by the runtime's metrics
         self.queue: Queue | None = None
         self._stopping = asyncio.Event()  # run() gives the host's
         self._retry_suffix = retry_subject("", self.name)
@@ -252,6 +257,7 @@ class Consumer:
 
     async def _transaction(self, batch: list[Received]) -> None:
         contexts: list[Context] = []
+        spent: list[float] = []  # seconds in each handler, for the metrics
         async with self.db.begin() as conn:
             new = await inbox.claim(conn, self.name, [r.envelope.metadata.id for r in batch])
             for item in batch:
@@ -260,24 +266,38 @@ class Consumer:
                     continue
                 new.discard(meta.id)  # a duplicate inside one batch is handled once
                 ctx = Context(self.service, conn, cause=meta)
-                if tracing.recording():
-                    with tracing.processing(item.delivery.subject, meta.traceparent,
-                                            meta.id, self.name):
+                about = log_context.current.set(log_context.Handling(
+                    self.service, self.subscription.name, meta, item.message))
+                started = time.perf_counter()
+                try:
+                    if tracing.recording():
+                        with tracing.processing(item.delivery.subject, meta.traceparent,
+                                                meta.id, self.name):
+                            await item.handler(item.message, ctx)
+                    else:  # no spans to make: the Context carries the trace on its own
                         await item.handler(item.message, ctx)
-                else:  # no spans to make: the Context carries the trace on its own
-                    await item.handler(item.message, ctx)
+                finally:
+                    log_context.current.reset(about)
+                spent.append(time.perf_counter() - started)
                 contexts.append(ctx)
             await outbox.write(conn, [m for ctx in contexts for m in ctx.outgoing])
         if any(ctx.outgoing for ctx in contexts):
             self.relay.wake()
         run_commit_callbacks(contexts)
         self.stats.handled += len(contexts)
+        if self.metrics is not None:
+            self.metrics.handled(spent)
         self.stats.duplicates += len(batch) - len(contexts)
         for item in batch:
             await _settle(item.delivery.ack())
 
     async def _failed(self, item: Received, error: Exception) -> None:
         """One message's handler raised: retry it later, or dead-letter it."""
+        with log_context.handling(self.service, self.subscription.name,
+                                  item.envelope.metadata, item.message):
+            await self._retry_or_give_up(item, error)
+
+    async def _retry_or_give_up(self, item: Received, error: Exception) -> None:
         if isinstance(error, Reject):
             await self._dead_letter(item.delivery, "rejected", _describe(error))
             return
@@ -290,6 +310,8 @@ class Consumer:
                     self.name, item.envelope.metadata.type, item.envelope.metadata.id,
                     attempt, self.subscription.max_attempts, delay, error)
         self.stats.retried += 1
+        if self.metrics is not None:
+            self.metrics.retried()
         await _settle(item.delivery.nak(delay))
 
     async def _dead_letter(self, delivery: Delivery, reason: str, error: str) -> None:
@@ -314,6 +336,8 @@ class Consumer:
         log.error("%s: dead letter (%s) after %d attempt(s): %s", self.name, reason,
                   delivery.attempt, error)
         self.stats.dead_lettered += 1
+        if self.metrics is not None:
+            self.metrics.dead_lettered(reason)
         await _settle(delivery.term())
 
 

@@ -23,6 +23,7 @@ from pizza.eventing.consumer import Consumer, ConsumerStats
 from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.envelope import Metadata
 from pizza.eventing.loop_lag import LoopLag
+from pizza.eventing.metrics import RuntimeMetrics
 from pizza.eventing.service import Background, Service
 from pizza.eventing.storage import Database
 from pizza.eventing.transport.base import Transport
@@ -182,6 +183,7 @@ class Runtime:
         self.embedded: Any = None
         self.hosts: dict[str, ServiceHost] = {}
         self.loop_lag = LoopLag()
+        self.metrics = RuntimeMetrics(self)  # GET /metrics; a registry of its own
 
     async def start(self) -> None:
         self.loop_lag.start()
@@ -204,6 +206,7 @@ class Runtime:
         for service in self.services:
             host = ServiceHost(service, self.transport, database_url=self.database_url,
                                **self.host_options)
+            self.metrics.watch(host)
             await host.start()
             self.hosts[service.name] = host
 

@@ -218,6 +218,14 @@ class Relay:
                 select(func.count()).select_from(outbox)
                 .where(outbox.c.seq > self._sent_up_to)) or 0)
 
+    async def waiting(self) -> tuple[int, datetime | None]:
+        """The backlog, and when its oldest row was written (None when empty)."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(
+                select(func.count(), func.min(outbox.c.created_at))
+                .where(outbox.c.seq > self._sent_up_to))).one()
+        return int(row[0] or 0), None if row[1] is None else _aware(row[1])
+
     async def _relay_batch(self) -> tuple[int, bool]:
         """One batch: (rows settled, every row read was settled); (-1, False) when another
         process of this service holds the relay's turn."""

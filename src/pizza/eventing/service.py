@@ -91,6 +91,9 @@ class Service:
         self.on_replay: list[Hook] = []  # clear what a replay of history rebuilds
         self.background: list[Background] = []
         self.router: Any = None  # a FastAPI APIRouter, if the service has an HTTP side
+        # Circuit breakers to report in /metrics: name -> its state now ("closed",
+        # "half-open", "open"), or None while it is not in use.
+        self.breakers: dict[str, Callable[[], str | None]] = {}
         self.host: ServiceHost | None = None
 
     # -- declarations ---------------------------------------------------------------------

@@ -146,6 +146,13 @@ class Delivery(abc.ABC):
         """Still being worked on: restart the ack timer, without a redelivery."""
 
 
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    waiting: int  # not yet delivered
+    in_flight: int  # delivered, not yet acknowledged
+    redelivered: int | None  # delivered more than once and not yet settled; None: unknown
+
+
 class Queue(abc.ABC):
     @abc.abstractmethod
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]: ...
@@ -153,6 +160,11 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     async def pending(self) -> tuple[int, int]:
         """(messages waiting, messages delivered and not yet acknowledged)."""
+
+    async def counts(self) -> QueueCounts:
+        """What ``pending`` says, and the redelivered count where the broker keeps one."""
+        waiting, in_flight = await self.pending()
+        return QueueCounts(waiting, in_flight, None)
 
     async def close(self) -> None:  # noqa: B027 (optional)
         pass
@@ -210,6 +222,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def delete_queue(self, spec: QueueSpec) -> None:
         """Remove a durable queue (a replay recreates it from the start of the stream)."""
+
+    async def stored_by_subject(self, stream: str, subjects: str) -> dict[str, int]:
+        """How many messages ``stream`` holds on each subject matching ``subjects``."""
+        raise NotImplementedError
 
     @property
     def connected(self) -> bool:

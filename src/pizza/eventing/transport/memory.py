@@ -25,6 +25,7 @@ from pizza.eventing.transport.base import (
     Delivery,
     Outgoing,
     Queue,
+    QueueCounts,
     QueueSpec,
     Transport,
     stream_for,
@@ -154,6 +155,11 @@ class MemoryQueue(Queue):
     async def pending(self) -> tuple[int, int]:
         return self._consumer.waiting(), len(self._consumer.pending)
 
+    async def counts(self) -> QueueCounts:
+        pending = self._consumer.pending.values()
+        return QueueCounts(self._consumer.waiting(), len(pending),
+                           sum(1 for state in pending if state.attempt > 1))
+
 
 class MemoryTransport(Transport):
     """JetStream's semantics in a dict, for fast unit tests only (see the module doc)."""
@@ -249,6 +255,13 @@ class MemoryTransport(Transport):
 
     async def kv_delete(self, bucket: str, key: str) -> None:
         self._buckets.get(bucket, {}).pop(key, None)
+
+    async def stored_by_subject(self, stream: str, subjects: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for stored in self._streams[stream].messages:
+            if subject_matches(subjects, stored.subject):
+                counts[stored.subject] = counts.get(stored.subject, 0) + 1
+        return counts
 
     async def delete_queue(self, spec: QueueSpec) -> None:
         self._consumers.pop((spec.stream, spec.name), None)

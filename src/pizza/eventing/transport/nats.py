@@ -47,6 +47,7 @@ from pizza.eventing.transport.base import (
     Delivery,
     Outgoing,
     Queue,
+    QueueCounts,
     QueueSpec,
     Transport,
     stream_for,
@@ -143,6 +144,11 @@ class NatsQueue(Queue):
     async def pending(self) -> tuple[int, int]:
         info = await self._subscription.consumer_info()
         return info.num_pending or 0, info.num_ack_pending or 0
+
+    async def counts(self) -> QueueCounts:
+        info = await self._subscription.consumer_info()
+        return QueueCounts(info.num_pending or 0, info.num_ack_pending or 0,
+                           info.num_redelivered or 0)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -396,6 +402,10 @@ class NatsTransport(Transport):
             await self.js.publish(subject, payload, headers=headers, timeout=5.0)
         except Exception as error:
             raise BrokerUnavailable(f"could not store dead letter: {error}") from error
+
+    async def stored_by_subject(self, stream: str, subjects: str) -> dict[str, int]:
+        info = await self.js.stream_info(stream, subjects_filter=subjects)
+        return dict(info.state.subjects or {})
 
     async def delete_queue(self, spec: QueueSpec) -> None:
         with contextlib.suppress(NotFoundError):

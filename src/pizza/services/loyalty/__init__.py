@@ -23,5 +23,6 @@ from pizza.services.loyalty import api, handlers, saas_adapter  # noqa: E402
 service.router = api.router
 service.on_start.append(saas_adapter.open_adapter)
 service.on_stop.append(saas_adapter.close_adapter)
+service.breakers["loyalty_saas"] = saas_adapter.breaker_state
 
 __all__ = ["handlers", "service"]

@@ -216,6 +216,11 @@ def saas() -> LoyaltySaas:
     return _adapter
 
 
+def breaker_state() -> str | None:
+    """The circuit breaker's state, for /metrics; None when the SaaS is not in use."""
+    return None if _adapter is None else _adapter.breaker.state
+
+
 def using_saas() -> bool:
     return settings().loyalty_backend == "saas"
 
