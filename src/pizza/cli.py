@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 import uuid
@@ -14,7 +13,6 @@ import httpx
 import orjson
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 from pizza import config
@@ -22,7 +20,6 @@ from pizza.cli_common import fail
 from pizza.deadletters_cli import deadletters
 from pizza.eventing import settings
 from pizza.events_cli import events
-from pizza.log_limits import bounded
 from pizza.torture.command import torture
 
 app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStream.",
@@ -58,12 +55,9 @@ def _system_answers(url: str, hint: str = "`pizza up`") -> None:
 
 
 def _logging(verbose: bool) -> None:
-    level = os.environ.get("PIZZA_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
-    handler = bounded(RichHandler(console=Console(stderr=True), show_path=False))
-    logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]",
-                        handlers=[handler])
-    for noisy in ("aiosqlite", "asyncio", "nats", "uvicorn.access", "mail.log"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from pizza import logs
+
+    logs.configure(verbose)  # one bounded line per event, text or PIZZA_LOG_FORMAT=json
 
 
 def _serve(fastapi_app: Any, host: str, port: int) -> None:
