@@ -20,6 +20,7 @@ from pizza.cli_common import fail
 from pizza.deadletters_cli import deadletters
 from pizza.eventing import settings
 from pizza.events_cli import events
+from pizza.migrate_cli import migrate
 from pizza.torture.command import torture
 
 app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStream.",
@@ -27,6 +28,7 @@ app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStr
 app.add_typer(events, name="events", help="The event catalog and the schema gate.")
 app.add_typer(deadletters, name="deadletters", help="Messages the queues gave up on.")
 app.command()(torture)
+app.command()(migrate)
 console = Console()
 
 SERVICE_PORTS = {"orders": 8001, "kitchen": 8002, "delivery": 8003, "pickup": 8004,

@@ -29,6 +29,7 @@ from typing import IO, Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -45,7 +46,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from pizza.eventing import inline_sqlite, settings
+from pizza.eventing import inline_sqlite, migrations, settings
 from pizza.eventing.outage import Outage, database_unavailable
 
 log = logging.getLogger("pizza.eventing.storage")
@@ -117,6 +118,14 @@ class Database:
         if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
             raise ValueError(f"{self.schema!r} is not a usable schema name")
         self.tables = [kernel_metadata] + ([tables] if tables is not None else [])
+        # Versioned by Alembic: the kernel's chain, and the service's when its tables
+        # module has a migrations folder beside it (pizza.eventing.migrations).
+        self.chains = [migrations.kernel_chain(kernel_metadata)]
+        own = migrations.service_chain(service, tables)
+        if own is not None:
+            self.chains.append(own)
+        self.unversioned = [tables] if tables is not None and own is None else []
+        self.migrated = migrations.Report()  # what create() did to the schema
         self.engine: AsyncEngine = self._create_engine()
         self._writer = self.engine.execution_options(**{WRITES: True})
         self._writers = asyncio.Lock() if self.is_sqlite else None
@@ -144,7 +153,9 @@ class Database:
         return engine
 
     async def create(self) -> None:
-        """Create the schema and every table that is missing (idempotent, safe at start)."""
+        """Bring the schema up to date (idempotent, safe at start): the schema, every
+        migration not applied yet, and the adoption of a database made before migrations
+        (see pizza.eventing.migrations). ``self.migrated`` tells what was done."""
         self._claim_file()
         if self.is_sqlite:  # another program may hold the file's lock for a while
             loop = asyncio.get_running_loop()
@@ -181,15 +192,23 @@ class Database:
                      time.monotonic() - waited_since)
 
     async def _create_tables(self, conn: AsyncConnection) -> None:
+        """Upgrade the schema to the head of its migrations, in one transaction."""
         if self.schema is not None:
-            # Two processes of one service start together: one creates, one waits.
+            # Two processes of one service start together: one upgrades, the other waits
+            # for its commit here, then finds nothing left to do.
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": zlib.crc32(f"pizza-schema-{self.schema}".encode())})
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-        for metadata in self.tables:
-            await conn.run_sync(metadata.create_all)
-        # create_all skips the indexes of a table that already exists.
-        await conn.run_sync(inbox_handled_at.create, checkfirst=True)
+        self.migrated = await conn.run_sync(self._upgrade)
+        if self.migrated.changes:
+            log.info("%s: schema %s", self.service, self.migrated.summary())
+
+    def _upgrade(self, conn: Connection) -> migrations.Report:
+        report = migrations.upgrade(conn, self.chains)
+        for metadata in self.unversioned:  # a toolkit user's tables with no migrations
+            metadata.create_all(conn)
+            report.created_without_migrations += list(metadata.tables)
+        return report
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:

@@ -1,0 +1,1 @@
+"""Revisions of the kernel chain (outbox, inbox), applied in every service's database."""

@@ -1,0 +1,1 @@
+"""The delivery service's schema history: Alembic revisions (README, Migrations)."""

@@ -1,0 +1,1 @@
+"""Revisions of the delivery chain, oldest first (kernel: pizza/eventing/migrations)."""

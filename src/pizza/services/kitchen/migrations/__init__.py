@@ -1,0 +1,1 @@
+"""The kitchen service's schema history: Alembic revisions (README, Migrations)."""

@@ -1,0 +1,1 @@
+"""Revisions of the kitchen chain, oldest first (kernel: pizza/eventing/migrations)."""

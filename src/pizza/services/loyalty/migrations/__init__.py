@@ -1,0 +1,1 @@
+"""The loyalty service's schema history: Alembic revisions (README, Migrations)."""

@@ -1,0 +1,1 @@
+"""Revisions of the loyalty chain, oldest first (kernel: pizza/eventing/migrations)."""

@@ -1,0 +1,1 @@
+"""The notifications service's schema history: Alembic revisions (README, Migrations)."""

@@ -1,0 +1,1 @@
+"""Revisions of the notifications chain, oldest first (kernel: pizza/eventing/migrations)."""

@@ -1,0 +1,1 @@
+"""The orders service's schema history: Alembic revisions (README, Migrations)."""

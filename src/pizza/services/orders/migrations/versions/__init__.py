@@ -1,0 +1,1 @@
+"""Revisions of the orders chain, oldest first (kernel: pizza/eventing/migrations)."""

@@ -1,0 +1,1 @@
+"""The pickup service's schema history: Alembic revisions (README, Migrations)."""

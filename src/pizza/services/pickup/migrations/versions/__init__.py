@@ -1,0 +1,1 @@
+"""Revisions of the pickup chain, oldest first (kernel: pizza/eventing/migrations)."""

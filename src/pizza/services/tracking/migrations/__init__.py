@@ -1,0 +1,1 @@
+"""The tracking service's schema history: Alembic revisions (README, Migrations)."""

@@ -1,0 +1,1 @@
+"""Revisions of the tracking chain, oldest first (kernel: pizza/eventing/migrations)."""
