@@ -21,6 +21,7 @@ from pizza.deadletters_cli import deadletters
 from pizza.eventing import settings
 from pizza.events_cli import events
 from pizza.migrate_cli import migrate
+from pizza.status_cli import status as status_command
 from pizza.torture.command import torture
 
 app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStream.",
@@ -28,6 +29,7 @@ app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStr
 app.add_typer(events, name="events", help="The event catalog and the schema gate.")
 app.add_typer(deadletters, name="deadletters", help="Messages the queues gave up on.")
 app.command()(torture)
+app.command(name="status")(status_command)
 app.command()(migrate)
 console = Console()
 

@@ -39,7 +39,7 @@ from pizza.eventing.transport.base import QueueCounts
 if TYPE_CHECKING:
     from pizza.eventing.host import Runtime, ServiceHost
 
-SCRAPE_WAIT = 0.25  # seconds: as /api/health, a dependency that is away never holds it up
+SCRAPE_WAIT = 0.5  # seconds: a dependency that is away never holds a scrape up longer
 DEAD_LETTER_STREAM = "PIZZA_DEADLETTERS"
 DEAD_REASONS = ("malformed", "rejected", "handler-failed")
 BREAKER_STATES = ("closed", "half-open", "open")
