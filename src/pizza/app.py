@@ -147,7 +147,7 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
                                     for c in host.consumers}}
                   for name, host in hosts.items()}
         reports = list(report.values())
-        connected = runtime.transport is not None and runtime.transport.connected
+        connected = runtime.connected
         healthy = connected and all(r["database"] == "ok" for r in reports)
         return {"status": "ok" if healthy else "degraded", "services": report,
                 "nats": runtime.nats_url,

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pizza import config
+from pizza.broker_cli import broker_config
 from pizza.cli_common import fail
 from pizza.deadletters_cli import deadletters
 from pizza.eventing import settings
@@ -29,6 +30,7 @@ app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStr
 app.add_typer(events, name="events", help="The event catalog and the schema gate.")
 app.add_typer(deadletters, name="deadletters", help="Messages the queues gave up on.")
 app.command()(torture)
+app.command(name="broker-config")(broker_config)
 app.command(name="status")(status_command)
 app.command()(migrate)
 console = Console()

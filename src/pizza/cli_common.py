@@ -1,8 +1,9 @@
 """What every `pizza` tool does the same way: fail with one line, reach the broker fast.
 
 A tool talks to the broker of a running system (``PIZZA_NATS_URL``, else the URL `pizza up`
-records in ``$PIZZA_HOME/nats/url``). If nothing answers there, the tool says so in one
-line within seconds, instead of reconnecting for minutes to a broker that is gone.
+records in ``$PIZZA_HOME/nats/url``), as the ``operator`` user (``tool_credentials``). If
+nothing answers there, the tool says so in one line within seconds, instead of
+reconnecting for minutes to a broker that is gone.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import nats
 import typer
@@ -20,7 +21,10 @@ from nats.aio.client import Client as NATS
 from rich.console import Console
 from rich.markup import escape
 
+from pizza.eventing import settings
 from pizza.eventing.settings import broker_url
+from pizza.eventing.transport import credentials
+from pizza.eventing.transport.credentials import BadCredentials, Credentials
 
 CONNECT_SECONDS = 2.0
 
@@ -45,6 +49,26 @@ def recorded_broker() -> str:
     return url
 
 
+def tool_credentials(home: Path | None = None) -> Credentials | None:
+    """Who a tool is on the bus: ``PIZZA_NATS_CREDS`` if set, else the ``operator`` seed
+    that the embedded broker of PIZZA_HOME (or ``home``) made; None if neither exists
+    (a broker without authorization)."""
+    given = settings.nats_creds()
+    path = given or credentials.seed_path(settings.credentials_dir(home), credentials.OPERATOR)
+    if given is None and not path.is_file():
+        return None
+    try:
+        return credentials.load(path)
+    except BadCredentials as error:
+        fail(str(error))
+
+
+def connect_options(home: Path | None = None) -> dict[str, Any]:
+    """``nats.connect`` keywords that present the tool's credentials (see above)."""
+    found = tool_credentials(home)
+    return found.connect_options() if found is not None else {}
+
+
 async def _quiet(_error: Exception) -> None:
     """nats-py logs every failed attempt with a traceback; the tool says it in one line."""
 
@@ -61,7 +85,7 @@ async def broker(url: str, name: str = "pizza-tool") -> AsyncIterator[NATS]:
         nc = await asyncio.wait_for(
             nats.connect(url, name=name, connect_timeout=CONNECT_SECONDS,
                          allow_reconnect=False, max_reconnect_attempts=1,
-                         reconnect_time_wait=0.2, error_cb=_quiet),
+                         reconnect_time_wait=0.2, error_cb=_quiet, **connect_options()),
             CONNECT_SECONDS + 1)
     except Exception:
         fail(no_broker(url))

@@ -147,7 +147,14 @@ def snapshot(
 def _on_the_broker(work: Callable[[Transport], Awaitable[Any]]) -> Any:
     """Run ``work`` against the running system's broker (PIZZA_NATS_URL or `pizza up`'s);
     one line and exit 1 within seconds if nothing answers there."""
-    from pizza.cli_common import CONNECT_SECONDS, broker, fail, no_broker, recorded_broker
+    from pizza.cli_common import (
+        CONNECT_SECONDS,
+        broker,
+        fail,
+        no_broker,
+        recorded_broker,
+        tool_credentials,
+    )
     from pizza.eventing.transport.nats import NatsTransport
 
     url = recorded_broker()
@@ -155,7 +162,7 @@ def _on_the_broker(work: Callable[[Transport], Awaitable[Any]]) -> Any:
     async def session() -> Any:
         async with broker(url, "pizza-events"):  # fails fast where the transport would wait
             pass
-        transport = NatsTransport(url, name="pizza-events")
+        transport = NatsTransport(url, name="pizza-events", credentials=tool_credentials())
         try:
             await asyncio.wait_for(transport.start(), 5 * CONNECT_SECONDS)
         except Exception:

@@ -55,6 +55,27 @@ def is_reply_subject(subject: str) -> bool:
             and subject.count(".") == REPLIES_PREFIX.count(".") + 1)
 
 
+def forgery(subject: str, source: str, info: MessageInfo) -> str | None:
+    """Why a received message's ``metadata.source`` is not who sent it, or None.
+
+    Only what is proven is checked. The broker lets only a service publish on
+    ``pizza.events.<itself>.>``, so an event's subject names its source, and the catalog
+    says who produces each event and answer (an answer comes from the command's target).
+    A command's subject names its target, not its sender: nothing to check there.
+    """
+    if info.kind == "command":
+        return None
+    tokens = subject.split(".")
+    if info.kind == "event" and (len(tokens) < 3 or tokens[2] != source):
+        return (f"metadata.source {source[:64]!r} does not match the subject "
+                f"{subject[:160]!r}")
+    if source != info.owner:
+        return (f"metadata.source {source[:64]!r} is not {info.owner}, which "
+                f"{'publishes' if info.kind == 'event' else 'sends'} {info.type} "
+                f"v{info.version}")
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class MessageInfo:
     """What the catalog knows about one type and version."""

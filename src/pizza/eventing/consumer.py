@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pizza.eventing import inbox, log_context, outbox, tracing
-from pizza.eventing.catalog import DEAD_LETTERS_PREFIX, Message, Registry
+from pizza.eventing.catalog import DEAD_LETTERS_PREFIX, Message, Registry, forgery
 from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.envelope import Envelope, MalformedMessage
 from pizza.eventing.outage import Outage, database_unavailable
-from pizza.eventing.service import Handler, Reject, Subscription
+from pizza.eventing.service import Handler, Reject, Subscription, queue_name
 from pizza.eventing.storage import Database
 from pizza.eventing.transport.base import (
     DEAD_ATTEMPTS,
@@ -104,7 +104,7 @@ class Consumer:
                  transport: Transport, registry: Registry, relay: outbox.Relay) -> None:
         self.service = service
         self.subscription = subscription
-        self.name = f"{service}-{subscription.name}"
+        self.name = queue_name(service, subscription.name)
         self.db = db
         self.transport = transport
         self.registry = registry
@@ -164,10 +164,15 @@ class Consumer:
         received: list[Received] = []
         for delivery in deliveries:
             decoded = self._decode(delivery)
-            if isinstance(decoded, Received):
-                received.append(decoded)
-            else:  # no retry can fix it
+            if not isinstance(decoded, Received):  # no retry can fix it
                 await self._dead_letter(delivery, "malformed", decoded)
+                continue
+            forged = forgery(delivery.subject, decoded.envelope.metadata.source,
+                             decoded.message.info)
+            if forged is not None:  # not from whom it says: never handled
+                await self._dead_letter(delivery, "forged", forged)
+                continue
+            received.append(decoded)
         if not received:
             return
         try:

@@ -5,7 +5,8 @@ relay, and one Consumer task per subscription. ``stop()`` stops fetching, lets e
 consumer finish the batch in hand, drains the outbox once more, and closes.
 
 A Runtime owns the bus: it connects to ``PIZZA_NATS_URL`` or starts an embedded
-nats-server under ``$PIZZA_HOME/nats``, and stops what it started.
+nats-server under ``$PIZZA_HOME/nats`` (with a user per service), and stops what it
+started.
 """
 
 from __future__ import annotations
@@ -170,7 +171,14 @@ async def _keep_doing(job: Background) -> None:
 
 
 class Runtime:
-    """Services on one bus: the embedded broker (or PIZZA_NATS_URL) and a host each."""
+    """Services on one bus: the embedded broker (or PIZZA_NATS_URL) and a host each.
+
+    The embedded broker admits only its users (``transport/permissions.py``), so each
+    service gets a connection of its own, with its own credentials: seven services in
+    one process are seven connections, each refused by the broker what its service may
+    not do. On PIZZA_NATS_URL the services share one connection, with PIZZA_NATS_CREDS
+    if set; a transport passed in (tests) is shared as it is.
+    """
 
     def __init__(self, services: Sequence[Service], *, nats_url: str | None = None,
                  database_url: str | None = None, transport: Transport | None = None,
@@ -178,44 +186,73 @@ class Runtime:
         self.services = list(services)
         self.nats_url = nats_url or settings.nats_url()
         self.database_url = database_url
-        self.transport = transport
+        self.transport = transport  # the one shared by every service, if shared
+        self.transports: dict[str, Transport] = {}  # by service
         self.host_options = host_options
         self.embedded: Any = None
         self.hosts: dict[str, ServiceHost] = {}
         self.loop_lag = LoopLag()
         self.metrics = RuntimeMetrics(self)  # GET /metrics; a registry of its own
 
+    @property
+    def connected(self) -> bool:
+        """Every connection to the bus is up."""
+        return bool(self.transports) and all(t.connected for t in self.transports.values())
+
     async def start(self) -> None:
         self.loop_lag.start()
         if self.transport is None:
-            from pizza.eventing.transport.nats import NatsTransport
-
-            if self.nats_url is None:
-                from pizza.eventing.transport.embedded import EmbeddedNats
-
-                self.embedded = EmbeddedNats(settings.home() / "nats")
-                await self.embedded.start()
-                self.nats_url = self.embedded.url
-                settings.broker_file().write_text(self.nats_url)
-            self.transport = NatsTransport(self.nats_url)
-        await self.transport.start()
+            await self._connect()
+        else:
+            self.transports = {service.name: self.transport for service in self.services}
+        for transport in {id(t): t for t in self.transports.values()}.values():
+            await transport.start()
         # Every service says what it reads before any starts producing, so a producer
         # asking "does anyone still read v1?" at start hears about all of them.
         for service in self.services:
-            await usage.announce(self.transport, service)
+            await usage.announce(self.transports[service.name], service)
         for service in self.services:
-            host = ServiceHost(service, self.transport, database_url=self.database_url,
-                               **self.host_options)
+            host = ServiceHost(service, self.transports[service.name],
+                               database_url=self.database_url, **self.host_options)
             self.metrics.watch(host)
             await host.start()
             self.hosts[service.name] = host
+
+    async def _connect(self) -> None:
+        from pizza.eventing.transport import credentials
+        from pizza.eventing.transport.nats import NatsTransport
+
+        alone = self.services[0].name if len(self.services) == 1 else None
+        if self.nats_url is not None:
+            given = settings.nats_creds()
+            self.transport = NatsTransport(
+                self.nats_url, name=f"pizza-{alone}" if alone else "pizza",
+                credentials=credentials.load(given) if given else None, identity=alone)
+            self.transports = {service.name: self.transport for service in self.services}
+            return
+        from pizza.eventing.transport.embedded import EmbeddedNats
+        from pizza.eventing.transport.permissions import broker_users
+
+        users = broker_users(self.services, settings.credentials_dir())
+        self.embedded = EmbeddedNats(
+            settings.home() / "nats", authorization=users.config,
+            credentials=credentials.load(users.seeds[credentials.OPERATOR]))
+        await self.embedded.start()
+        self.nats_url = self.embedded.url
+        settings.broker_file().write_text(self.nats_url)
+        self.transports = {
+            service.name: NatsTransport(
+                self.nats_url, name=f"pizza-{service.name}",
+                credentials=credentials.load(users.seeds[service.name]),
+                identity=service.name)
+            for service in self.services}
 
     async def stop(self) -> None:
         await asyncio.gather(*(host.stop() for host in self.hosts.values()))
         self.hosts.clear()
         await self.loop_lag.stop()
-        if self.transport is not None:
-            await self.transport.close()
+        for transport in {id(t): t for t in self.transports.values()}.values():
+            await transport.close()
         if self.embedded is not None:
             settings.broker_file().unlink(missing_ok=True)
             await self.embedded.stop()

@@ -32,6 +32,12 @@ Hook = Callable[["ServiceHost"], Awaitable[None]]
 W = TypeVar("W", bound=Callable[[], Awaitable[bool]])
 
 
+def queue_name(service: str, queue: str) -> str:
+    """The durable consumer of a service's queue on the broker (the broker's permissions
+    allow a service exactly its own)."""
+    return f"{service}-{queue}"
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Exponential backoff between attempts: initial * factor**(attempt-1), at most maximum."""

@@ -16,6 +16,19 @@ def nats_url() -> str | None:
     return os.environ.get("PIZZA_NATS_URL") or None
 
 
+def nats_creds() -> Path | None:
+    """PIZZA_NATS_CREDS: this process's credentials on the bus (an nkey seed file or a
+    .creds file); unset means the embedded broker's own, or none."""
+    raw = os.environ.get("PIZZA_NATS_CREDS")
+    return Path(raw) if raw else None
+
+
+def credentials_dir(state: Path | None = None) -> Path:
+    """Where the embedded broker's users' seed files live (one per service, and operator),
+    under PIZZA_HOME or the home given."""
+    return (state or home()) / "nats" / "credentials"
+
+
 def database_url() -> str | None:
     """A database every service shares (one schema each); unset means SQLite under home()."""
     return os.environ.get("PIZZA_DATABASE_URL") or None

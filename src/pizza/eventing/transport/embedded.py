@@ -24,6 +24,8 @@ from typing import Any
 
 import nats
 
+from pizza.eventing.transport.credentials import Credentials
+
 _READY_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
 
@@ -70,13 +72,22 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EmbeddedNats:
-    """A ``nats-server -js`` child process; restartable on the same port and store."""
+    """A ``nats-server -js`` child process; restartable on the same port and store.
 
-    def __init__(self, store_dir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+    ``authorization``: a nats-server ``authorization { ... }`` block (``permissions.py``
+    renders one), written beside the store and given to the server, which then admits
+    only those users; ``credentials`` are then the ones it checks its readiness with.
+    """
+
+    def __init__(self, store_dir: Path, port: int | None = None, host: str = "127.0.0.1",
+                 *, authorization: str | None = None,
+                 credentials: Credentials | None = None) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.log_file = self.store_dir / "nats-server.log"
+        self.authorization = authorization
+        self.credentials = credentials
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -92,8 +103,16 @@ class EmbeddedNats:
         if self.running:
             return
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        config: list[str] = []
+        if self.authorization is not None:
+            path = self.store_dir / "authorization.conf"
+            path.unlink(missing_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(self.authorization)
+            config = ["-c", str(path)]
         self._proc = await asyncio.create_subprocess_exec(
-            find_nats_server(),
+            find_nats_server(), *config,
             "-a", self.host, "-p", str(self.port), "-js",
             "-sd", str(self.store_dir), "-l", str(self.log_file),
             stdin=asyncio.subprocess.DEVNULL,
@@ -134,8 +153,10 @@ class EmbeddedNats:
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
+                options = self.credentials.connect_options() if self.credentials else {}
                 nc = await nats.connect(
-                    self.url, connect_timeout=1, allow_reconnect=False, max_reconnect_attempts=0
+                    self.url, connect_timeout=1, allow_reconnect=False,
+                    max_reconnect_attempts=0, **options,
                 )
                 try:
                     await nc.jetstream().account_info()

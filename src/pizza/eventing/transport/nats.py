@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +54,8 @@ from pizza.eventing.transport.base import (
     stream_for,
     unpublishable,
 )
+from pizza.eventing.transport.credentials import Credentials, inbox_prefix
+from pizza.eventing.transport.permissions import lookup_consumer
 
 log = logging.getLogger("pizza.eventing.nats")
 
@@ -174,9 +177,16 @@ def _drifted(actual: ConsumerConfig, declared: ConsumerConfig) -> list[str]:
 
 
 class NatsTransport(Transport):
-    def __init__(self, url: str, *, name: str = "pizza") -> None:
+    """``credentials``: who the connection is (None: no authentication). ``identity``: the
+    one service it speaks for, if any: its answers then come to that service's own inbox
+    and its outbox's lookups use that service's consumer name (``permissions.py``)."""
+
+    def __init__(self, url: str, *, name: str = "pizza",
+                 credentials: Credentials | None = None, identity: str | None = None) -> None:
         self.url = url
         self.name = name
+        self.credentials = credentials
+        self.identity = identity
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._closing = False
@@ -208,6 +218,10 @@ class NatsTransport(Transport):
             log.info("reconnected to NATS at %s", self.url)
 
         async def error(exc: Exception) -> None:
+            if "permissions violation" in str(exc).lower():  # our code asked for too much
+                log.warning("the broker refused %s: %s", self.identity or self.name,
+                            str(exc)[:300])
+                return
             log.debug("NATS: %s", exc)
 
         self._nc = await nats.connect(
@@ -218,10 +232,17 @@ class NatsTransport(Transport):
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,
+            **self._connect_options(),
         )
         self._js = self._nc.jetstream(publish_async_max_pending=8192)
         for stream, subject in STREAMS.items():
             await self._ensure_stream(stream, subject)
+
+    def _connect_options(self) -> dict[str, Any]:
+        options = self.credentials.connect_options() if self.credentials else {}
+        if self.identity is not None:
+            options["inbox_prefix"] = inbox_prefix(self.identity)
+        return options
 
     async def _ensure_stream(self, name: str, subject: str) -> None:
         """Create the stream, or bring what we declare (its subjects and the duplicate
@@ -320,12 +341,19 @@ class NatsTransport(Transport):
         for message in messages:
             by_stream.setdefault(stream_for(message.subject), set()).add(message.subject)
         found: set[str] = set()
+        # A service's own name, so the broker can allow exactly it (one relay of a service
+        # looks at a time); a shared connection's lookups each get a name of their own.
+        name = (lookup_consumer(self.identity) if self.identity is not None
+                else uuid.uuid4().hex)
         for stream, subjects in by_stream.items():
             config = ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since,
+                name=name, deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since,
                 ack_policy=AckPolicy.NONE, headers_only=True, filter_subjects=sorted(subjects),
                 inactive_threshold=30.0, mem_storage=True)
-            subscription = await self.js.pull_subscribe("", stream=stream, config=config)
+            with contextlib.suppress(NotFoundError):  # left by a process that died looking
+                await self.js.delete_consumer(stream, name)
+            await self.js.add_consumer(stream, config)
+            subscription = await self.js.pull_subscribe_bind(name, stream=stream)
             try:
                 while True:
                     try:
@@ -340,7 +368,7 @@ class NatsTransport(Transport):
                         break
             finally:
                 with contextlib.suppress(Exception):
-                    await self.js.delete_consumer(stream, subscription._consumer)
+                    await self.js.delete_consumer(stream, name)
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
         return found

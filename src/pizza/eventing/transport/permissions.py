@@ -1,0 +1,160 @@
+"""What each service may do on the bus, derived from what it declares, for nats-server.
+
+A service declares its subscriptions, the events it publishes, the commands it sends and
+whether it answers commands (``eventing.service.Service``). From that alone this module
+renders the nats-server ``authorization`` block: one nkey user per service, allowed to
+
+* publish its own events (``pizza.events.<itself>.>``), the command subjects it sends,
+  answers on reply subjects (``pizza.replies.*``, only if it handles a command) and its
+  own dead letters (``pizza.deadletters.<itself>.>``);
+* use the JetStream API only for what the kernel does: look at, create and update the
+  streams (it creates and heals them; never delete or purge), create, look at, pull from,
+  acknowledge and (for a replay) delete ITS OWN durable consumers, named
+  ``<service>-<queue>``, plus the one short-lived consumer its outbox uses to look at the
+  stream after a long stop (``<service>-outbox-lookup``); write its own key of the usage
+  bucket and read the others;
+* receive only on its own inbox (``_INBOX_<service>.>``), so it never sees the answers
+  meant for another service.
+
+The broker then refuses the rest itself (a permissions violation), whatever the code does.
+The ``operator`` user (the tools) may do everything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pizza.eventing import usage
+from pizza.eventing.catalog import (
+    COMMANDS_PREFIX,
+    DEAD_LETTERS_PREFIX,
+    EVENTS_PREFIX,
+    REPLIES_PREFIX,
+)
+from pizza.eventing.service import Service, queue_name
+from pizza.eventing.transport import credentials
+from pizza.eventing.transport.base import STREAMS, stream_for
+from pizza.eventing.transport.credentials import inbox_prefix
+
+API = "$JS.API"
+KV_STREAM = f"KV_{usage.BUCKET}"
+
+
+def lookup_consumer(identity: str) -> str:
+    """The name of the short-lived consumer with which ``identity``'s outbox looks at what
+    a stream already holds (a fixed name, so the broker can allow exactly it)."""
+    return f"{identity}-outbox-lookup"
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+
+OPERATOR = Permissions(publish=(">",), subscribe=(">",))
+
+
+def answers_commands(service: Service) -> bool:
+    """Whether it handles a command (and so may answer on the command's replyTo)."""
+    return any(sub.subject.startswith(f"{COMMANDS_PREFIX}.")
+               for sub in service.subscriptions.values())
+
+
+def publishes_to(service: Service) -> list[str]:
+    """The message subjects (patterns) the service may publish to."""
+    subjects = [f"{EVENTS_PREFIX}.{service.name}.>"]
+    subjects += sorted({cls.info.subject for cls in service.sends})
+    if answers_commands(service):
+        subjects.append(f"{REPLIES_PREFIX}.*")
+    subjects.append(f"{DEAD_LETTERS_PREFIX}.{service.name}.>")
+    return subjects
+
+
+def queues(service: Service) -> list[tuple[str, str]]:
+    """(stream, durable consumer name) of every queue of the service."""
+    return sorted((stream_for(sub.subject), queue_name(service.name, sub.name))
+                  for sub in service.subscriptions.values())
+
+
+def _consumer_api(stream: str, name: str) -> list[str]:
+    return [
+        f"{API}.CONSUMER.INFO.{stream}.{name}",
+        f"{API}.CONSUMER.CREATE.{stream}.{name}",
+        f"{API}.CONSUMER.CREATE.{stream}.{name}.>",  # the form with a filter subject
+        f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{name}",
+        f"{API}.CONSUMER.MSG.NEXT.{stream}.{name}",
+        f"{API}.CONSUMER.DELETE.{stream}.{name}",
+        f"$JS.ACK.{stream}.{name}.>",  # ack, nak, term, in progress
+    ]
+
+
+def for_service(service: Service) -> Permissions:
+    own = publishes_to(service)
+    publish = list(own)
+    for stream in STREAMS:
+        publish += [f"{API}.STREAM.INFO.{stream}", f"{API}.STREAM.CREATE.{stream}",
+                    f"{API}.STREAM.UPDATE.{stream}"]
+    publish.append(f"{API}.STREAM.NAMES")  # which stream holds a subject (a refusal)
+    for stream, name in queues(service):
+        publish += _consumer_api(stream, name)
+    lookups = {stream_for(_concrete(subject)) for subject in own
+               if not subject.startswith(DEAD_LETTERS_PREFIX)}
+    for stream in sorted(lookups):
+        publish += _consumer_api(stream, lookup_consumer(service.name))
+    publish += [
+        f"$KV.{usage.BUCKET}.{service.name}",
+        f"{API}.STREAM.INFO.{KV_STREAM}", f"{API}.STREAM.CREATE.{KV_STREAM}",
+        f"{API}.DIRECT.GET.{KV_STREAM}", f"{API}.DIRECT.GET.{KV_STREAM}.>",
+        f"{API}.STREAM.MSG.GET.{KV_STREAM}",
+    ]
+    return Permissions(publish=tuple(dict.fromkeys(publish)),
+                       subscribe=(f"{inbox_prefix(service.name)}.>",))
+
+
+def _concrete(pattern: str) -> str:
+    """A subject the pattern matches (to find its stream)."""
+    return pattern.replace(">", "x").replace("*", "x")
+
+
+def authorization(users: Sequence[tuple[str, Permissions]]) -> str:
+    """The nats-server ``authorization`` block: one user per (public nkey, permissions)."""
+    lines = ["authorization {", "  users = ["]
+    for nkey, permissions in users:
+        lines.append("    {")
+        lines.append(f"      nkey: {json.dumps(nkey)}")
+        lines.append("      permissions: {")
+        lines.append(f"        publish: {{ allow: {_list(permissions.publish)} }}")
+        lines.append(f"        subscribe: {{ allow: {_list(permissions.subscribe)} }}")
+        lines.append("      }")
+        lines.append("    }")
+    lines += ["  ]", "}", ""]
+    return "\n".join(lines)
+
+
+def _list(subjects: Iterable[str]) -> str:
+    return "[" + ", ".join(json.dumps(s) for s in subjects) + "]"
+
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUsers:
+    """The authorization block for a set of services, and each user's seed file."""
+
+    config: str
+    seeds: dict[str, Path]  # service name (and "operator") -> its seed file
+
+
+def broker_users(services: Sequence[Service], directory: Path) -> BrokerUsers:
+    """Seeds for every service and the operator in ``directory`` (made once, kept after),
+    and the authorization block that lets each do what it declares."""
+    seeds = {service.name: credentials.ensure_seed(directory, service.name)
+             for service in services}
+    seeds[credentials.OPERATOR] = credentials.ensure_seed(directory, credentials.OPERATOR)
+    users = [(credentials.public_key(seeds[service.name]), for_service(service))
+             for service in services]
+    users.append((credentials.public_key(seeds[credentials.OPERATOR]), OPERATOR))
+    return BrokerUsers(authorization(users), seeds)
