@@ -4,6 +4,9 @@
         response = await system.http.post("/api/orders", json=...)
         await system.settle()               # until queues are empty and outboxes drained
         system.published("pizza.events.orders.")   # envelopes that went out
+
+``system.http`` signs in as the operator; ``system.signed_in(role, customer)`` gives the
+headers of another person (tokens from the test's own issuer under ``tmp_path``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from pizza.eventing.envelope import Envelope, Metadata
 from pizza.eventing.host import Runtime
 from pizza.eventing.transport.base import Outgoing, Transport
 from pizza.eventing.transport.memory import MemoryTransport
-from pizza.web import errors
+from pizza.web import access, errors
+from pizza.web.identity import LocalIssuer, LocalVerifier
 
 
 @dataclass
@@ -33,6 +37,11 @@ class System:
     runtime: Runtime
     transport: Transport
     http: httpx.AsyncClient
+    issuer: LocalIssuer
+
+    def signed_in(self, role: str, customer: str | None = None) -> dict[str, str]:
+        """Headers that sign a request in as ``role`` (a customer: as ``customer``)."""
+        return {"Authorization": f"Bearer {self.issuer.issue(role, customer)}"}
 
     def published(self, prefix: str) -> list[dict]:
         """Envelopes stored on the bus whose subject starts with ``prefix`` (memory only)."""
@@ -103,9 +112,10 @@ async def eventually(check: Callable[[], Any], timeout: float = 3.0,
         await asyncio.sleep(0.02)
 
 
-def app_for(services: Sequence[Service]) -> FastAPI:
+def app_for(services: Sequence[Service], issuer: LocalIssuer) -> FastAPI:
     app = FastAPI()
     errors.install(app)
+    access.install(app, LocalVerifier(issuer))
     for service in services:
         if service.router is not None:
             app.include_router(service.router)
@@ -124,10 +134,13 @@ async def running(services: Sequence[Service], tmp_path: Path,
 
         os.environ["PIZZA_HOME"] = str(tmp_path)
     await runtime.start()
-    app = app_for(services)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    issuer = LocalIssuer(tmp_path / "identity")
+    app = app_for(services, issuer)
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test",
+        headers={"Authorization": f"Bearer {issuer.issue('operator')}"})
     try:
-        yield System(runtime, transport, client)
+        yield System(runtime, transport, client, issuer)
     finally:
         await client.aclose()
         await runtime.stop()

@@ -23,8 +23,8 @@ from pizza import config
 from pizza.eventing import Service, tracing
 from pizza.eventing.host import Runtime
 from pizza.eventing.transport.embedded import free_port
+from pizza.web import access, errors, identity
 from pizza.web import catalog as catalog_routes
-from pizza.web import errors
 from pizza.web import metrics as web_metrics
 
 log = logging.getLogger("pizza")
@@ -101,6 +101,9 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
         lifespan=lifespan,
     )
     errors.install(app)
+    current = config.settings()
+    access.install(app, identity.verifier(), rate_limit=current.rate_limit,
+                   cors_origins=current.cors_origins)
     web_metrics.install(app, runtime.metrics)  # outermost: it counts refusals too
     for service in services:
         if service.router is not None:
@@ -174,6 +177,14 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
                                   {"running": sorted(runtime.hosts)})
         await host.replay()
         return {"service": service, "replaying": [c.name for c in host.consumers]}
+
+    if not config.settings().oidc_issuer:
+        issuer = identity.local_issuer()
+
+        @app.get("/.well-known/jwks.json", tags=["system"])
+        async def jwks() -> dict[str, Any]:
+            """The public key of this system's own token issuer (JSON Web Key Set)."""
+            return issuer.jwks()
 
     @app.get("/", include_in_schema=False, response_model=None)
     async def home() -> HTMLResponse | RedirectResponse:

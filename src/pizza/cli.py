@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pizza import config
+from pizza import config, reaching
 from pizza.broker_cli import broker_config
 from pizza.cli_common import fail
 from pizza.deadletters_cli import deadletters
@@ -24,6 +24,7 @@ from pizza.events_cli import events
 from pizza.migrate_cli import migrate
 from pizza.status_cli import status as status_command
 from pizza.torture.command import torture
+from pizza.web.identity import ROLES
 
 app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStream.",
                   no_args_is_help=True, add_completion=False)
@@ -109,8 +110,37 @@ def up(
     console.print(f"  catalog    {url}/api/catalog")
     console.print(f"  state      {os.environ.get('PIZZA_HOME', '.pizza')}"
                   + ("   (simulating staff)" if changes["simulate"] else ""))
+    console.print(f"  sign in    pizza token --role operator   (roles: {', '.join(ROLES)})")
     console.print("Ctrl-C stops it cleanly.")
-    _serve(fastapi_app, host, port)
+    reaching.record_url(url)  # the tools on this PIZZA_HOME find the system here
+    try:
+        _serve(fastapi_app, host, port)
+    finally:
+        reaching.forget_url()
+
+
+@app.command()
+def token(
+    role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")],
+    customer: Annotated[str | None, typer.Option(
+        help="The customer id a customer's token acts for.")] = None,
+    ttl: Annotated[float, typer.Option(help="Seconds the token is valid.")] = 3600.0,
+) -> None:
+    """Print a bearer token that the system on this PIZZA_HOME accepts (one line)."""
+    from pizza.web.identity import issue_token
+
+    issuer = config.settings().oidc_issuer
+    if issuer:
+        fail(f"tokens come from the identity provider {issuer[:200]} (PIZZA_OIDC_ISSUER); "
+             "pizza token signs only for the system's own issuer")
+    if ttl <= 0 or ttl > 366 * 86400:
+        raise typer.BadParameter("between 1 second and a year", param_hint="--ttl")
+    try:
+        print(issue_token(role, customer, ttl=ttl))
+    except ValueError as wrong:
+        raise typer.BadParameter(str(wrong)) from None
+    except OSError as error:
+        fail(f"cannot read or make the signing key under {settings.home()}: {error}")
 
 
 @app.command()
@@ -139,9 +169,12 @@ def serve(
     _serve(fastapi_app, host, port)
 
 
+URL_HELP = "The system's base URL (default: the one `pizza up` on $PIZZA_HOME serves)."
+
+
 @app.command()
 def order(
-    url: Annotated[str, typer.Option(help="The system's base URL.")] = "http://127.0.0.1:8000",
+    url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
     item: Annotated[list[str] | None, typer.Option(
         help="menuItemId[:quantity], repeatable.")] = None,
     pickup: Annotated[bool, typer.Option(help="Collect it instead of delivery.")] = False,
@@ -149,7 +182,8 @@ def order(
     email: Annotated[str, typer.Option(help="Where the receipt goes.")] = "",
     wait: Annotated[float, typer.Option(help="Seconds to follow the order.")] = 300.0,
 ) -> None:
-    """Place an order and watch its status change live."""
+    """Place an order and watch its status change live (signed in as the customer)."""
+    url = reaching.system_url(url)
     customer = customer or f"cli-{uuid.uuid4().hex[:6]}"
     email = email or f"{customer}@example.com"
     lines = []
@@ -157,16 +191,17 @@ def order(
         name, _, quantity = raw.partition(":")
         lines.append({"menuItemId": name, "quantity": int(quantity or 1)})
     _system_answers(url)
+    headers = _signed_in("customer", customer)
     try:
-        asyncio.run(_order(url, customer, email, lines, pickup, wait))
+        asyncio.run(_order(url, headers, customer, email, lines, pickup, wait))
     except httpx.TransportError as error:
         fail(f"{url} stopped answering: {error!r}")
 
 
-async def _order(url: str, customer: str, email: str, lines: list[dict[str, Any]],
-                 pickup: bool, wait: float) -> None:
+async def _order(url: str, headers: dict[str, str], customer: str, email: str,
+                 lines: list[dict[str, Any]], pickup: bool, wait: float) -> None:
     timeout = httpx.Timeout(10, connect=ANSWER_SECONDS)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers) as client:
         body: dict[str, Any] = {"customerId": customer, "email": email, "items": lines,
                                 "fulfilment": "pickup" if pickup else "delivery"}
         if not pickup:
@@ -209,6 +244,15 @@ async def _follow(client: httpx.AsyncClient, order_id: str, started: float, seen
                 break
 
 
+def _signed_in(role: str, customer: str | None = None) -> dict[str, str]:
+    try:
+        return reaching.signed_in(role, customer)
+    except reaching.NoToken as why:
+        fail(str(why))
+    except (OSError, ValueError) as error:
+        fail(f"cannot make a {role} token from PIZZA_HOME {settings.home()}: {error}")
+
+
 def _fail_unless(response: httpx.Response, status: int) -> None:
     if response.status_code != status:
         console.print(f"[red]{response.request.method} {response.request.url.path} "
@@ -219,24 +263,26 @@ def _fail_unless(response: httpx.Response, status: int) -> None:
 @app.command()
 def replay(
     service: Annotated[str, typer.Argument(help="The service to rebuild, e.g. tracking.")],
-    url: Annotated[str, typer.Option(help="The system's base URL.")] = "http://127.0.0.1:8000",
+    url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the replay.")] = 300.0,
 ) -> None:
     """Rebuild a service's state from the whole history on the bus (CQRS replay)."""
+    url = reaching.system_url(url)
     _system_answers(url)
+    headers = _signed_in("operator")
     try:
-        asyncio.run(_replay(url, service, wait))
+        asyncio.run(_replay(url, headers, service, wait))
     except httpx.TransportError as error:
         fail(f"{url} stopped answering: {error!r}")
     except TimeoutError:
         fail(f"{service} not rebuilt after {wait:g}s")
 
 
-async def _replay(url: str, service: str, wait: float) -> None:
+async def _replay(url: str, headers: dict[str, str], service: str, wait: float) -> None:
     from rich.progress import Progress
 
     timeout = httpx.Timeout(30, connect=ANSWER_SECONDS)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers) as client:
         started = await client.post(f"/api/admin/replay/{service}")
         _fail_unless(started, 202)
         with Progress(console=console, transient=True) as bar:
@@ -283,7 +329,7 @@ def bench(
 
 @app.command()
 def simulate(
-    url: Annotated[str, typer.Option(help="The system's base URL.")] = "http://127.0.0.1:8000",
+    url: Annotated[str | None, typer.Option(help=URL_HELP)] = None,
     orders: Annotated[int, typer.Option(help="How many orders to place.")] = 100,
     rate: Annotated[float, typer.Option(help="Orders per second offered.")] = 10.0,
     follow_seconds: Annotated[float, typer.Option(
@@ -296,14 +342,16 @@ def simulate(
 
     if orders < 1 or rate <= 0:
         raise typer.BadParameter("--orders must be at least 1 and --rate positive")
+    url = reaching.system_url(url)
     _system_answers(url, "`pizza up --simulate`")
+    headers = _signed_in("operator")
     with Progress(console=console) as bar:
         accepted = bar.add_task("accepted", total=orders)
         finished = bar.add_task("finished", total=orders)
         tasks = {"accepted": accepted, "finished": finished}
         try:
             result = asyncio.run(run_load(
-                url, orders=orders, rate=rate, follow_seconds=follow_seconds,
+                url, orders=orders, rate=rate, follow_seconds=follow_seconds, headers=headers,
                 progress=lambda name, n: bar.advance(tasks[name], n)))
         except httpx.HTTPError as broken:
             fail(f"{url} stopped answering: {broken!r}")

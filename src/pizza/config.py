@@ -49,6 +49,22 @@ class Settings:
     order_confirmed_v1: Literal["auto", "always", "never"] = field(
         default_factory=lambda: _choice("PIZZA_ORDER_CONFIRMED_V1", ("auto", "always", "never"))
     )
+    # People's identity: an OpenID Connect provider whose tokens are accepted instead of
+    # our own issuer's (keys under PIZZA_HOME/identity), and the claims that carry roles.
+    oidc_issuer: str | None = field(
+        default_factory=lambda: os.environ.get("PIZZA_OIDC_ISSUER") or None)
+    oidc_audience: str = field(
+        default_factory=lambda: os.environ.get("PIZZA_OIDC_AUDIENCE") or "pizza")
+    oidc_roles_claim: str = field(
+        default_factory=lambda: os.environ.get("PIZZA_OIDC_ROLES_CLAIM") or "roles")
+    oidc_customer_claim: str = field(
+        default_factory=lambda: os.environ.get("PIZZA_OIDC_CUSTOMER_CLAIM") or "customer_id")
+    # Browsers: origins allowed to call the API from their pages (CORS), comma separated.
+    cors_origins: tuple[str, ...] = field(default_factory=lambda: tuple(
+        o.strip() for o in os.environ.get("PIZZA_CORS_ORIGINS", "").split(",") if o.strip()))
+    # Requests without a valid token (the public routes and failed sign-ins), per client.
+    rate_limit: str = field(
+        default_factory=lambda: os.environ.get("PIZZA_RATE_LIMIT") or "50/second;1000/minute")
 
 
 _current: Settings | None = None

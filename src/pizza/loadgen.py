@@ -104,11 +104,14 @@ async def _follow(client: httpx.AsyncClient, trace: OrderTrace, deadline: float)
 
 async def run_load(base_url: str, *, orders: int, rate: float, pickup_share: float = 0.5,
                    follow_seconds: float = 60.0,
-                   progress: Callable[[str, int], None] | None = None) -> LoadResult:
-    """Place ``orders`` orders at ``rate`` per second and follow each to its end."""
+                   progress: Callable[[str, int], None] | None = None,
+                   headers: dict[str, str] | None = None) -> LoadResult:
+    """Place ``orders`` orders at ``rate`` per second and follow each to its end.
+    ``headers`` sign the requests in (an operator's token: it acts for every customer)."""
     limits = httpx.Limits(max_connections=max(100, orders + 10),
                           max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30,
+                                 headers=headers) as client:
         customers = [f"load-{uuid.uuid4().hex[:8]}" for _ in range(max(1, min(orders, 50)))]
         addresses = {c: await _register_address(client, c) for c in customers}
         traces = [OrderTrace() for _ in range(orders)]

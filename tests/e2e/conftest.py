@@ -10,6 +10,7 @@ import pytest
 from running_pizza import Pizza, Process, environment, free_port
 
 from pizza.eventing.transport.embedded import EmbeddedNats
+from pizza.web.identity import issue_token
 
 
 @pytest.fixture
@@ -30,7 +31,10 @@ async def start_pizza(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[P
                           environment(home, **extra), tmp_path / f"pizza-{port}.log",
                           f"http://127.0.0.1:{port}")
         process.start()
-        client = httpx.AsyncClient(base_url=process.url, timeout=10)
+        # Signed in as the operator (who may do anything) with the system's own issuer.
+        operator = issue_token("operator", home=home, ttl=24 * 3600)
+        client = httpx.AsyncClient(base_url=process.url, timeout=10,
+                                   headers={"Authorization": f"Bearer {operator}"})
         started.append((process, client, broker))
         await process.wait_healthy()
         return Pizza(process, client, broker)

@@ -23,6 +23,7 @@ import pytest
 from running_pizza import Process, environment, eventually, free_port
 
 from pizza.eventing.transport.embedded import EmbeddedNats
+from pizza.web.identity import issue_token
 
 pytestmark = pytest.mark.e2e
 
@@ -80,15 +81,17 @@ async def test_separate_processes_complete_orders_and_share_the_kitchen(
             url = {name: p.url for name, p in zip(CONSUMERS, started, strict=True)}
             kitchens = [p for name, p in zip(CONSUMERS, started, strict=True)
                         if name == "kitchen"]
-            await check_the_story(orders.url, url, kitchens, broker.url)
+            operator = issue_token("operator", home=tmp_path)  # the processes' own issuer
+            await check_the_story(orders.url, url, kitchens, broker.url, operator)
         finally:
             for process in processes:
                 process.stop()
 
 
 async def check_the_story(orders_url: str, url: dict[str, str], kitchens: list[Process],
-                          nats_url: str, count: int = 12) -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
+                          nats_url: str, operator: str, count: int = 12) -> None:
+    async with httpx.AsyncClient(timeout=10,
+                                 headers={"Authorization": f"Bearer {operator}"}) as http:
         placed: list[tuple[str, str]] = []
         for index in range(count):
             who = f"d-{uuid.uuid4().hex[:8]}"

@@ -271,12 +271,10 @@ async def test_replay_rebuilds_the_read_model_the_live_one_built(start_pizza: An
     await pizza.settled()
     live = {order_id: await pizza.order(order_id) for order_id in [*placed, cancelled]}
 
-    replay = await asyncio.create_subprocess_exec(
-        PIZZA, "replay", "tracking", "--url", pizza.process.url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    output, _ = await asyncio.wait_for(replay.communicate(), 60)
-    assert replay.returncode == 0, output.decode()
-    assert b"tracking rebuilt" in output
+    # Run as an operator would: from the system's PIZZA_HOME, which gives the tool the
+    # system's URL (no --url) and the operator's token.
+    output = await run_pizza(pizza, "replay", "tracking")
+    assert "tracking rebuilt" in output
 
     for order_id, document in live.items():
         rebuilt = await pizza.order(order_id)
@@ -312,3 +310,17 @@ async def test_tools_show_live_usage_and_dead_letters(start_pizza: Any) -> None:
 
     shown = await eventually(listed)
     assert "tracking-order-confirmed-v2" in shown and "not JSON" in shown
+
+
+async def test_pizza_order_finds_the_system_and_signs_in_from_its_home(
+        start_pizza: Any) -> None:
+    pizza = await start_pizza("--simulate")  # on a free port, not :8000
+    output = await run_pizza(pizza, "order", "--pickup", "--customer", customer(),
+                             "--wait", "60")
+    assert "accepted" in output and "completed" in output, output
+
+    token = (await run_pizza(pizza, "token", "--role", "kitchen")).strip()
+    assert len(token.splitlines()) == 1
+    kitchen = {"Authorization": f"Bearer {token}"}
+    assert (await pizza.http.get("/api/kitchen/tickets", headers=kitchen)).status_code == 200
+    assert (await pizza.http.get("/api/mailbox", headers=kitchen)).status_code == 403

@@ -33,6 +33,7 @@ from pizza.eventing.transport.base import Outgoing
 from pizza.eventing.transport.embedded import EmbeddedNats
 from pizza.eventing.transport.memory import MemoryTransport
 from pizza.eventing.transport.nats import NatsTransport
+from pizza.web.identity import LocalIssuer
 
 
 @event("ResilienceTicked", version=1, source="clock")
@@ -348,13 +349,16 @@ def ticks_api() -> Service:
     return service
 
 
-async def test_while_the_database_is_away_the_api_answers_503(outages: Outages) -> None:
+async def test_while_the_database_is_away_the_api_answers_503(outages: Outages,
+                                                              tmp_path: Path) -> None:
     service = ticks_api()
     runtime = Runtime([service], transport=MemoryTransport(), relay_interval=0.05,
                       **outages.options)
     await runtime.start()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for([service])),
-                               base_url="http://test")
+    issuer = LocalIssuer(tmp_path / "identity")
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for([service], issuer)),
+                               base_url="http://test",
+                               headers={"Authorization": f"Bearer {issuer.issue('operator')}"})
     try:
         assert (await client.post("/api/ticks/1")).status_code == 201
         await outages.cut()

@@ -34,6 +34,7 @@ import httpx
 from pizza.bench.common import Settings, rotation, variant
 from pizza.cli_common import pizza_command
 from pizza.eventing.transport.embedded import free_port
+from pizza.web.identity import issue_token
 
 START_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 60.0
@@ -48,6 +49,7 @@ class RunningSystem:
     base_url: str
     process: asyncio.subprocess.Process
     log: Path
+    headers: dict[str, str]  # signed in as the operator, who may order for anyone
 
     def log_tail(self, lines: int = 15) -> str:
         with contextlib.suppress(OSError):
@@ -69,7 +71,9 @@ async def running_system(prefix: str) -> AsyncIterator[RunningSystem]:
                 *pizza_command(), "up", "--simulate", "--port", str(port),
                 stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink, env=env,
                 cwd=str(home), start_new_session=True)
-        system = RunningSystem(f"http://127.0.0.1:{port}", process, log)
+        operator = issue_token("operator", home=home, ttl=24 * 3600)
+        system = RunningSystem(f"http://127.0.0.1:{port}", process, log,
+                               {"Authorization": f"Bearer {operator}"})
         try:
             await _wait_healthy(system)
             yield system
@@ -151,11 +155,13 @@ def _percentile(values: list[float], q: float) -> float | None:
 # -- e2e ------------------------------------------------------------------------------------
 
 
-async def _one_load(base_url: str, rate: float, seconds: float) -> dict[str, Any]:
+async def _one_load(base_url: str, rate: float, seconds: float,
+                    headers: dict[str, str]) -> dict[str, Any]:
     from pizza.loadgen import run_load
 
     orders = max(1, int(rate * seconds))
-    result = await run_load(base_url, orders=orders, rate=rate, follow_seconds=30.0)
+    result = await run_load(base_url, orders=orders, rate=rate, follow_seconds=30.0,
+                            headers=headers)
     loop_lag_ms = await _loop_lag_ms(base_url)
     completed = result.percentiles("completed")
     accept = sorted(t.request_seconds for t in result.traces if t.order_id)
@@ -195,13 +201,13 @@ async def e2e(settings: Settings) -> dict[str, Any]:
     async with running_system("e2e") as system:
         for index in range(rounds):
             for rate in rotation(rates, index):
-                run = await _one_load(system.base_url, rate, seconds)
+                run = await _one_load(system.base_url, rate, seconds, system.headers)
                 run.update(await settle(system.base_url))
                 runs[rate].append(run)
         if not settings.quick:
             rate = rates[-1] * 2
             for _ in range(5):
-                run = await _one_load(system.base_url, rate, seconds)
+                run = await _one_load(system.base_url, rate, seconds, system.headers)
                 run.update(await settle(system.base_url))
                 search.append(run)
                 p95 = run["completed_p95_s"]
@@ -256,14 +262,15 @@ def _order_body() -> dict[str, Any]:
             "items": [{"menuItemId": "margherita", "quantity": 1}], "fulfilment": "pickup"}
 
 
-async def _hammer(base_url: str, clients: int, seconds: float) -> dict[str, Any]:
+async def _hammer(base_url: str, clients: int, seconds: float,
+                  headers: dict[str, str]) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
     began = time.perf_counter()
     stop_at = began + seconds
 
     async def worker() -> None:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=headers) as client:
             while time.perf_counter() < stop_at:
                 sent = time.perf_counter()
                 try:
@@ -296,13 +303,14 @@ async def api(settings: Settings) -> dict[str, Any]:
     rounds = settings.round_count
     runs: dict[int, list[dict[str, Any]]] = {level: [] for level in levels}
     async with running_system("api") as system:
-        async with httpx.AsyncClient(base_url=system.base_url) as client:  # warm up
+        async with httpx.AsyncClient(base_url=system.base_url,
+                                     headers=system.headers) as client:  # warm up
             for _ in range(20):
                 await client.post("/api/orders", json=_order_body())
         await settle(system.base_url)
         for index in range(rounds):
             for level in rotation(levels, index):
-                run = await _hammer(system.base_url, level, seconds)
+                run = await _hammer(system.base_url, level, seconds, system.headers)
                 run.update(await settle(system.base_url))
                 runs[level].append(run)
     variants = {

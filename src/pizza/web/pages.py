@@ -160,6 +160,10 @@ HOME = r"""<!doctype html>
     d="M5 19C5 9 11 4 21 3c-1 10-6 16-16 16zm0 0l8-8"/></svg> Plant-Based Pizza</h1>
   <span class="tag">an event-driven pizza company, live</span>
   <span class="health" id="health"><span class="dot"></span>checking&hellip;</span>
+  <label for="token" class="tag">token</label>
+  <input type="password" id="token" autocomplete="off" style="max-width:14em"
+    placeholder="pizza token --role operator"
+    title="a bearer token: run `pizza token --role operator` (or customer, kitchen...)">
 </header>
 <main>
   <section class="panel" id="order-panel">
@@ -303,9 +307,18 @@ HOME = r"""<!doctype html>
       this.details = err.details; this.method = method; this.path = path;
     }
   }
+  // Signed in with a bearer token pasted from `pizza token` (kept for this tab only).
+  const tokenBox = document.getElementById("token");
+  tokenBox.value = sessionStorage.getItem("pizza-token") || "";
+  tokenBox.addEventListener("change", () => sessionStorage.setItem("pizza-token",
+    tokenBox.value.trim()));
+  function bearer() {
+    const token = tokenBox.value.trim();
+    return token ? {Authorization: "Bearer " + token} : {};
+  }
   async function api(method, path, body, headers) {
     const init = {method: method, headers: Object.assign({Accept: "application/json"},
-      headers || {})};
+      bearer(), headers || {})};
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -487,7 +500,9 @@ HOME = r"""<!doctype html>
     $("cancel-msg").replaceChildren();
     renderOrder();
     renderMine();
-    source = new EventSource("/api/orders/" + encodeURIComponent(orderId) + "/stream");
+    // EventSource sends no headers: the token goes as access_token (RFC 6750, 2.3).
+    source = new EventSource("/api/orders/" + encodeURIComponent(orderId) + "/stream" +
+      "?access_token=" + encodeURIComponent(tokenBox.value.trim()));
     const mine = source;
     setLive("connecting\u2026");
     source.onopen = () => { if (mine === source) setLive("live over SSE"); };

@@ -394,7 +394,8 @@ async def test_oversized_body_is_refused_by_its_declared_length(system: System) 
 async def test_a_declared_length_over_the_limit_is_refused_before_reading(
         system: System) -> None:
     response = await system.http.post("/api/orders", content=b"{}",
-                                      headers={"Content-Length": str(64 * 1024 + 1)})
+                                      headers={"Content-Length": str(64 * 1024 + 1),
+                                               "Content-Type": "application/json"})
 
     assert response.status_code == 413  # not 422: the body was never looked at
     assert response.json()["error"]["code"] == "too-large"

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from pizza.services.delivery import addresses, jobs, service
+from pizza.web.access import CurrentCaller, acting_for
 from pizza.web.errors import ApiError
 from pizza.web.text import ShortText
 
@@ -61,8 +62,10 @@ def refusals() -> Iterator[None]:
 
 
 @router.post("/api/delivery-addresses", status_code=201, response_model=Registered)
-async def register_address(address: addresses.NewAddress) -> Registered:
+async def register_address(address: addresses.NewAddress,
+                           caller: CurrentCaller) -> Registered:
     """Keep an address; orders name it by the id answered here."""
+    acting_for(caller, address.customer_id)
     async with service.unit_of_work() as ctx:
         delivery_id = await addresses.register(ctx, address)
     return Registered(delivery_id=delivery_id)

@@ -15,6 +15,7 @@ from pizza.services.loyalty.saas_adapter import (
     saas,
     using_saas,
 )
+from pizza.web.access import CurrentCaller, own_or_not_found
 from pizza.web.errors import ApiError
 
 router: APIRouter = APIRouter(tags=["loyalty"])
@@ -32,9 +33,12 @@ class LoyaltyBalance(BaseModel):
 CustomerId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
-@router.get("/api/loyalty/{customer_id}", response_model=LoyaltyBalance)
-async def loyalty_balance(customer_id: CustomerId) -> LoyaltyBalance:
+@router.get("/api/loyalty/{customer_id}", response_model=LoyaltyBalance, responses={
+    404: {"description": "another customer's points (a customer sees only their own)"},
+    503: {"description": "the loyalty SaaS cannot answer now"}})
+async def loyalty_balance(customer_id: CustomerId, caller: CurrentCaller) -> LoyaltyBalance:
     """One point per whole pound of each completed order; 0 for a customer with none."""
+    own_or_not_found(caller, customer_id, "points for this customer")
     if using_saas():
         points = await _points_from_saas(customer_id)
     else:

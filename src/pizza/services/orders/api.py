@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from pizza.services.orders import cancelling, menu, placing, service
 from pizza.services.orders.tables import order_emails, orders
+from pizza.web.access import CurrentCaller, acting_for, own_or_not_found
 from pizza.web.errors import ApiError
 
 MAX_BODY_BYTES = 64 * 1024
@@ -66,6 +67,7 @@ async def get_menu() -> list[dict[str, Any]]:
 )
 async def place_order(
     request: Request,
+    caller: CurrentCaller,
     # The schema states the rule _valid_key applies (answered with its own code).
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", json_schema_extra={
         "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": r"\S"})] = None,
@@ -81,6 +83,7 @@ async def place_order(
     except ValidationError as error:
         # The app's handler turns this into 400 (malformed JSON) or 422, in the error shape.
         raise RequestValidationError(error.errors(include_url=False)) from None
+    acting_for(caller, order.customer_id)
     placed = await placing.place(order, _valid_key(idempotency_key))
     return JSONResponse(status_code=202,
                         content={"orderId": placed.order_id, "status": "accepted"},
@@ -90,19 +93,25 @@ async def place_order(
 @router.post("/api/orders/{orderId}/cancel", status_code=202,
              responses={404: {"description": "no such order"},
                         409: {"description": "already prepared or completed"}})
-async def cancel_order(order_id: OrderId) -> JSONResponse:
+async def cancel_order(order_id: OrderId, caller: CurrentCaller) -> JSONResponse:
     """Cancel an order the kitchen has not finished; cancelling twice is harmless."""
+    if not caller.is_operator:
+        async with service.read() as conn:
+            owner = (await conn.execute(select(orders.c.customer_id)
+                                        .where(orders.c.id == order_id))).scalar()
+        own_or_not_found(caller, owner, "such order")
     await cancelling.cancel(order_id)
     return JSONResponse(status_code=202, content={"orderId": order_id, "status": "cancelled"})
 
 
 @router.get("/api/orders/{orderId}/emails", responses={404: {"description": "no such order"}})
-async def order_emails_sent(order_id: OrderId) -> list[dict[str, Any]]:
+async def order_emails_sent(order_id: OrderId,
+                            caller: CurrentCaller) -> list[dict[str, Any]]:
     """The emails sent about an order and their answers, oldest first (not in CONTRACT)."""
     async with service.read() as conn:
         known = (await conn.execute(
-            select(orders.c.id).where(orders.c.id == order_id))).first()
-        if known is None:
+            select(orders.c.customer_id).where(orders.c.id == order_id))).first()
+        if known is None or not caller.may_act_for(known.customer_id):
             raise ApiError(404, "not-found", "no such order", {"orderId": order_id})
         rows = (await conn.execute(
             select(order_emails.c.kind, order_emails.c.status, order_emails.c.detail)
