@@ -24,13 +24,19 @@ The names follow Prometheus's conventions: ``pizza_`` prefix, base units (second
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from pizza.eventing.catalog import DEAD_LETTERS_PREFIX
@@ -49,54 +55,46 @@ HANDLER_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class QueueMetrics:
-    """One queue's counters, bound to its labels once (the consumer's hooks call these)."""
+    """One queue's counters and handler-time histogram, which the consumer's hooks feed.
 
-    __slots__ = ("_dead", "_dead_family", "_handled", "_retried", "_seconds", "queue",
-                 "service")
+    Plain numbers, not ``prometheus_client`` metric objects: the hooks run per message on
+    the event loop's thread, where a lock per increment (the library's) would cost more
+    than the rest of the bookkeeping; the scrape, on the same thread, reads them as they
+    are and hands them to the library as metric families.
+    """
 
-    def __init__(self, families: _Families, service: str, queue: str) -> None:
+    __slots__ = ("buckets", "dead_lettered_by", "handled_count", "queue", "retried_count",
+                 "seconds_sum", "service")
+
+    def __init__(self, service: str, queue: str) -> None:
         self.service, self.queue = service, queue
-        self._handled = families.handled.labels(service, queue)
-        self._retried = families.retried.labels(service, queue)
-        self._seconds = families.handler_seconds.labels(service, queue)
-        self._dead_family = families.dead_lettered
-        self._dead = {reason: families.dead_lettered.labels(service, queue, reason)
-                      for reason in DEAD_REASONS}
+        self.handled_count = 0
+        self.retried_count = 0
+        self.dead_lettered_by = dict.fromkeys(DEAD_REASONS, 0)
+        self.buckets = [0] * (len(HANDLER_BUCKETS) + 1)  # the last: above every bound
+        self.seconds_sum = 0.0
 
     def handled(self, seconds: Sequence[float]) -> None:
         """A batch committed: each new message's handler took ``seconds[i]``."""
-        self._handled.inc(len(seconds))
+        self.handled_count += len(seconds)
         for spent in seconds:
-            self._seconds.observe(spent)
+            self.buckets[bisect_left(HANDLER_BUCKETS, spent)] += 1
+            self.seconds_sum += spent
 
     def retried(self) -> None:
-        self._retried.inc()
+        self.retried_count += 1
 
     def dead_lettered(self, reason: str) -> None:
-        counter = self._dead.get(reason)
-        if counter is None:  # a reason added later: still counted, under its name
-            counter = self._dead[reason] = self._dead_family.labels(
-                self.service, self.queue, reason)
-        counter.inc()
+        self.dead_lettered_by[reason] = self.dead_lettered_by.get(reason, 0) + 1
 
-
-class _Families:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        labels = ("service", "queue")
-        self.handled = Counter(
-            "pizza_queue_handled", "Messages a queue's handlers handled and committed "
-            "(duplicates the inbox dropped are not counted).", labels, registry=registry)
-        self.retried = Counter(
-            "pizza_queue_retried", "Messages whose handler failed and that were given back "
-            "to the broker for another attempt (each is redelivered after its backoff).",
-            labels, registry=registry)
-        self.dead_lettered = Counter(
-            "pizza_queue_dead_lettered", "Messages a queue gave up on and moved to the dead "
-            "letters, by reason.", (*labels, "reason"), registry=registry)
-        self.handler_seconds = Histogram(
-            "pizza_handler_duration_seconds", "Time a handler took for one message (its "
-            "share of the batch's transaction, commit not included).", labels,
-            buckets=HANDLER_BUCKETS, registry=registry)
+    def cumulative_buckets(self) -> list[tuple[str, float]]:
+        """Prometheus's ``le`` buckets: how many took at most each bound."""
+        found: list[tuple[str, float]] = []
+        total = 0
+        for bound, count in zip((*HANDLER_BUCKETS, float("inf")), self.buckets, strict=True):
+            total += count
+            found.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+        return found
 
 
 @dataclass
@@ -115,15 +113,16 @@ class RuntimeMetrics(Collector):
     def __init__(self, runtime: Runtime, registry: CollectorRegistry | None = None) -> None:
         self.runtime = runtime
         self.registry = registry or CollectorRegistry()
-        self._families = _Families(self.registry)
+        self._queues: dict[tuple[str, str], QueueMetrics] = {}
         self._snapshot = _Snapshot()
         self.registry.register(self)
 
     def watch(self, host: ServiceHost) -> None:
-        """Give each of a host's consumers its counters (before the host starts)."""
+        """Give each of a host's consumers its counters (before the host starts); a
+        queue started again (the runtime restarted) counts on from where it was."""
         for consumer in host.consumers:
-            consumer.metrics = QueueMetrics(self._families, host.name,
-                                            consumer.subscription.name)
+            key = (host.name, consumer.subscription.name)
+            consumer.metrics = self._queues.setdefault(key, QueueMetrics(*key))
 
     async def refresh(self, wait: float = SCRAPE_WAIT) -> None:
         """Ask the broker and the databases, all at once, for at most ``wait`` seconds."""
@@ -179,6 +178,7 @@ class RuntimeMetrics(Collector):
             if counts.redelivered is not None:
                 redelivered.add_metric([service, queue], counts.redelivered)
         yield from (waiting, in_flight, redelivered)
+        yield from self._counted()
 
         backlog = GaugeMetricFamily("pizza_outbox_backlog_messages", "Outbox rows not yet "
                                     "published to the broker.", labels=["service"])
@@ -227,6 +227,31 @@ class RuntimeMetrics(Collector):
                                 "anything in this process (HTTP, consumers) may have waited.")
         lag.add_metric([], self.runtime.loop_lag.recent_max)
         yield lag
+
+    def _counted(self) -> Iterator[Metric]:
+        """What the consumers' hooks counted."""
+        labels = ["service", "queue"]
+        handled = CounterMetricFamily(
+            "pizza_queue_handled", "Messages a queue's handlers handled and committed "
+            "(duplicates the inbox dropped are not counted).", labels=labels)
+        retried = CounterMetricFamily(
+            "pizza_queue_retried", "Messages whose handler failed and that were given back "
+            "to the broker for another attempt (each is redelivered after its backoff).",
+            labels=labels)
+        dead = CounterMetricFamily(
+            "pizza_queue_dead_lettered", "Messages a queue gave up on and moved to the dead "
+            "letters, by reason.", labels=[*labels, "reason"])
+        seconds = HistogramMetricFamily(
+            "pizza_handler_duration_seconds", "Time a handler took for one message (its "
+            "share of the batch's transaction, commit not included).", labels=labels)
+        for (service, queue), counted in sorted(self._queues.items()):
+            handled.add_metric([service, queue], counted.handled_count)
+            retried.add_metric([service, queue], counted.retried_count)
+            for reason, count in sorted(counted.dead_lettered_by.items()):
+                dead.add_metric([service, queue, reason], count)
+            seconds.add_metric([service, queue], counted.cumulative_buckets(),
+                               counted.seconds_sum)
+        yield from (handled, retried, dead, seconds)
 
     async def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """Refresh, then the registry in the format ``accept`` asks for (text by default)."""
