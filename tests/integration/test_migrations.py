@@ -427,3 +427,34 @@ async def test_only_tables_with_no_migrations_are_made_by_create_all(tmp_path: P
     await db.close()
     assert db.migrated.created_without_migrations == ["toys"]
     assert db.migrated.after == tuple(heads(db.chains))
+
+
+async def test_a_database_older_than_the_baseline_gets_what_it_lacks_before_the_stamp(
+        tmp_path: Path) -> None:
+    """A release before d08932f left a table or an index out (create_all never adds an
+    index to a table that exists): adoption adds them, so the stamp tells the truth."""
+    older = MetaData()
+    for table in previous_release.notifications.tables.values():
+        if table.name != "mailbox":
+            copy = table.to_metadata(older)
+            for index in list(copy.indexes):
+                if index.name == "ix_outgoing_emails_done":
+                    copy.indexes.discard(index)
+    url = f"sqlite:///{tmp_path / 'notifications.db'}"
+    engine = create_async_engine(url.replace("sqlite", "sqlite+aiosqlite"))
+    async with engine.begin() as conn:
+        await conn.run_sync(previous_release.kernel.create_all)
+        await conn.run_sync(older.create_all)
+    await engine.dispose()
+
+    db = Database("notifications", url, tables=load(["notifications"])[0].tables)
+    await db.create()
+    try:
+        adopted = {change.revision: change.description for change in db.migrated.changes
+                   if change.kind == "adopted"}
+        assert adopted["notifications_0001"].endswith("added mailbox, ix_outgoing_emails_done")
+        assert adopted["kernel_0001"] == "tables made before migrations"
+        async with db.read() as conn:
+            assert await conn.run_sync(migrations.differences, db.chains) == []
+    finally:
+        await db.close()

@@ -12,8 +12,9 @@ PostgreSQL in the service's schema: the connection's search_path, as for its tab
   service, as its tables do.
 
 Each chain's first revision (its *baseline*) is the schema of the last release made by
-``create_all``. A database that release made has tables but no recorded revision: it is
-*adopted*, stamped at the baseline, and then upgraded like any other.
+``create_all``, declared by its ``tables()``. A database that release made has tables but
+no recorded revision: it is *adopted* (what it lacks of the baseline is added, then it is
+stamped at the baseline) and then upgraded like any other.
 
 Tables of a toolkit user's service with no migrations folder are still made by
 ``create_all`` (nothing to alter them with): migrations are how a schema changes safely.
@@ -181,13 +182,40 @@ def upgrade(connection: Connection, chains: Sequence[Chain]) -> Report:
         if existing & set(chain.metadata.tables):
             adopt.append(baseline(script, chain))
     if adopt:
+        for rev in adopt:
+            added = complete(connection, rev)
+            report.changes.append(Change("adopted", rev.revision, "tables made before "
+                                         "migrations" + (f"; added {', '.join(added)}"
+                                                         if added else "")))
         command.stamp(cfg, [rev.revision for rev in adopt])
-        report.changes += [Change("adopted", rev.revision, "tables made before migrations")
-                           for rev in adopt]
     command.upgrade(cfg, "heads")
     report.changes += cfg.attributes["changes"]
     report.after = recorded(connection)
     return report
+
+
+def complete(connection: Connection, baseline: Script) -> list[str]:
+    """Add what is missing of a baseline to a database made before migrations: its
+    tables, and the indexes of tables that exist (create_all skips those), so a database
+    an older release made reaches the baseline too before it is stamped there. The names
+    of what was added."""
+    declared = getattr(baseline.module, "tables", None)
+    if declared is None:
+        return []
+    metadata: MetaData = declared()
+    inspector = inspect(connection)
+    existing = set(inspector.get_table_names())
+    added = [name for name in metadata.tables if name not in existing]
+    metadata.create_all(connection, checkfirst=True)
+    for table in metadata.tables.values():
+        if table.name not in existing:
+            continue
+        have = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in sorted(table.indexes, key=lambda index: str(index.name)):
+            if index.name not in have:
+                index.create(connection)
+                added.append(str(index.name))
+    return added
 
 
 def chain_revisions(script: ScriptDirectory, chain: Chain) -> list[Script]:
@@ -341,6 +369,6 @@ def differences(connection: Connection, chains: Iterable[Chain], *,
     return list(compare_metadata(context, every))
 
 
-__all__ = ["KERNEL", "Chain", "Change", "Report", "baseline", "chain_revisions", "config",
-           "differences", "history", "kernel_chain", "new_revision", "recorded", "scratch",
-           "service_chain", "unmigrated", "upgrade"]
+__all__ = ["KERNEL", "Chain", "Change", "Report", "baseline", "chain_revisions", "complete",
+           "config", "differences", "history", "kernel_chain", "new_revision", "recorded",
+           "scratch", "service_chain", "unmigrated", "upgrade"]

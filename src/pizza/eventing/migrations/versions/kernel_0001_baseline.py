@@ -2,16 +2,30 @@
 
 Revision ID: kernel_0001
 Revises:
-Frozen copy of pizza/eventing/storage.py at d08932f (outbox, inbox and the inbox's
-pruning index). A database that release made is stamped here, not rebuilt.
+A frozen copy of pizza/eventing/storage.py at d08932f: that release made exactly these
+with create_all. A database it made (tables, no version table) is adopted: what is
+missing of this baseline is added (as that release's start did), then it is stamped
+here. Never edit this file; a change to the tables is a new revision (`pizza migrate
+--new "..." kernel`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
 
 revision: str = "kernel_0001"
 down_revision: str | Sequence[str] | None = None
@@ -19,29 +33,38 @@ branch_labels: str | Sequence[str] | None = ("kernel",)
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
-    op.create_table(
+def tables() -> MetaData:
+    """The tables of this baseline, as that release declared them."""
+    metadata = MetaData()
+    Table(
         "eventing_outbox",
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                  primary_key=True, autoincrement=True),
-        sa.Column("message_id", sa.String(64), nullable=False),
-        sa.Column("subject", sa.String(255), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column("traceparent", sa.String(64)),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        metadata,
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=True),
+        Column("message_id", String(64), nullable=False),
+        Column("subject", String(255), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("traceparent", String(64)),
+        Column("created_at", DateTime(timezone=True), nullable=False),
         sqlite_autoincrement=True,
     )
-    op.create_table(
+
+    inbox = Table(
         "eventing_inbox",
-        sa.Column("consumer", sa.String(128), nullable=False),
-        sa.Column("message_id", sa.String(64), nullable=False),
-        sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("consumer", "message_id"),
+        metadata,
+        Column("consumer", String(128), nullable=False),
+        Column("message_id", String(64), nullable=False),
+        Column("handled_at", DateTime(timezone=True), nullable=False),
+        PrimaryKeyConstraint("consumer", "message_id"),
     )
-    op.create_index("ix_eventing_inbox_handled_at", "eventing_inbox", ["handled_at"])
+
+    Index("ix_eventing_inbox_handled_at", inbox.c.handled_at)
+    return metadata
+
+
+def upgrade() -> None:
+    tables().create_all(op.get_bind())
 
 
 def downgrade() -> None:
-    op.drop_index("ix_eventing_inbox_handled_at", table_name="eventing_inbox")
-    op.drop_table("eventing_inbox")
-    op.drop_table("eventing_outbox")
+    tables().drop_all(op.get_bind())

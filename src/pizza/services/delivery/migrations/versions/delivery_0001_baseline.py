@@ -2,17 +2,27 @@
 
 Revision ID: delivery_0001
 Revises:
-Frozen copy of pizza/services/delivery/tables.py at d08932f. A database that release made
-(create_all, no version table) is stamped here, not rebuilt. Never edit this file: a change
-to the tables is a new revision (`pizza migrate --new "what changed" delivery`).
+A frozen copy of pizza/services/delivery/tables.py at d08932f: that release made exactly
+these with create_all. A database it made (tables, no version table) is adopted: what is
+missing of this baseline is added (as that release's start did), then it is stamped
+here. Never edit this file; a change to the tables is a new revision (`pizza migrate
+--new "..." delivery`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+)
 
 revision: str = "delivery_0001"
 down_revision: str | Sequence[str] | None = None
@@ -20,32 +30,40 @@ branch_labels: str | Sequence[str] | None = ("delivery",)
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
-    op.create_table(
+def tables() -> MetaData:
+    """The tables of this baseline, as that release declared them."""
+    metadata = MetaData()
+    Table(
         "addresses",
-        sa.Column("delivery_id", sa.String(64), primary_key=True),
-        sa.Column("customer_id", sa.String(100), nullable=False),
-        sa.Column("line1", sa.String(200), nullable=False),
-        sa.Column("line2", sa.String(200)),
-        sa.Column("city", sa.String(100), nullable=False),
-        sa.Column("postcode", sa.String(10), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        metadata,
+        Column("delivery_id", String(64), primary_key=True),
+        Column("customer_id", String(100), nullable=False, index=True),
+        Column("line1", String(200), nullable=False),
+        Column("line2", String(200)),
+        Column("city", String(100), nullable=False),
+        Column("postcode", String(10), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
     )
-    op.create_index("ix_addresses_customer_id", "addresses", ["customer_id"])
-    op.create_table(
+
+    Table(
         "jobs",
-        sa.Column("order_id", sa.String(100), primary_key=True),
-        sa.Column("delivery_id", sa.String(100)),
-        sa.Column("address", sa.JSON()),
-        sa.Column("stage", sa.String(16), nullable=False),
-        sa.Column("driver", sa.String(100)),
-        sa.Column("correlation_id", sa.String(64)),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        metadata,
+        Column("order_id", String(100), primary_key=True),
+        Column("delivery_id", String(100)),
+        Column("address", JSON),
+        Column("stage", String(16), nullable=False),
+        Column("driver", String(100)),
+        Column("correlation_id", String(64)),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Index("ix_jobs_stage_updated", "stage", "updated_at"),
     )
-    op.create_index("ix_jobs_stage_updated", "jobs", ["stage", "updated_at"])
+    return metadata
+
+
+def upgrade() -> None:
+    tables().create_all(op.get_bind())
 
 
 def downgrade() -> None:
-    op.drop_table("jobs")
-    op.drop_table("addresses")
+    tables().drop_all(op.get_bind())

@@ -2,17 +2,27 @@
 
 Revision ID: kitchen_0001
 Revises:
-Frozen copy of pizza/services/kitchen/tables.py at d08932f. A database that release made
-(create_all, no version table) is stamped here, not rebuilt. Never edit this file: a change
-to the tables is a new revision (`pizza migrate --new "what changed" kitchen`).
+A frozen copy of pizza/services/kitchen/tables.py at d08932f: that release made exactly
+these with create_all. A database it made (tables, no version table) is adopted: what is
+missing of this baseline is added (as that release's start did), then it is stamped
+here. Never edit this file; a change to the tables is a new revision (`pizza migrate
+--new "..." kitchen`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+)
 
 revision: str = "kitchen_0001"
 down_revision: str | Sequence[str] | None = None
@@ -20,20 +30,28 @@ branch_labels: str | Sequence[str] | None = ("kitchen",)
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
-    op.create_table(
+def tables() -> MetaData:
+    """The tables of this baseline, as that release declared them."""
+    metadata = MetaData()
+    Table(
         "tickets",
-        sa.Column("order_id", sa.String(100), primary_key=True),
-        sa.Column("items", sa.JSON(), nullable=False),
-        sa.Column("fulfilment", sa.String(16)),
-        sa.Column("delivery_id", sa.String(100)),
-        sa.Column("stage", sa.String(16), nullable=False),
-        sa.Column("correlation_id", sa.String(64)),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        metadata,
+        Column("order_id", String(100), primary_key=True),
+        Column("items", JSON, nullable=False),
+        Column("fulfilment", String(16)),
+        Column("delivery_id", String(100)),
+        Column("stage", String(16), nullable=False),
+        Column("correlation_id", String(64)),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Index("ix_tickets_stage_updated", "stage", "updated_at"),
     )
-    op.create_index("ix_tickets_stage_updated", "tickets", ["stage", "updated_at"])
+    return metadata
+
+
+def upgrade() -> None:
+    tables().create_all(op.get_bind())
 
 
 def downgrade() -> None:
-    op.drop_table("tickets")
+    tables().drop_all(op.get_bind())

@@ -2,17 +2,27 @@
 
 Revision ID: loyalty_0001
 Revises:
-Frozen copy of pizza/services/loyalty/tables.py at d08932f. A database that release made
-(create_all, no version table) is stamped here, not rebuilt. Never edit this file: a change
-to the tables is a new revision (`pizza migrate --new "what changed" loyalty`).
+A frozen copy of pizza/services/loyalty/tables.py at d08932f: that release made exactly
+these with create_all. A database it made (tables, no version table) is adopted: what is
+missing of this baseline is added (as that release's start did), then it is stamped
+here. Never edit this file; a change to the tables is a new revision (`pizza migrate
+--new "..." loyalty`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
 
 revision: str = "loyalty_0001"
 down_revision: str | Sequence[str] | None = None
@@ -20,22 +30,31 @@ branch_labels: str | Sequence[str] | None = ("loyalty",)
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
-    op.create_table(
+def tables() -> MetaData:
+    """The tables of this baseline, as that release declared them."""
+    metadata = MetaData()
+    Table(
         "entries",
-        sa.Column("order_id", sa.String(100), primary_key=True),
-        sa.Column("customer_id", sa.String(100), nullable=False),
-        sa.Column("points", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        metadata,
+        Column("order_id", String(100), primary_key=True),
+        Column("customer_id", String(100), nullable=False),
+        Column("points", Integer, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Index("ix_entries_customer", "customer_id"),
     )
-    op.create_index("ix_entries_customer", "entries", ["customer_id"])
-    op.create_table(
+
+    Table(
         "balances",
-        sa.Column("customer_id", sa.String(100), primary_key=True),
-        sa.Column("points", sa.Integer(), nullable=False),
+        metadata,
+        Column("customer_id", String(100), primary_key=True),
+        Column("points", Integer, nullable=False),
     )
+    return metadata
+
+
+def upgrade() -> None:
+    tables().create_all(op.get_bind())
 
 
 def downgrade() -> None:
-    op.drop_table("balances")
-    op.drop_table("entries")
+    tables().drop_all(op.get_bind())

@@ -2,17 +2,30 @@
 
 Revision ID: notifications_0001
 Revises:
-Frozen copy of pizza/services/notifications/tables.py at d08932f. A database that release made
-(create_all, no version table) is stamped here, not rebuilt. Never edit this file: a change
-to the tables is a new revision (`pizza migrate --new "what changed" notifications`).
+A frozen copy of pizza/services/notifications/tables.py at d08932f: that release made
+exactly these with create_all. A database it made (tables, no version table) is adopted:
+what is missing of this baseline is added (as that release's start did), then it is
+stamped here. Never edit this file; a change to the tables is a new revision (`pizza
+migrate --new "..." notifications`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
 
 revision: str = "notifications_0001"
 down_revision: str | Sequence[str] | None = None
@@ -20,53 +33,63 @@ branch_labels: str | Sequence[str] | None = ("notifications",)
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
-    op.create_table(
+def tables() -> MetaData:
+    """The tables of this baseline, as that release declared them."""
+    metadata = MetaData()
+    Table(
         "outgoing_emails",
-        sa.Column("command_id", sa.String(64), primary_key=True),
-        sa.Column("to", sa.String(320), nullable=False),
-        sa.Column("from", sa.String(320), nullable=False),
-        sa.Column("subject", sa.Text(), nullable=False),
-        sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("message_id", sa.String(255), nullable=False),
-        sa.Column("command_type", sa.String(64), nullable=False),
-        sa.Column("command_version", sa.Integer(), nullable=False),
-        sa.Column("command_source", sa.String(64), nullable=False),
-        sa.Column("command_time", sa.String(64), nullable=False),
-        sa.Column("correlation_id", sa.String(64)),
-        sa.Column("traceparent", sa.String(64)),
-        sa.Column("reply_to", sa.String(255)),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("claimed_until", sa.DateTime(timezone=True)),
-        sa.Column("claimed_by", sa.String(64)),
-        sa.Column("last_error", sa.Text()),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("done_at", sa.DateTime(timezone=True)),
+        metadata,
+        Column("command_id", String(64), primary_key=True),
+        Column("to", String(320), nullable=False),
+        Column("from", String(320), nullable=False),
+        Column("subject", Text, nullable=False),
+        Column("body", Text, nullable=False),
+        Column("message_id", String(255), nullable=False),
+        Column("command_type", String(64), nullable=False),
+        Column("command_version", Integer, nullable=False),
+        Column("command_source", String(64), nullable=False),
+        Column("command_time", String(64), nullable=False),
+        Column("correlation_id", String(64)),
+        Column("traceparent", String(64)),
+        Column("reply_to", String(255)),
+        Column("status", String(16), nullable=False),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+        Column("claimed_until", DateTime(timezone=True)),
+        Column("claimed_by", String(64)),
+        Column("last_error", Text),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("done_at", DateTime(timezone=True)),
+        Index("ix_outgoing_emails_due", "status", "next_attempt_at"),
+        Index("ix_outgoing_emails_done", "done_at"),
     )
-    op.create_index("ix_outgoing_emails_due", "outgoing_emails", ["status", "next_attempt_at"])
-    op.create_index("ix_outgoing_emails_done", "outgoing_emails", ["done_at"])
-    op.create_table(
+
+    Table(
         "mailbox_received",
-        sa.Column("message_id", sa.String(255), nullable=False),
-        sa.Column("recipient", sa.String(320), nullable=False),
-        sa.PrimaryKeyConstraint("message_id", "recipient"),
+        metadata,
+        Column("message_id", String(255), nullable=False),
+        Column("recipient", String(320), nullable=False),
+        PrimaryKeyConstraint("message_id", "recipient"),
     )
-    op.create_table(
+
+    Table(
         "mailbox",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                  primary_key=True, autoincrement=True),
-        sa.Column("to", sa.String(320), nullable=False),
-        sa.Column("from", sa.String(320), nullable=False),
-        sa.Column("subject", sa.Text(), nullable=False),
-        sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=True),
+        Column("to", String(320), nullable=False),
+        Column("from", String(320), nullable=False),
+        Column("subject", Text, nullable=False),
+        Column("body", Text, nullable=False),
+        Column("received_at", DateTime(timezone=True), nullable=False),
+        Index("ix_mailbox_to", "to"),
     )
-    op.create_index("ix_mailbox_to", "mailbox", ["to"])
+    return metadata
+
+
+def upgrade() -> None:
+    tables().create_all(op.get_bind())
 
 
 def downgrade() -> None:
-    op.drop_table("mailbox")
-    op.drop_table("mailbox_received")
-    op.drop_table("outgoing_emails")
+    tables().drop_all(op.get_bind())

@@ -2,17 +2,29 @@
 
 Revision ID: orders_0001
 Revises:
-Frozen copy of pizza/services/orders/tables.py at d08932f. A database that release made
-(create_all, no version table) is stamped here, not rebuilt. Never edit this file: a change
-to the tables is a new revision (`pizza migrate --new "what changed" orders`).
+A frozen copy of pizza/services/orders/tables.py at d08932f: that release made exactly
+these with create_all. A database it made (tables, no version table) is adopted: what is
+missing of this baseline is added (as that release's start did), then it is stamped
+here. Never edit this file; a change to the tables is a new revision (`pizza migrate
+--new "..." orders`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 revision: str = "orders_0001"
 down_revision: str | Sequence[str] | None = None
@@ -20,43 +32,52 @@ branch_labels: str | Sequence[str] | None = ("orders",)
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
-    op.create_table(
+def tables() -> MetaData:
+    """The tables of this baseline, as that release declared them."""
+    metadata = MetaData()
+    Table(
         "orders",
-        sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("customer_id", sa.String(100), nullable=False),
-        sa.Column("email", sa.String(254), nullable=False),
-        sa.Column("items", sa.JSON(), nullable=False),
-        sa.Column("value_pence", sa.Integer(), nullable=False),
-        sa.Column("fulfilment", sa.String(16), nullable=False),
-        sa.Column("delivery_id", sa.String(100)),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("idempotency_key", sa.String(255), unique=True),
-        sa.Column("request_hash", sa.String(64), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("prepared_at", sa.DateTime(timezone=True)),
-        sa.Column("completed_at", sa.DateTime(timezone=True)),
-        sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+        metadata,
+        Column("id", String(36), primary_key=True),
+        Column("customer_id", String(100), nullable=False),
+        Column("email", String(254), nullable=False),
+        Column("items", JSON, nullable=False),
+        Column("value_pence", Integer, nullable=False),
+        Column("fulfilment", String(16), nullable=False),
+        Column("delivery_id", String(100)),
+        Column("status", String(16), nullable=False),
+        Column("idempotency_key", String(255), unique=True),
+        Column("request_hash", String(64), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("prepared_at", DateTime(timezone=True)),
+        Column("completed_at", DateTime(timezone=True)),
+        Column("cancelled_at", DateTime(timezone=True)),
+        Index("ix_orders_status_created", "status", "created_at"),
     )
-    op.create_index("ix_orders_status_created", "orders", ["status", "created_at"])
-    op.create_table(
+
+    Table(
         "known_delivery_addresses",
-        sa.Column("delivery_id", sa.String(100), primary_key=True),
-        sa.Column("customer_id", sa.String(100), nullable=False),
+        metadata,
+        Column("delivery_id", String(100), primary_key=True),
+        Column("customer_id", String(100), nullable=False),
     )
-    op.create_table(
+
+    Table(
         "order_emails",
-        sa.Column("message_id", sa.String(64), primary_key=True),
-        sa.Column("order_id", sa.String(36), nullable=False),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("detail", sa.Text()),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        metadata,
+        Column("message_id", String(64), primary_key=True),
+        Column("order_id", String(36), nullable=False, index=True),
+        Column("kind", String(16), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("detail", Text),
+        Column("created_at", DateTime(timezone=True), nullable=False),
     )
-    op.create_index("ix_order_emails_order_id", "order_emails", ["order_id"])
+    return metadata
+
+
+def upgrade() -> None:
+    tables().create_all(op.get_bind())
 
 
 def downgrade() -> None:
-    op.drop_table("order_emails")
-    op.drop_table("known_delivery_addresses")
-    op.drop_table("orders")
+    tables().drop_all(op.get_bind())

@@ -2,17 +2,26 @@
 
 Revision ID: pickup_0001
 Revises:
-Frozen copy of pizza/services/pickup/tables.py at d08932f. A database that release made
-(create_all, no version table) is stamped here, not rebuilt. Never edit this file: a change
-to the tables is a new revision (`pizza migrate --new "what changed" pickup`).
+A frozen copy of pizza/services/pickup/tables.py at d08932f: that release made exactly
+these with create_all. A database it made (tables, no version table) is adopted: what is
+missing of this baseline is added (as that release's start did), then it is stamped
+here. Never edit this file; a change to the tables is a new revision (`pizza migrate
+--new "..." pickup`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+)
 
 revision: str = "pickup_0001"
 down_revision: str | Sequence[str] | None = None
@@ -20,17 +29,25 @@ branch_labels: str | Sequence[str] | None = ("pickup",)
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
-    op.create_table(
+def tables() -> MetaData:
+    """The tables of this baseline, as that release declared them."""
+    metadata = MetaData()
+    Table(
         "counter",
-        sa.Column("order_id", sa.String(100), primary_key=True),
-        sa.Column("stage", sa.String(16), nullable=False),
-        sa.Column("correlation_id", sa.String(64)),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        metadata,
+        Column("order_id", String(100), primary_key=True),
+        Column("stage", String(16), nullable=False),
+        Column("correlation_id", String(64)),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Index("ix_counter_stage_updated", "stage", "updated_at"),
     )
-    op.create_index("ix_counter_stage_updated", "counter", ["stage", "updated_at"])
+    return metadata
+
+
+def upgrade() -> None:
+    tables().create_all(op.get_bind())
 
 
 def downgrade() -> None:
-    op.drop_table("counter")
+    tables().drop_all(op.get_bind())
