@@ -27,6 +27,7 @@ from fastapi import Depends, FastAPI, Request
 from limits import parse_many
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.routing import Match
 
 from pizza.web.errors import ApiError
 from pizza.web.identity import Caller, Unauthenticated, Verifier
@@ -105,8 +106,10 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 class Gate:
     """The ASGI middleware that applies the access rules (see the module's docstring)."""
 
-    def __init__(self, app: ASGIApp, verifier: Verifier, rate_limit: str) -> None:
+    def __init__(self, app: ASGIApp, verifier: Verifier, rate_limit: str,
+                 routes: Callable[[], list[Any]] = list) -> None:
         self.app = app
+        self.routes = routes
         self.verifier = verifier
         self.limits = parse_many(rate_limit) if rate_limit.strip() else []
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
@@ -136,7 +139,7 @@ class Gate:
                               [(b"retry-after", str(wait).encode())])
                 return
         who = who_may(method, path)
-        if who is not ANYONE:
+        if who is not ANYONE and not self._method_not_served(scope):
             if caller is None:
                 await _refuse(send, 401, "unauthenticated",
                               problem or "sign in: send Authorization: Bearer <token>",
@@ -152,6 +155,17 @@ class Gate:
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
+
+    def _method_not_served(self, scope: Scope) -> bool:
+        """Whether a route serves this path but not this method: that is answered 405 with
+        Allow to anyone (the paths are public in /openapi.json), not 401."""
+        partial = False
+        for route in self.routes():
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return False
+            partial = partial or match == Match.PARTIAL
+        return partial
 
     async def _over_limit(self, scope: Scope) -> int | None:
         """Seconds to wait if this client is over its limit for anonymous requests."""
@@ -262,7 +276,8 @@ def install(app: FastAPI, verifier: Verifier, *, rate_limit: str = "",
             cors_origins: tuple[str, ...] = ()) -> None:
     """Put the Gate (and CORS, when origins are configured) in front of ``app``, and say
     in its OpenAPI document what each route may answer because of them."""
-    app.add_middleware(Gate, verifier=verifier, rate_limit=rate_limit)
+    app.add_middleware(Gate, verifier=verifier, rate_limit=rate_limit,
+                       routes=lambda: app.router.routes)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
