@@ -101,6 +101,7 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
         lifespan=lifespan,
     )
     errors.install(app)
+    tracing.install_http(app)  # a SERVER span per request: an order's trace starts there
     current = config.settings()
     access.install(app, identity.verifier(), rate_limit=current.rate_limit,
                    cors_origins=current.cors_origins)

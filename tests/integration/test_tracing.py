@@ -1,19 +1,30 @@
-"""Trace context travels from producer to consumer, as W3C traceparent and as spans."""
+"""One order, one trace: from the HTTP request that places it, through every message it
+causes, to the simulated staff and the emails' replies; as W3C traceparent and as spans."""
 
 from __future__ import annotations
 
-import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
+import orjson
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from pizza.eventing import Context, Event, Service, ServiceHost, event
+from harness import System, app_for, eventually, running
+from pizza import config
+from pizza.app import load
+from pizza.eventing import Context, Event, Service, ServiceHost, event, tracing
 from pizza.eventing.envelope import Metadata
-from pizza.eventing.transport.embedded import EmbeddedNats
+from pizza.eventing.transport.embedded import EmbeddedNats, free_port
+from pizza.eventing.transport.memory import MemoryTransport
 from pizza.eventing.transport.nats import NatsTransport
 
 
@@ -23,52 +34,281 @@ class TraceStartedV1(Event):
 
 
 @pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The SDK, installed once for the process (OpenTelemetry allows one provider); the
+    spans of later tests are not kept."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    return exporter
+    yield exporter
+    provider.shutdown()
+
+
+def traceparent_of(span: ReadableSpan) -> str:
+    context = span.context
+    return (f"00-{context.trace_id:032x}-{context.span_id:016x}"
+            f"-{int(context.trace_flags):02x}")
 
 
 async def test_trace_context_is_carried_from_producer_to_consumer(
-        nats_server: EmbeddedNats, spans: InMemorySpanExporter, tmp_path, monkeypatch) -> None:
+        nats_server: EmbeddedNats, spans: InMemorySpanExporter, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a real JetStream: the header and the metadata carry the writer's span, the
+    relay's publish is its child, and so is the handler's span."""
     monkeypatch.setenv("PIZZA_HOME", str(tmp_path))
-    received: list[tuple[Metadata, dict[str, str]]] = []
+    received: list[tuple[Metadata, str]] = []
     consumer = Service("traced")
 
     @consumer.handles(TraceStartedV1)
     async def on_started(_event: TraceStartedV1, ctx: Context) -> None:
         assert ctx.cause is not None
-        received.append((ctx.cause, {}))
+        received.append((ctx.cause, tracing.format_traceparent(
+            trace.get_current_span().get_span_context())))
 
     transport = NatsTransport(nats_server.url)
     await transport.start()
     hosts = [ServiceHost(Service("tracer"), transport), ServiceHost(consumer, transport)]
     for host in hosts:
         await host.start()
+    tracer = trace.get_tracer("test")
     try:
-        async with hosts[0].unit_of_work() as ctx:
-            sent = ctx.publish(TraceStartedV1(n=1))
-        for _ in range(100):
-            if received:
-                break
-            await asyncio.sleep(0.05)
+        with tracer.start_as_current_span("writer") as writer:
+            async with hosts[0].unit_of_work() as ctx:
+                sent = ctx.publish(TraceStartedV1(n=1))
+        await eventually(lambda: received, what="the event handled")
     finally:
         for host in hosts:
             await host.stop()
         await transport.close()
 
-    assert received and received[0][0].traceparent == sent.traceparent
-    finished = spans.get_finished_spans()
     subject = TraceStartedV1.info.subject
-    send = next(s for s in finished if s.name == f"send {subject}")
-    process = next(s for s in finished if s.name == f"process {subject}")
-    assert send.kind == SpanKind.PRODUCER and process.kind == SpanKind.CONSUMER
-    assert process.context.trace_id == send.context.trace_id
-    assert process.parent is not None and process.parent.span_id == send.context.span_id
-    assert [link.context.span_id for link in process.links] == [send.context.span_id]
-    assert process.attributes["messaging.message.id"] == sent.id
-    assert sent.traceparent == (
-        f"00-{send.context.trace_id:032x}-{send.context.span_id:016x}"
-        f"-{int(send.context.trace_flags):02x}")
+    assert sent.traceparent == traceparent_of(writer)  # type: ignore[arg-type]
+    assert received[0][0].traceparent == sent.traceparent
+    finished = spans.get_finished_spans()
+    publish = next(s for s in finished if s.name == f"publish {subject}")
+    process = next(s for s in finished if s.name == f"process {subject}"
+                   and s.attributes and "messaging.message.id" in s.attributes)
+    assert publish.kind == SpanKind.PRODUCER and process.kind == SpanKind.CONSUMER
+    for span in (publish, process):
+        assert span.parent is not None and span.parent.span_id == writer.context.span_id
+        assert span.attributes is not None
+        assert span.attributes["messaging.system"] == "nats"
+        assert span.attributes["messaging.destination.name"] == subject
+        assert span.attributes["messaging.message.id"] == sent.id
+    assert received[0][1] == traceparent_of(process)  # the handler runs in its span
+
+
+# -- one order's story, every service in-process, the staff simulated -------------------
+
+INCOMING = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def simulated_staff() -> Iterator[None]:
+    config.configure(simulate=True, cook_seconds=0, drive_seconds=0, smtp_sink=True,
+                     smtp_host="127.0.0.1", smtp_port=free_port())
+    yield
+    config.reset()
+
+
+def envelopes_of(system: System, order_id: str) -> list[tuple[str, dict[str, Any], str]]:
+    """(subject, envelope, traceparent header) of every message about one order."""
+    assert isinstance(system.transport, MemoryTransport)
+    found = []
+    for subject, data, headers in system.transport.messages("pizza."):
+        envelope = orjson.loads(data)
+        if envelope["metadata"]["correlationId"] == order_id:
+            found.append((subject, envelope, headers.get("traceparent", "")))
+    return found
+
+
+def trace_id(traceparent: str) -> int:
+    return int(traceparent.split("-")[1], 16)
+
+
+def span_id(traceparent: str) -> int:
+    return int(traceparent.split("-")[2], 16)
+
+
+async def test_an_orders_story_is_one_trace_from_the_http_request(
+        tmp_path: Path, spans: InMemorySpanExporter, simulated_staff: None) -> None:
+    services = load()
+    async with running(services, tmp_path) as system:
+        app = app_for(services, system.issuer)
+        tracing.install_http(app)
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test", headers=system.signed_in("operator"))
+        try:
+            address = await http.post("/api/delivery-addresses", json={
+                "customerId": "ada", "line1": "1 Leaf Lane", "city": "London",
+                "postcode": "N1 9GU"})
+            assert address.status_code == 201, address.text
+            await system.settle()
+            order = {"customerId": "ada", "email": "ada@example.com",
+                     "items": [{"menuItemId": "margherita", "quantity": 1}]}
+            delivery = await http.post(
+                "/api/orders", headers={"traceparent": INCOMING},
+                json={**order, "fulfilment": "delivery",
+                      "deliveryId": address.json()["deliveryId"]})
+            pickup = await http.post("/api/orders", json={**order, "fulfilment": "pickup"})
+            assert delivery.status_code == pickup.status_code == 202
+            ids = {"delivery": delivery.json()["orderId"], "pickup": pickup.json()["orderId"]}
+
+            async def told_and_thanked() -> bool:
+                """Completed, and both emails answered (EmailSent came back)."""
+                for order_id in ids.values():
+                    types = [e["metadata"]["type"] for _s, e, _h in envelopes_of(system, order_id)]
+                    if "OrderCompleted" not in types or types.count("EmailSent") < 2:
+                        return False
+                return True
+
+            await eventually(told_and_thanked, timeout=20, what="both orders completed")
+            await system.settle()
+        finally:
+            await http.aclose()
+
+    finished = spans.get_finished_spans()
+    trace_ids = {}
+    for kind, order_id in ids.items():
+        story = envelopes_of(system, order_id)
+        types = {e["metadata"]["type"] for _s, e, _h in story}
+        assert {"OrderConfirmed", "SendEmail", "OrderPreparing", "OrderPrepared",
+                "OrderCompleted", "EmailSent", "LoyaltyPointsAdded"} <= types, types
+        assert ({"OrderOutForDelivery", "OrderDelivered"} if kind == "delivery"
+                else {"OrderCollected"}) <= types, types
+        # Every message of the order, in metadata and header, is in one trace.
+        for _subject, envelope, header in story:
+            assert header == envelope["metadata"]["traceparent"], envelope["metadata"]
+        (the_trace,) = {trace_id(header) for _s, _e, header in story}
+        trace_ids[kind] = the_trace
+        # v1 and v2 of OrderConfirmed: one fact, written under one span.
+        confirmed = {e["metadata"]["version"]: header for _s, e, header in story
+                     if e["metadata"]["type"] == "OrderConfirmed"}
+        assert set(confirmed) == {1, 2} and confirmed[1] == confirmed[2]
+
+        in_trace = [s for s in finished if s.context.trace_id == the_trace]
+        by_id = {s.context.span_id: s for s in in_trace}
+        # The HTTP request is the root; every other span hangs from it.
+        (root,) = [s for s in in_trace if s.parent is None or s.parent.span_id not in by_id]
+        assert root.kind == SpanKind.SERVER and root.name == "POST /api/orders"
+        if kind == "delivery":  # the caller's traceparent is the parent
+            assert root.parent is not None and root.parent.is_remote
+            assert root.parent.span_id == span_id(INCOMING)
+            assert the_trace == trace_id(INCOMING)
+        else:
+            assert root.parent is None
+        assert confirmed[2] == traceparent_of(root)
+
+        for subject, envelope, header in story:
+            meta = envelope["metadata"]
+            writer = span_id(header)
+            assert writer in by_id, f"{meta['type']}: no span wrote it"
+            publish = [s for s in in_trace if s.attributes
+                       and s.attributes.get("messaging.message.id") == meta["id"]
+                       and s.kind == SpanKind.PRODUCER and s.name.startswith("publish ")]
+            assert len(publish) == 1, f"{meta['type']}: {len(publish)} publish spans"
+            assert publish[0].name == f"publish {subject}"
+            assert publish[0].parent is not None and publish[0].parent.span_id == writer
+            assert publish[0].attributes == {
+                **publish[0].attributes, "messaging.system": "nats",
+                "messaging.destination.name": subject, "messaging.message.id": meta["id"]}
+            handlers = [s for s in in_trace if s.kind == SpanKind.CONSUMER
+                        and s.attributes and s.attributes.get("messaging.message.id") == meta["id"]]
+            for handler in handlers:
+                assert handler.name == f"process {subject}"
+                assert handler.parent is not None and handler.parent.span_id == writer
+                assert handler.attributes is not None
+                assert handler.attributes["messaging.system"] == "nats"
+                assert handler.attributes["messaging.message.conversation_id"] == order_id
+                # The batch it was handled in links to it; the batch is a trace of its own.
+                batches = [s for s in finished if s.attributes
+                           and "messaging.batch.message_count" in s.attributes
+                           and s.attributes["messaging.consumer.group.name"]
+                           == handler.attributes["messaging.consumer.group.name"]
+                           and any(link.context.span_id == writer for link in s.links)]
+                assert batches and all(b.kind == SpanKind.CONSUMER for b in batches)
+                assert all(b.context.trace_id != the_trace for b in batches)
+        handled = {s.attributes["messaging.message.id"] for s in in_trace
+                   if s.kind == SpanKind.CONSUMER and s.attributes
+                   and "messaging.message.id" in s.attributes}
+        # Each message someone subscribes to was handled in this trace.
+        consumed = {e["metadata"]["id"] for _s, e, _h in story
+                    if e["metadata"]["type"] in ("OrderConfirmed", "OrderPrepared",
+                                                 "SendEmail", "EmailSent", "OrderCompleted")}
+        assert consumed - handled == set()
+        # The simulated staff continue the trace: the kitchen's steps descend from the
+        # kitchen's handling of the order (the start, then the finish).
+        (prepared,) = [h for _s, e, h in story if e["metadata"]["type"] == "OrderPrepared"]
+        create = by_id[span_id(prepared)]
+        assert create.kind == SpanKind.PRODUCER
+        assert create.name == "create pizza.events.kitchen.OrderPrepared.v1"
+        ancestors = []
+        while create.parent is not None and create.parent.span_id in by_id:
+            create = by_id[create.parent.span_id]
+            ancestors.append(create.name)
+        assert ancestors[:2] == ["create pizza.events.kitchen.OrderPreparing.v1",
+                                 "process pizza.events.orders.OrderConfirmed.v1"], ancestors
+
+    assert trace_ids["delivery"] != trace_ids["pickup"]
+
+
+# -- the OTLP exporter -------------------------------------------------------------------
+
+def test_pizza_up_with_otlp_but_without_the_extra_says_which_extra_in_one_line(
+        tmp_path: Path) -> None:
+    """A start, in a fresh interpreter that cannot import the exporter: one line, exit 1."""
+    code = ("import sys\n"
+            "sys.modules['opentelemetry.exporter.otlp.proto.http.trace_exporter'] = None\n"
+            "from pizza.cli import app\n"
+            "app(['up', '--port', '0'])\n")
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PIZZA_HOME": str(tmp_path), "PIZZA_TRACING": "otlp"})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "PIZZA_TRACING=otlp" in result.stderr and "'.[otlp]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[TracerProvider]]:
+    """What ``configure_from_environment`` would install, as if no SDK were yet."""
+    providers: list[TracerProvider] = []
+    monkeypatch.setattr(tracing, "_sdk_installed", lambda: False)
+    monkeypatch.setattr(tracing.trace, "set_tracer_provider", providers.append)
+    yield providers
+    for provider in providers:
+        provider.shutdown()
+
+
+def exporter_of(provider: TracerProvider) -> object:
+    (processor,) = provider._active_span_processor._span_processors
+    return processor.span_exporter  # type: ignore[attr-defined]
+
+
+def test_otlp_with_the_extra_sends_to_the_standard_endpoint(
+        installed: list[TracerProvider], monkeypatch: pytest.MonkeyPatch) -> None:
+    otlp = pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                               reason="the 'otlp' extra (opentelemetry-exporter-otlp-proto-http)")
+    monkeypatch.setenv("PIZZA_TRACING", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.test:4318")
+    tracing.configure_from_environment("pizza-kitchen")
+    (provider,) = installed
+    exporter = exporter_of(provider)
+    assert isinstance(exporter, otlp.OTLPSpanExporter)
+    assert exporter._endpoint == "http://collector.test:4318/v1/traces"
+    assert provider.resource.attributes["service.name"] == "pizza-kitchen"
+
+
+def test_console_stays_and_anything_else_is_refused_in_one_line(
+        installed: list[TracerProvider], monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    monkeypatch.setenv("PIZZA_TRACING", "console")
+    tracing.configure_from_environment()
+    assert isinstance(exporter_of(installed[0]), ConsoleSpanExporter)
+    monkeypatch.setenv("PIZZA_TRACING", "zipkin")
+    with pytest.raises(SystemExit, match="console, otlp or none") as refused:
+        tracing.configure_from_environment()
+    assert "\n" not in str(refused.value)

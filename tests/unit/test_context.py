@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pizza.eventing import Context, Event, event
+from pizza.eventing import Context, Event, event, tracing
 from pizza.eventing.envelope import Envelope, Metadata
 
 
@@ -48,3 +48,31 @@ def test_a_service_cannot_publish_another_services_event() -> None:
     ctx = Context("shop", db=Any)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="depot owns it"):
         ctx.publish(ParcelPackedV1(parcel_id="p-1"))
+
+
+def trace_of(traceparent: str | None) -> str:
+    assert traceparent is not None and len(traceparent) == 55
+    return traceparent.split("-")[1]
+
+
+def test_messages_of_one_new_story_share_its_trace() -> None:
+    """OrderConfirmed v1 and v2 and the receipt, written in one request: one trace."""
+    ctx = Context("depot", db=Any, correlation_id="story-new")  # type: ignore[arg-type]
+    first = ctx.publish(ParcelPackedV1(parcel_id="p-1"))
+    second = ctx.publish(ParcelPackedV1(parcel_id="p-1"))
+    other = Context("depot", db=Any).publish(  # type: ignore[arg-type]
+        ParcelPackedV1(parcel_id="p-2"))
+    assert trace_of(first.traceparent) == trace_of(second.traceparent)
+    assert trace_of(other.traceparent) != trace_of(first.traceparent)
+
+
+def test_work_on_a_story_later_continues_the_trace_it_was_handled_in() -> None:
+    """A click, or the simulated staff, about an order this service handled before."""
+    handled = cause()
+    handled.correlation_id = "story-later"
+    tracing.handled("depot", handled)
+    ctx = Context("depot", db=Any)  # type: ignore[arg-type]
+    later = ctx.publish(ParcelPackedV1(parcel_id="p-1"), correlation_id="story-later")
+    unknown = ctx.publish(ParcelPackedV1(parcel_id="p-2"), correlation_id="story-unheard")
+    assert trace_of(later.traceparent) == trace_of(handled.traceparent)
+    assert trace_of(unknown.traceparent) != trace_of(handled.traceparent)

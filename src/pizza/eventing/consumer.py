@@ -261,6 +261,14 @@ class Consumer:
         return Received(delivery, envelope, message, handler)
 
     async def _transaction(self, batch: list[Received]) -> None:
+        if not tracing.recording():
+            await self._in_one_transaction(batch)
+            return
+        with tracing.batch(self.spec.subject, self.name,
+                           [item.envelope.metadata for item in batch]):
+            await self._in_one_transaction(batch)
+
+    async def _in_one_transaction(self, batch: list[Received]) -> None:
         contexts: list[Context] = []
         spent: list[float] = []  # seconds in each handler, for the metrics
         async with self.db.begin() as conn:
@@ -276,10 +284,11 @@ class Consumer:
                 started = time.perf_counter()
                 try:
                     if tracing.recording():
-                        with tracing.processing(item.delivery.subject, meta.traceparent,
-                                                meta.id, self.name):
+                        with tracing.processing(self.service, item.delivery.subject, meta,
+                                                self.name):
                             await item.handler(item.message, ctx)
                     else:  # no spans to make: the Context carries the trace on its own
+                        tracing.handled(self.service, meta)
                         await item.handler(item.message, ctx)
                 finally:
                     log_context.current.reset(about)

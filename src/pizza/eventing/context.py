@@ -110,8 +110,10 @@ class Context:
             causation_id=self.cause.id if self.cause else None,
             reply_to=reply_to,
         )
-        meta.traceparent = tracing.sending(
-            subject, meta.id, self.cause.traceparent if self.cause else None)
+        meta.traceparent = tracing.for_message(
+            self.service, subject, meta.id, story=meta.correlation_id,
+            acting_on=correlation_id or self.correlation_id,
+            cause=self.cause.traceparent if self.cause else None)
         payload = Envelope(meta, message.to_data()).encode()
         refusal = unpublishable(subject, payload)
         if refusal is not None:

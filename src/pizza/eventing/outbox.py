@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, text
 
-from pizza.eventing import inbox
+from pizza.eventing import inbox, tracing
 from pizza.eventing.catalog import DEAD_LETTERS_PREFIX
 from pizza.eventing.storage import AsyncConnection, Database, outbox
 from pizza.eventing.transport.base import (
@@ -320,7 +320,13 @@ class Relay:
                 log.info("%s: %d message(s) older than the duplicate window were already on "
                          "the stream; not sending them again", self.db.service, len(stored))
         to_send = [row.message for row in rows if row.message.message_id not in stored]
-        outcomes = await self.transport.publish(to_send)
+        spans = tracing.publishing(to_send)  # one PRODUCER span each, with an SDK
+        try:
+            outcomes = await self.transport.publish(to_send)
+        except BaseException as error:
+            tracing.published(spans, None, error)
+            raise
+        tracing.published(spans, outcomes)
         settled = sent = 0
         for row in rows:
             if row.message.message_id not in stored:
