@@ -458,3 +458,18 @@ async def test_a_database_older_than_the_baseline_gets_what_it_lacks_before_the_
             assert await conn.run_sync(migrations.differences, db.chains) == []
     finally:
         await db.close()
+
+
+async def test_services_starting_at_once_in_one_process_each_get_their_schema(
+        database: str | None) -> None:
+    """Alembic keeps its context in module globals; starts gathered on one event loop
+    (PostgreSQL's driver lets the loop run others mid-upgrade) must not mix them up."""
+    dbs = [Database(service.name, database, tables=service.tables) for service in load()]
+    try:
+        await asyncio.gather(*(db.create() for db in dbs))
+        for db in dbs:
+            assert db.migrated.after == tuple(sorted(heads(db.chains))), db.service
+            async with db.read() as conn:
+                assert await conn.run_sync(migrations.differences, db.chains) == [], db.service
+    finally:
+        await asyncio.gather(*(db.close() for db in dbs))

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import time
+import weakref
 import zlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
@@ -199,7 +200,10 @@ class Database:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": zlib.crc32(f"pizza-schema-{self.schema}".encode())})
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-        self.migrated = await conn.run_sync(self._upgrade)
+        # Alembic's `op` and `context` are module globals: one upgrade at a time per process
+        # (on PostgreSQL the greenlet of run_sync lets the event loop run another start).
+        async with _upgrading():
+            self.migrated = await conn.run_sync(self._upgrade)
         if self.migrated.changes:
             log.info("%s: schema %s", self.service, self.migrated.summary())
 
@@ -275,6 +279,17 @@ class Database:
 
 
 WRITES = "pizza_writes"
+_upgrade_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = \
+    weakref.WeakKeyDictionary()
+
+
+def _upgrading() -> asyncio.Lock:
+    """This event loop's lock around schema upgrades."""
+    loop = asyncio.get_running_loop()
+    lock = _upgrade_locks.get(loop)
+    if lock is None:
+        lock = _upgrade_locks[loop] = asyncio.Lock()
+    return lock
 
 # How long a writer waits for another program's lock on a SQLite file before the
 # database counts as unavailable (a consumer then pauses, HTTP answers 503). It waits
