@@ -205,7 +205,7 @@ class Database:
         async with _upgrading():
             self.migrated = await conn.run_sync(self._upgrade)
         if self.migrated.changes:
-            log.info("%s: schema %s", self.service, self.migrated.summary())
+            log.info("%s: %s", self.service, self.migrated.summary())
 
     def _upgrade(self, conn: Connection) -> migrations.Report:
         report = migrations.upgrade(conn, self.chains)

@@ -90,7 +90,7 @@ class Report:
         adopted = [c.revision for c in self.changes if c.kind == "adopted"]
         applied = [c.revision for c in self.changes if c.kind == "upgraded"]
         if not self.before and not adopted:
-            return f"new database, created at {at}"
+            return f"new database, schema created at {at}"
         parts = []
         if adopted:
             parts.append(f"adopted tables made before migrations at {', '.join(adopted)}")
