@@ -81,3 +81,11 @@ class OrderCompletedV1(Event):
     customer_id: CustomerId
     order_value: Pounds
     fulfilment: Fulfilment
+
+
+@event("CustomerForgotten", version=1, source="orders",
+       description="An operator erased a customer's personal data: every service erases "
+                   "its own (emails, addresses), and the customer's key is purged, so their "
+                   "sealed fields on the streams are unreadable. Only the id is carried.")
+class CustomerForgottenV1(Event):
+    customer_id: CustomerId

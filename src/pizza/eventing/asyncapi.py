@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pizza.eventing.catalog import REPLIES_PREFIX, Message, Registry
-from pizza.eventing.governance import TRACEPARENT, metadata_schema
+from pizza.eventing.governance import TRACEPARENT, metadata_schema, personal_field_names
 from pizza.eventing.service import Service
 
 SCHEMAS = "#/components/schemas/"
@@ -97,6 +97,13 @@ def _message(registry: Registry, cls: type[Message], schemas: dict[str, Any]) ->
                        f"version of {info.type}. {description}")
         message["x-deprecated"] = True
         message["x-sunset"] = sunset
+    personal = personal_field_names(cls)
+    if personal:
+        description = (f"**Personal data**: {', '.join(personal)} (`x-personal`), sealed on "
+                       f"the wire with the data subject's key as the string "
+                       f"`sealed:v1:<key>:<base64>`; the schema is of the opened value. "
+                       f"{description}")
+        message["x-personal-fields"] = personal
     if description:
         message["description"] = description
     return message

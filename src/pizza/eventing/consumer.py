@@ -22,6 +22,12 @@ with the batch in hand: it tells the broker the messages are in progress (no
 redelivery, no attempt counted), probes the database with backoff, and handles the same
 batch again once it answers. A broker that cannot be fetched from is waited for the same
 way. Each outage is logged once when it starts and once when it ends.
+
+Personal fields sealed by their producer (personal.py) are opened before the message is
+validated, with the keys of the whole batch fetched at once. A message whose key was
+erased (its person forgotten) never reaches the handler: the subscription's ``forgotten``
+hook answers it, or it is acknowledged and skipped. A key store that cannot be reached
+is the broker being away: the message is tried again later, no attempt spent.
 """
 
 from __future__ import annotations
@@ -36,8 +42,14 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pizza.eventing import inbox, log_context, outbox, tracing
-from pizza.eventing.catalog import DEAD_LETTERS_PREFIX, Message, Registry, forgery
+from pizza.eventing import inbox, log_context, outbox, personal, tracing
+from pizza.eventing.catalog import (
+    DEAD_LETTERS_PREFIX,
+    Message,
+    MessageInfo,
+    Registry,
+    forgery,
+)
 from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.envelope import Envelope, MalformedMessage
 from pizza.eventing.outage import Outage, database_unavailable
@@ -88,6 +100,26 @@ class Received:
     envelope: Envelope
     message: Message
     handler: Handler
+    data_subject: str | None = None  # whose personal data it carried (a key reference)
+
+    @property
+    def info(self) -> MessageInfo:
+        return self.message.info
+
+
+@dataclass(slots=True)
+class _Forgotten:
+    """A message whose personal data can no longer be opened: its key was erased."""
+
+    envelope: Envelope
+    info: MessageInfo
+
+
+class _Later:
+    """The key store is away: the message waits, no attempt spent."""
+
+
+_LATER = _Later()
 
 
 @dataclass
@@ -162,17 +194,24 @@ class Consumer:
         """Handle one fetched batch, in the order the queue gave it."""
         self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, len(deliveries))
         received: list[Received] = []
-        for delivery in deliveries:
-            decoded = self._decode(delivery)
-            if not isinstance(decoded, Received):  # no retry can fix it
+        envelopes = [self._envelope(delivery) for delivery in deliveries]
+        keys = await self._keys(envelopes)
+        for delivery, read in zip(deliveries, envelopes, strict=True):
+            decoded = read if isinstance(read, str) else self._decode(delivery, read, keys)
+            if isinstance(decoded, str):  # no retry can fix it
                 await self._dead_letter(delivery, "malformed", decoded)
                 continue
+            if isinstance(decoded, _Later):  # the key store is away: no attempt spent
+                await _settle(delivery.nak(1.0))
+                continue
             forged = forgery(delivery.subject, decoded.envelope.metadata.source,
-                             decoded.message.info)
+                             decoded.info)
             if forged is not None:  # not from whom it says: never handled
                 await self._dead_letter(delivery, "forged", forged)
-                continue
-            received.append(decoded)
+            elif isinstance(decoded, _Forgotten):
+                await self._forgotten(delivery, decoded.envelope)
+            else:
+                received.append(decoded)
         if not received:
             return
         try:
@@ -247,18 +286,81 @@ class Consumer:
             await _rest(self._stopping, pause)
             pause = min(pause * 2, LONGEST_PAUSE)
 
-    def _decode(self, delivery: Delivery) -> Received | str:
+    @staticmethod
+    def _envelope(delivery: Delivery) -> Envelope | str:
+        try:
+            return Envelope.decode(delivery.data)
+        except MalformedMessage as error:
+            return str(error)
+
+    def _personal(self, envelope: Envelope) -> tuple[personal.Path, ...]:
+        cls = self.registry.get(envelope.metadata.type, envelope.metadata.version)
+        return personal.personal_fields(cls) if cls is not None else ()
+
+    async def _keys(self, envelopes: list[Envelope | str]) -> dict[str, bytes | None] | None:
+        """The keys of every sealed field in the batch, at once; None if the key store
+        cannot be reached now."""
+        refs: set[str] = set()
+        for envelope in envelopes:
+            if isinstance(envelope, Envelope):
+                paths = self._personal(envelope)
+                if paths:
+                    with contextlib.suppress(MalformedMessage):  # judged in _decode
+                        refs |= personal.refs_in(envelope.data, paths)
+        if not refs:
+            return {}
+        try:
+            return await personal.key_store(self.transport).get_many(refs)
+        except personal.KeyStoreUnavailable as error:
+            _broker_outage(self.transport).begin(self.name, error)
+            return None
+
+    def _decode(self, delivery: Delivery, envelope: Envelope,
+                keys: dict[str, bytes | None] | None) -> Received | _Forgotten | _Later | str:
         """The typed message and its handler, or why it cannot be handled."""
         try:
-            envelope = Envelope.decode(delivery.data)
             meta = envelope.metadata
             handler = self.subscription.handlers.get((meta.type, meta.version))
             if handler is None:
                 return f"{self.name} has no handler for {meta.type} v{meta.version}"
+            subject = None
+            cls = self.registry.get(meta.type, meta.version)
+            paths = personal.personal_fields(cls) if cls is not None else ()
+            if cls is not None and paths:
+                if keys is None and personal.refs_in(envelope.data, paths):
+                    return _LATER
+                try:
+                    subject = personal.open_data(envelope.data, paths, meta.id, keys or {})
+                except personal.Forgotten:
+                    return _Forgotten(envelope, cls.info)
             message = self.registry.decode(envelope)
         except MalformedMessage as error:
             return str(error)
-        return Received(delivery, envelope, message, handler)
+        return Received(delivery, envelope, message, handler, subject)
+
+    async def _forgotten(self, delivery: Delivery, envelope: Envelope) -> None:
+        """A message whose person was forgotten: once, the subscription's ``forgotten``
+        hook answers it (if it has one); then it is acknowledged. Never retried."""
+        meta = envelope.metadata
+        hook = self.subscription.forgotten
+        try:
+            async with self.db.begin() as conn:
+                ctx = Context(self.service, conn, meta)
+                if meta.id in await inbox.claim(conn, self.name, [meta.id]) and hook:
+                    await hook(ctx)
+                await outbox.write(conn, ctx.outgoing)
+        except Exception as error:  # the database is away, or the hook failed: later
+            log.warning("%s: %s %s (personal data forgotten) not settled yet: %s",
+                        self.name, meta.type, meta.id, str(error)[:200])
+            await _settle(delivery.nak(1.0))
+            return
+        if ctx.outgoing:
+            self.relay.wake()
+        run_commit_callbacks([ctx])
+        log.info("%s: %s %s carries personal data whose key was erased; %s", self.name,
+                 meta.type, meta.id, "answered" if hook else "skipped")
+        self.stats.handled += 1
+        await _settle(delivery.ack())
 
     async def _transaction(self, batch: list[Received]) -> None:
         if not tracing.recording():
@@ -278,7 +380,8 @@ class Consumer:
                 if meta.id not in new:
                     continue
                 new.discard(meta.id)  # a duplicate inside one batch is handled once
-                ctx = Context(self.service, conn, cause=meta)
+                ctx = Context(self.service, conn, cause=meta,
+                              data_subject=item.data_subject)
                 about = log_context.current.set(log_context.Handling(
                     self.service, self.subscription.name, meta, item.message))
                 started = time.perf_counter()

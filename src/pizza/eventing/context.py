@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pizza.eventing import tracing
+from pizza.eventing import personal, tracing
 from pizza.eventing.catalog import (
     REPLIES_PREFIX,
     Command,
@@ -48,6 +48,9 @@ class Context:
     correlation_id: str | None = None  # for a new story started by an HTTP command
     outgoing: list[Outgoing] = field(default_factory=list)
     committed: list[Callable[[], None]] = field(default_factory=list)
+    # Whose personal data the handled message carried (their key's reference, see
+    # personal.subject_ref), or None: what a service stores to erase it later.
+    data_subject: str | None = None
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this transaction has committed (never if it rolls back).
@@ -62,11 +65,15 @@ class Context:
         """The correlationId messages sent now carry: the cause's, or this new story's."""
         return self.cause.correlation_id if self.cause else self.correlation_id
 
-    def publish(self, event: Event, *, correlation_id: str | None = None) -> Metadata:
+    def publish(self, event: Event, *, correlation_id: str | None = None,
+                personal_data_of: str | None = None, erases: str | None = None) -> Metadata:
         """Publish an event (when the transaction commits).
 
         ``correlation_id`` continues a story known by its id when no message caused this
         one, e.g. a click in the kitchen about an order whose id was stored with the ticket.
+        ``personal_data_of``: whose personal fields it carries (sealed with their key).
+        ``erases``: the data subject this event forgets; their key is purged just before
+        it goes out, after everything written before it (see personal.py).
         """
         if not isinstance(event, Event):
             raise TypeError(f"publish() takes an Event, not {type(event).__name__}")
@@ -74,19 +81,23 @@ class Context:
             raise ValueError(f"{self.service} cannot publish {event.info.type}: "
                              f"{event.info.owner} owns it")
         return self._emit(event, event.info.subject, reply_to=None,
-                          correlation_id=correlation_id)
+                          correlation_id=correlation_id, personal_data_of=personal_data_of,
+                          erases=erases)
 
-    def send(self, command: Command, *, reply_to: str | None = "") -> Metadata:
+    def send(self, command: Command, *, reply_to: str | None = "",
+             personal_data_of: str | None = None) -> Metadata:
         """Send a command to its service; the answer comes to this service's reply subject.
 
-        ``reply_to=None`` sends it without asking for an answer.
+        ``reply_to=None`` sends it without asking for an answer. ``personal_data_of``:
+        whose personal fields it carries (required if it has any).
         """
         if not isinstance(command, Command):
             raise TypeError(f"send() takes a Command, not {type(command).__name__}")
         answer_to = reply_subject(self.service) if reply_to == "" else reply_to
         if answer_to is not None and not is_reply_subject(answer_to):
             raise Unpublishable(f"replyTo {answer_to[:80]!r} is not a reply subject")
-        return self._emit(command, command.info.subject, reply_to=answer_to)
+        return self._emit(command, command.info.subject, reply_to=answer_to,
+                          personal_data_of=personal_data_of)
 
     def reply(self, answer: Reply) -> Metadata | None:
         """Answer the command being handled on its replyTo; nothing if it asked for none."""
@@ -100,8 +111,13 @@ class Context:
         return self._emit(answer, self.cause.reply_to, reply_to=None)
 
     def _emit(self, message: Message, subject: str, reply_to: str | None,
-              correlation_id: str | None = None) -> Metadata:
+              correlation_id: str | None = None, personal_data_of: str | None = None,
+              erases: str | None = None) -> Metadata:
         info = message.info
+        personal_fields = personal.personal_fields(type(message))
+        if personal_fields and not personal_data_of:
+            raise ValueError(f"{info.type} v{info.version} carries personal data: say whose "
+                             "(personal_data_of=...)")
         meta = Metadata(
             type=info.type,
             version=info.version,
@@ -118,6 +134,12 @@ class Context:
         refusal = unpublishable(subject, payload)
         if refusal is not None:
             raise Unpublishable(f"{info.type} v{info.version}: {refusal}")
+        # The relay seals the personal fields (and purges an erased key) as it publishes:
+        # writing here never needs the key store.
+        if personal_fields and personal_data_of:
+            payload = personal.to_seal(payload, personal_data_of)
+        if erases:
+            payload = personal.to_erase(payload, erases)
         self.outgoing.append(Outgoing(meta.id, subject, payload, meta.traceparent))
         return meta
 

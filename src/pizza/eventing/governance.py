@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pizza.eventing.catalog import Message, Registry
 from pizza.eventing.compatibility import MODES, Incompatibility
 from pizza.eventing.compatibility import check as compare
+from pizza.eventing.personal import personal_fields
 from pizza.eventing.service import Service
 
 Key = tuple[str, int]
@@ -81,8 +82,15 @@ def producers(services: Iterable[Service], cls: type[Message]) -> list[str]:
             if any(sent.info.key == info.key for sent in service.sends)]
 
 
+def personal_field_names(cls: type[Message]) -> list[str]:
+    """The personal fields of a message (``items.*.name`` for a list's), in the wire's
+    names: sealed with their data subject's key on the bus (personal.py)."""
+    return [".".join(path) for path in personal_fields(cls)]
+
+
 def catalog(registry: Registry, services: Sequence[Service]) -> list[dict[str, Any]]:
-    """Every message type and version: subject, producer, consumers, deprecation, schema."""
+    """Every message type and version: subject, producer, consumers, deprecation, the
+    personal fields, schema."""
     entries = []
     for cls in registry:
         info = cls.info
@@ -99,6 +107,7 @@ def catalog(registry: Registry, services: Sequence[Service]) -> list[dict[str, A
             "consumers": consumers(services, info.key),
             "deprecated": info.deprecated is not None,
             "sunset": info.deprecated.isoformat() if info.deprecated else None,
+            "personal": personal_field_names(cls),
             "schema": registry.schema(cls),
         })
     return entries

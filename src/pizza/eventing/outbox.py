@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, text
 
-from pizza.eventing import inbox, tracing
+from pizza.eventing import inbox, personal, tracing
 from pizza.eventing.catalog import DEAD_LETTERS_PREFIX
 from pizza.eventing.storage import AsyncConnection, Database, outbox
 from pizza.eventing.transport.base import (
@@ -310,6 +310,11 @@ class Relay:
         by the broker (now or before), or refused and moved aside as dead letters."""
         if not rows:
             return 0
+        if personal.needs_work(row.message for row in rows):
+            # Seal personal fields and purge erased keys now, in order (KeyStoreUnavailable
+            # leaves every row for the next pass, like a broker that is away).
+            await personal.seal_outgoing([row.message for row in rows],
+                                         personal.sealing_store(self.transport))
         stored: set[str] = set()
         stale = [row for row in rows if row.created_at < datetime.now(UTC) - STALE_AFTER]
         if stale:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from pizza.eventing.host import ServiceHost
 
 Handler = Callable[[Any, Context], Awaitable[None]]
+# Answers a message whose personal data can no longer be opened (its key was erased);
+# ctx.cause is the message's metadata.
+ForgottenHook = Callable[[Context], Awaitable[None]]
 H = TypeVar("H", bound=Handler)
 Hook = Callable[["ServiceHost"], Awaitable[None]]
 W = TypeVar("W", bound=Callable[[], Awaitable[bool]])
@@ -77,6 +80,7 @@ class Subscription:
     max_attempts: int = 5
     backoff: Backoff = field(default_factory=Backoff)
     start: Literal["new", "all"] = "new"
+    forgotten: ForgottenHook | None = None  # none: such a message is acknowledged, skipped
 
     @property
     def messages(self) -> list[tuple[str, int]]:
@@ -106,9 +110,12 @@ class Service:
 
     def handles(self, message: type[Event] | type[Command], *, max_in_flight: int = 64,
                 max_attempts: int = 5, backoff: Backoff | None = None,
-                start: Literal["new", "all"] = "new",
-                name: str | None = None) -> Callable[[H], H]:
-        """Handle an event or a command through a durable queue of this service's own."""
+                start: Literal["new", "all"] = "new", name: str | None = None,
+                forgotten: ForgottenHook | None = None) -> Callable[[H], H]:
+        """Handle an event or a command through a durable queue of this service's own.
+
+        ``forgotten`` answers a message whose personal data was erased (see personal.py).
+        """
         info = message.info
 
         def register(handler: H) -> H:
@@ -123,6 +130,7 @@ class Service:
                 max_attempts=max_attempts,
                 backoff=backoff or Backoff(),
                 start=start,
+                forgotten=forgotten,
             )
             return handler
 

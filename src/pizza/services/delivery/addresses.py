@@ -14,12 +14,12 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, update
 
 from pizza.contracts.delivery import DeliveryAddressRegisteredV1
 from pizza.eventing import Context
 from pizza.eventing.storage import AsyncConnection
-from pizza.services.delivery.tables import addresses
+from pizza.services.delivery.tables import addresses, jobs
 from pizza.web.text import WHITESPACE, LongText, ShortText, stripped_or_none
 
 # Loosely UK: outward code (area letters, district digit, optional letter/digit), then
@@ -79,3 +79,16 @@ async def find(conn: AsyncConnection, delivery_id: str) -> dict[str, str | None]
     )
     row = result.first()
     return dict(row._mapping) if row is not None else None
+
+
+async def forget(conn: AsyncConnection, customer_id: str) -> int:
+    """Erase a forgotten customer's addresses, and the copies their open jobs took (a
+    driver then sees the job without an address); how many addresses there were."""
+    theirs = list((await conn.execute(
+        select(addresses.c.delivery_id).where(addresses.c.customer_id == customer_id)
+    )).scalars())
+    if theirs:
+        await conn.execute(update(jobs).where(jobs.c.delivery_id.in_(theirs))
+                           .values(address=None))
+        await conn.execute(delete(addresses).where(addresses.c.delivery_id.in_(theirs)))
+    return len(theirs)

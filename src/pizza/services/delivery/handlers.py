@@ -1,11 +1,16 @@
-"""What delivery does when the kitchen finishes an order or an order is cancelled."""
+"""What delivery does when the kitchen finishes an order, an order is cancelled, or a
+customer is forgotten."""
 
 from __future__ import annotations
 
+import logging
+
 from pizza.contracts.kitchen import OrderPreparedV1
-from pizza.contracts.orders import OrderCancelledV1
+from pizza.contracts.orders import CustomerForgottenV1, OrderCancelledV1
 from pizza.eventing import Context
-from pizza.services.delivery import jobs, service
+from pizza.services.delivery import addresses, jobs, service
+
+log = logging.getLogger("pizza.services.delivery")
 
 
 @service.handles(OrderPreparedV1)
@@ -19,3 +24,10 @@ async def withdraw_job(event: OrderCancelledV1, ctx: Context) -> None:
     """No driver leaves with (or hands over) a cancelled order, even if it was not
     prepared yet."""
     await jobs.withdraw(ctx, event.order_id)
+
+
+@service.handles(CustomerForgottenV1)
+async def forget_customer(event: CustomerForgottenV1, ctx: Context) -> None:
+    """An operator erased the customer: their addresses go, with every copy on a job."""
+    erased = await addresses.forget(ctx.db, event.customer_id)
+    log.info("a customer was forgotten: %d delivery address(es) erased", erased)

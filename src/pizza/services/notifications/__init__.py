@@ -20,7 +20,13 @@ service = Service(
 service.declare_publishes(EmailSentV1, EmailFailedV1)
 
 # Registered on import: the handler, the route, and the sink's start/stop.
-from pizza.services.notifications import api, handlers, mailbox, sender  # noqa: E402
+from pizza.services.notifications import (  # noqa: E402
+    api,
+    forgetting,
+    handlers,
+    mailbox,
+    sender,
+)
 from pizza.services.notifications.mailbox import start_sink, stop_sink  # noqa: E402
 
 service.router = api.router
@@ -30,4 +36,4 @@ service.on_start.append(sender.start)
 service.on_stop.append(sender.stop)
 service.on_stop.append(mailbox.stop_on_stop)
 
-__all__ = ["handlers", "service", "start_sink", "stop_sink"]
+__all__ = ["forgetting", "handlers", "service", "start_sink", "stop_sink"]

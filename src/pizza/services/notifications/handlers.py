@@ -10,6 +10,11 @@ EmailSent or EmailFailed then.
 What can be judged now is judged now: an email whose fields cannot make one (a line break
 in a header, an address that is none) is answered EmailFailed at once. (A replyTo that
 could never carry the answer is refused by the kernel before the handler runs.)
+
+The recipient and the body arrive sealed with the customer's key and are opened by the
+kernel; if the customer was forgotten before the email went, the key is gone and the
+command is answered EmailFailed "recipient forgotten" instead (``forgetting.py`` erases
+what was recorded before).
 """
 
 from __future__ import annotations
@@ -18,8 +23,16 @@ from pizza.contracts.notifications import EmailFailedV1, SendEmailV1
 from pizza.eventing import Context
 from pizza.services.notifications import mailer, outgoing, sender, service
 
+RECIPIENT_FORGOTTEN = "recipient forgotten"
 
-@service.handles(SendEmailV1, max_in_flight=32)
+
+async def recipient_forgotten(ctx: Context) -> None:
+    """A SendEmail whose recipient was forgotten (its key erased) before it was sent: no
+    email, and the sender hears why, once."""
+    ctx.reply(EmailFailedV1(reason=RECIPIENT_FORGOTTEN))
+
+
+@service.handles(SendEmailV1, max_in_flight=32, forgotten=recipient_forgotten)
 async def send_email(command: SendEmailV1, ctx: Context) -> None:
     meta = ctx.cause
     assert meta is not None  # a handler always has the message it handles
@@ -28,8 +41,10 @@ async def send_email(command: SendEmailV1, ctx: Context) -> None:
         mailer.compose(command, message_id)
         mailer.check_addresses(command)
     except mailer.PermanentFailure as failure:
-        if await outgoing.record(ctx.db, command, meta, message_id, failed=str(failure)):
+        if await outgoing.record(ctx.db, command, meta, message_id, failed=str(failure),
+                                 data_subject=ctx.data_subject):
             ctx.reply(EmailFailedV1(reason=str(failure)[:1000]))
         return
-    if await outgoing.record(ctx.db, command, meta, message_id):
+    if await outgoing.record(ctx.db, command, meta, message_id,
+                             data_subject=ctx.data_subject):
         ctx.on_commit(sender.wake)

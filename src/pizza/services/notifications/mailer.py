@@ -1,8 +1,11 @@
 """Handing an email to the SMTP server, and telling a lasting refusal from a passing one.
 
 A 5xx answer (recipient unknown, message refused) is permanent: sending again gives the
-same answer. A 4xx answer (greylisting, mailbox busy), a refused connection or a timeout
-is temporary: the same email may well go through later.
+same answer. A failure's text never quotes the address or the body (servers often echo
+the address): it travels in EmailFailed, the logs and the database, which must hold no
+personal data beyond what forgetting a customer erases. A 4xx answer (greylisting,
+mailbox busy), a refused connection or a timeout is temporary: the same email may well
+go through later.
 
 ``Connection`` keeps one SMTP connection open across emails (the sender hands it one
 email after another), and opens a new one when the server has dropped it.
@@ -54,14 +57,24 @@ def compose(command: SendEmailV1, message_id: str) -> EmailMessage:
         message["Message-ID"] = message_id
         message.set_content(command.body)
     except (ValueError, TypeError) as error:  # e.g. a line break inside a header
-        raise PermanentFailure(f"not a valid email: {error}") from None
+        raise PermanentFailure(
+            f"not a valid email: {_without(str(error), command.to, command.body)}") from None
     return message
+
+
+def _without(text: str, *personal: str) -> str:
+    """``text`` with every personal value (an address, a body) blanked out."""
+    for value in personal:
+        for form in {value, value.strip(), parseaddr(value)[1]}:
+            if len(form) >= 3:
+                text = text.replace(form, "<recipient>")
+    return text
 
 
 def _address(raw: str, role: str) -> str:
     address = parseaddr(raw)[1]
     if "@" not in address:
-        raise PermanentFailure(f"{role} {raw!r} is not an email address")
+        raise PermanentFailure(f"the {role} is not an email address")
     return address
 
 
@@ -83,13 +96,16 @@ class Connection:
         recipient = _address(command.to, "recipient")
         reused = self._smtp is not None and self._smtp.is_connected
         try:
-            await self._send(message, sender, recipient)
-        except Unreachable:
-            if not reused:
-                raise
-            # The kept connection had been dropped (the server's idle timeout): the email
-            # did not go; once more on a new connection.
-            await self._send(message, sender, recipient)
+            try:
+                await self._send(message, sender, recipient)
+            except Unreachable:
+                if not reused:
+                    raise
+                # The kept connection had been dropped (the server's idle timeout): the
+                # email did not go; once more on a new connection.
+                await self._send(message, sender, recipient)
+        except (PermanentFailure, TemporaryFailure) as failure:
+            raise type(failure)(_without(str(failure), command.to, recipient)) from None
 
     async def _send(self, message: EmailMessage, sender: str, recipient: str) -> None:
         try:
@@ -97,8 +113,7 @@ class Connection:
             await smtp.send_message(message, sender=sender, recipients=[recipient])
         except aiosmtplib.SMTPRecipientsRefused as refused:
             codes = [r.code for r in refused.recipients]
-            reason = "; ".join(f"{r.recipient}: {r.code} {r.message}"
-                               for r in refused.recipients)
+            reason = "; ".join(f"{r.code} {r.message}" for r in refused.recipients)
             failure = PermanentFailure if all(500 <= c < 600 for c in codes) else \
                 TemporaryFailure
             raise failure(f"recipient refused: {reason}") from None

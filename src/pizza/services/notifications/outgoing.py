@@ -62,9 +62,11 @@ def _now() -> datetime:
 
 
 async def record(conn: AsyncConnection, command: SendEmailV1, meta: Metadata,
-                 message_id: str, *, failed: str | None = None) -> bool:
-    """Write the email a command asks for (``failed``: already known unsendable, and why).
-    False if this command's row exists already (a redelivery): nothing to do then."""
+                 message_id: str, *, failed: str | None = None,
+                 data_subject: str | None = None) -> bool:
+    """Write the email a command asks for (``failed``: already known unsendable, and why;
+    ``data_subject``: whose personal data it is). False if this command's row exists
+    already (a redelivery): nothing to do then."""
     now = _now()
     inserted = await conn.scalar(
         upsert(conn, rows).values(
@@ -74,7 +76,8 @@ async def record(conn: AsyncConnection, command: SendEmailV1, meta: Metadata,
             correlation_id=meta.correlation_id, traceparent=meta.traceparent,
             reply_to=meta.reply_to, status=PENDING if failed is None else FAILED,
             attempts=0, next_attempt_at=now, last_error=failed, created_at=now,
-            done_at=None if failed is None else now, **{"from": command.sender})
+            done_at=None if failed is None else now, data_subject=data_subject,
+            **{"from": command.sender})
         .on_conflict_do_nothing().returning(rows.c.command_id))
     return inserted is not None
 

@@ -136,7 +136,8 @@ class Sender:
             command = email.as_command()
             await self.connection.deliver(command, mailer.compose(command, email.message_id))
         except mailer.PermanentFailure as failure:
-            log.warning("email %s to %s failed: %s", email.command.id, email.to[:80], failure)
+            # The id, never the address or the body: logs carry no personal data.
+            log.warning("email %s failed: %s", email.command.id, failure)
             return await self._answer(email, EmailFailedV1(reason=_bounded(str(failure))),
                                       error=_bounded(str(failure)))
         except mailer.TemporaryFailure as failure:
@@ -154,8 +155,8 @@ class Sender:
         the command is older than its deadline."""
         age = _age(email.command)
         if age >= give_up_after():
-            log.warning("email %s to %s: giving up after %.0fs: %s", email.command.id,
-                        email.to[:80], age, reason)
+            log.warning("email %s: giving up after %.0fs: %s", email.command.id, age,
+                        reason)
             failure = _bounded(f"gave up after {age:.0f}s: {reason}")
             await self._answer(email, EmailFailedV1(reason=failure), error=failure)
             return

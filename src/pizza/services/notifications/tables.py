@@ -46,8 +46,13 @@ outgoing_emails = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("done_at", DateTime(timezone=True)),
+    # Whose personal data the email is: the key reference its SendEmail was sealed for
+    # (eventing.personal.subject_ref of the customer id), by which CustomerForgotten finds
+    # the customer's emails; null for a command sent in the clear.
+    Column("data_subject", String(64)),
     Index("ix_outgoing_emails_due", "status", "next_attempt_at"),
     Index("ix_outgoing_emails_done", "done_at"),  # pruning finds old rows through it
+    Index("ix_outgoing_emails_subject", "data_subject"),
 )
 
 # Which letters the sink already holds, as a mail client knows them: one per recipient

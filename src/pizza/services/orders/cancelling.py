@@ -54,12 +54,14 @@ async def cancel_in(ctx: Context, order_id: str, reason: str,
         update(orders)
         .where(orders.c.id == order_id, orders.c.status.in_(allowed))
         .values(status="cancelled", cancelled_at=datetime.now(UTC))
-        .returning(orders.c.email))).first()
+        .returning(orders.c.email, orders.c.customer_id))).first()
     if changed is None:
         return False
     ctx.publish(OrderCancelledV1(order_id=order_id, reason=reason), correlation_id=order_id)
-    await emails.send(ctx, order_id, "cancelled",
-                      emails.cancelled(order_id, changed.email, reason))
+    if changed.email != emails.FORGOTTEN:
+        await emails.send(ctx, order_id, "cancelled",
+                          emails.cancelled(order_id, changed.email, reason),
+                          changed.customer_id)
     log.info("order %s cancelled: %s", order_id, reason)
     return True
 

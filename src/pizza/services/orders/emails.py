@@ -77,9 +77,16 @@ def cancelled(order_id: str, to: str, reason: str) -> SendEmailV1:
                        body=body)
 
 
-async def send(ctx: Context, order_id: str, kind: EmailKind, email: SendEmailV1) -> None:
-    """Send the command (answer to our reply subject) and record it as pending."""
-    meta = ctx.send(email)
+# What orders keeps as a forgotten customer's email address (forgetting.py): no email is
+# sent to it.
+FORGOTTEN = ""
+
+
+async def send(ctx: Context, order_id: str, kind: EmailKind, email: SendEmailV1,
+               customer_id: str) -> None:
+    """Send the command (answer to our reply subject) and record it as pending. Its
+    address and body are the customer's personal data, sealed with their key."""
+    meta = ctx.send(email, personal_data_of=customer_id)
     await ctx.db.execute(order_emails.insert().values(
         message_id=meta.id, order_id=order_id, kind=kind, status="pending", detail=None,
         created_at=datetime.now(UTC)))

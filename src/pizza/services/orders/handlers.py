@@ -77,9 +77,10 @@ async def complete(ctx: Context, order_id: str) -> None:
     ctx.publish(OrderCompletedV1(order_id=order_id, customer_id=order.customer_id,
                                  order_value=menu.pounds(order.value_pence),
                                  fulfilment=order.fulfilment))
-    await emails.send(ctx, order_id, "thanks",
-                      emails.thanks(order_id, order.email, order.value_pence,
-                                    order.fulfilment))
+    if order.email != emails.FORGOTTEN:
+        await emails.send(ctx, order_id, "thanks",
+                          emails.thanks(order_id, order.email, order.value_pence,
+                                        order.fulfilment), order.customer_id)
 
 
 @service.on_reply(EmailSentV1)
@@ -93,4 +94,4 @@ async def email_failed(answer: EmailFailedV1, ctx: Context) -> None:
     if not await emails.record_answer(ctx, "failed", answer.reason):
         log.info("EmailFailed for a command orders does not know (or already sent)")
     else:
-        log.warning("an order email failed: %s", answer.reason)
+        log.warning("an order email failed: %s", answer.reason[:200])

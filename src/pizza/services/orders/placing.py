@@ -240,6 +240,7 @@ async def announce(ctx: Context, order_id: str) -> None:
         ctx.publish(OrderConfirmedV1(order_value=value, **common), correlation_id=order_id)
     ctx.publish(OrderConfirmedV2(order_value=Money(amount=value, currency=menu.CURRENCY),
                                  **common), correlation_id=order_id)
-    await emails.send(ctx, order_id, "receipt",
-                      emails.receipt(order_id, order.email, lines, order.value_pence,
-                                     order.fulfilment))
+    if order.email != emails.FORGOTTEN:
+        await emails.send(ctx, order_id, "receipt",
+                          emails.receipt(order_id, order.email, lines, order.value_pence,
+                                         order.fulfilment), order.customer_id)
