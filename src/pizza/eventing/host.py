@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from pizza.eventing import inbox, outbox, settings, usage
+from pizza.eventing import inbox, outbox, settings, tracing, usage
 from pizza.eventing.catalog import Registry, registry
 from pizza.eventing.consumer import Consumer, ConsumerStats
 from pizza.eventing.context import Context, run_commit_callbacks
@@ -148,6 +148,8 @@ class ServiceHost:
         async with self.db.begin() as conn:
             ctx = Context(self.service.name, conn, cause=cause,
                           correlation_id=correlation_id)
+            if correlation_id is not None:  # later work on a new story continues this span
+                tracing.begin_story(self.service.name, correlation_id)
             yield ctx
             await outbox.write(conn, ctx.outgoing)
         if ctx.outgoing:

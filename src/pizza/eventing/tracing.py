@@ -147,6 +147,14 @@ def remembered(service: str, story: str) -> str | None:
     return _stories.get((service, story))
 
 
+def begin_story(service: str, story: str) -> None:
+    """Work that names a story (placing an order): if this service knows nothing of it
+    yet, later work on it continues the span we are in, even when nothing is sent now
+    (an order that waits for its delivery address is confirmed later, by a message)."""
+    if (service, story) not in _stories:
+        remember(service, story, _current())
+
+
 def _current() -> str | None:
     """The span we are in (with an SDK), or the remote context an HTTP request brought."""
     context = trace.get_current_span().get_span_context()
