@@ -87,7 +87,10 @@ async def broker(url: str, name: str = "pizza-tool") -> AsyncIterator[NATS]:
                          allow_reconnect=False, max_reconnect_attempts=1,
                          reconnect_time_wait=0.2, error_cb=_quiet, **connect_options()),
             CONNECT_SECONDS + 1)
-    except Exception:
+    except Exception as error:
+        if "authorization violation" in str(error).lower():
+            fail(f"the broker at {url} does not admit us: set PIZZA_NATS_CREDS, or run "
+                 "from the PIZZA_HOME of the `pizza up` that runs it (its operator seed)")
         fail(no_broker(url))
     try:
         yield nc

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import nats
 
+from pizza.cli_common import connect_options
 from pizza.eventing.transport.embedded import EmbeddedNats
 from pizza.eventing.transport.embedded import free_port as free_port  # for the tests
 
@@ -93,15 +94,21 @@ class Pizza:
     async def nats_url(self) -> str:
         return str((await self.http.get("/api/health")).json()["nats"])
 
+    async def connect(self) -> nats.NATS:
+        """A raw connection to the system's broker, as the tools make one: as the operator
+        of its PIZZA_HOME when the broker is `pizza up`'s own (it admits only its users)."""
+        home = Path(self.process.env["PIZZA_HOME"])
+        return await nats.connect(await self.nats_url(), **connect_options(home))
+
     async def stream_messages(self, stream: str = "PIZZA_EVENTS") -> int:
-        nc = await nats.connect(await self.nats_url())
+        nc = await self.connect()
         try:
             return int((await nc.jetstream().stream_info(stream)).state.messages)
         finally:
             await nc.close()
 
     async def last_seq(self, stream: str) -> int:
-        nc = await nats.connect(await self.nats_url())
+        nc = await self.connect()
         try:
             return int((await nc.jetstream().stream_info(stream)).state.last_seq)
         finally:
@@ -109,7 +116,7 @@ class Pizza:
 
     async def messages_after(self, stream: str, seq: int) -> list[bytes]:
         """The payloads a stream stored after sequence ``seq``, in order."""
-        nc = await nats.connect(await self.nats_url())
+        nc = await self.connect()
         try:
             js = nc.jetstream()
             last = int((await js.stream_info(stream)).state.last_seq)

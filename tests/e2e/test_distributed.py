@@ -1,5 +1,7 @@
 """Distributed mode: one `pizza serve` process per service (two for the kitchen), on
-PostgreSQL and a NATS server, talking only through the bus.
+PostgreSQL and a NATS server, talking only through the bus, each process as its own
+service: the server admits only the users `pizza broker-config` writes, and each process
+connects with its service's seed (PIZZA_NATS_CREDS).
 
 The test owns what it uses: a nats-server it starts on a free port with its own store,
 and a PostgreSQL database with a unique name, dropped at the end. It never touches a
@@ -20,8 +22,10 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from running_pizza import Process, environment, eventually, free_port
+from running_pizza import PIZZA, Process, environment, eventually, free_port
 
+from pizza.cli_common import connect_options
+from pizza.eventing.transport import credentials
 from pizza.eventing.transport.embedded import EmbeddedNats
 from pizza.web.identity import issue_token
 
@@ -59,14 +63,25 @@ async def test_separate_processes_complete_orders_and_share_the_kitchen(
         pytest.skip(f"PostgreSQL at {POSTGRES} is not running")
     processes: list[Process] = []
     smtp_port = free_port()
-    async with EmbeddedNats(tmp_path / "nats") as broker, fresh_database() as database_url:
+    # Written where the tools of this PIZZA_HOME find the operator's seed.
+    written = await asyncio.create_subprocess_exec(
+        PIZZA, "broker-config", "--out", str(tmp_path / "nats"), env=environment(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    said, _ = await asyncio.wait_for(written.communicate(), 60)
+    assert written.returncode == 0, said.decode()
+    seeds = tmp_path / "nats" / "credentials"
+    server = EmbeddedNats(tmp_path / "nats",
+                          authorization=(tmp_path / "nats/authorization.conf").read_text(),
+                          credentials=credentials.load(seeds / "operator.nk"))
+    async with server as broker, fresh_database() as database_url:
         env = environment(tmp_path, PIZZA_NATS_URL=broker.url, PIZZA_DATABASE_URL=database_url,
                           PIZZA_SIMULATE="1", PIZZA_SMTP_SINK="1",
                           PIZZA_SMTP_PORT=str(smtp_port))
 
         def serve(service: str) -> Process:
             port = free_port()
-            process = Process(["serve", service, "--port", str(port)], env,
+            own = {**env, "PIZZA_NATS_CREDS": str(seeds / f"{service}.nk")}
+            process = Process(["serve", service, "--port", str(port)], own,
                               tmp_path / f"{service}-{port}.log", f"http://127.0.0.1:{port}")
             process.start()
             processes.append(process)
@@ -134,7 +149,7 @@ async def check_the_story(orders_url: str, url: dict[str, str], kitchens: list[P
         assert sum(handled) == count, "every ticket opened once, by one of the two kitchens"
 
     prepared = "pizza.events.kitchen.OrderPrepared.v1"
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, **connect_options(Path(kitchens[0].env["PIZZA_HOME"])))
     info = await nc.jetstream().stream_info("PIZZA_EVENTS", subjects_filter=prepared)
     await nc.close()
     assert (info.state.subjects or {}).get(prepared) == count, "no order was cooked twice"

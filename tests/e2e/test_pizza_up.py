@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -193,7 +194,7 @@ async def test_every_message_redelivered_has_no_second_effect(start_pizza: Any) 
     mail_before = await emails_settled(pizza, f"{who}@example.com", 2)
 
     # Copy every message on the bus again, as redeliveries past the broker's dedup window.
-    nc = await nats.connect(await pizza.nats_url())
+    nc = await pizza.connect()
     js = nc.jetstream()
     copied = 0
     for stream in ("PIZZA_EVENTS", "PIZZA_COMMANDS", "PIZZA_REPLIES"):
@@ -299,7 +300,7 @@ async def test_tools_show_live_usage_and_dead_letters(start_pizza: Any) -> None:
     assert "kitchen" in rows["1"] and "tracking" not in rows["1"]
     assert "tracking" in rows["2"] and "orders" in rows["2"]
 
-    nc = await nats.connect(await pizza.nats_url())
+    nc = await pizza.connect()
     await nc.jetstream().publish("pizza.events.orders.OrderConfirmed.v2", b"{broken",
                                  headers={"Nats-Msg-Id": str(uuid.uuid4())})
     await nc.close()
@@ -324,3 +325,33 @@ async def test_pizza_order_finds_the_system_and_signs_in_from_its_home(
     kitchen = {"Authorization": f"Bearer {token}"}
     assert (await pizza.http.get("/api/kitchen/tickets", headers=kitchen)).status_code == 200
     assert (await pizza.http.get("/api/mailbox", headers=kitchen)).status_code == 403
+
+
+async def test_pizza_up_admits_only_its_own_users_on_its_broker(start_pizza: Any) -> None:
+    """Each service connects as its own user (the other tests show they all work so); a
+    client without credentials is refused at the door, and the seeds are the owner's."""
+    pizza = await start_pizza()
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(await pizza.nats_url(), allow_reconnect=False,
+                           max_reconnect_attempts=0, connect_timeout=2)
+    seeds = Path(pizza.process.env["PIZZA_HOME"]) / "nats" / "credentials"
+    assert sorted(seed.name for seed in seeds.iterdir()) == [
+        f"{name}.nk" for name in ("delivery", "kitchen", "loyalty", "notifications",
+                                  "operator", "orders", "pickup", "tracking")]
+    assert {seed.stat().st_mode & 0o777 for seed in seeds.iterdir()} == {0o600}
+
+    refused: list[str] = []
+
+    async def noted(error: Exception) -> None:
+        refused.append(str(error))
+
+    kitchen = await nats.connect(await pizza.nats_url(), error_cb=noted,
+                                 inbox_prefix="_INBOX_kitchen",
+                                 nkeys_seed=str(seeds / "kitchen.nk"))
+    try:
+        with pytest.raises(TimeoutError):
+            await kitchen.jetstream().publish("pizza.events.orders.OrderCompleted.v1",
+                                              b"{}", timeout=1.0)
+    finally:
+        await kitchen.close()
+    assert any("permissions violation" in error.lower() for error in refused), refused

@@ -25,6 +25,7 @@ from nats.js.errors import NotFoundError
 
 from harness import eventually
 from pizza.app import load
+from pizza.cli_common import pizza_command
 from pizza.contracts.orders import OrderConfirmedV1, OrderLine
 from pizza.eventing import ServiceHost
 from pizza.eventing.envelope import Envelope, Metadata
@@ -264,3 +265,24 @@ async def test_a_forged_source_is_dead_lettered_as_forged(
     lines = [r.getMessage() for r in caplog.records if "forged" in r.getMessage()]
     assert len(lines) == 1 and len(lines[0]) < 600, lines
     assert "'kitchen' does not match the subject" in lines[0]
+
+
+async def test_the_tools_connect_as_the_operator_and_say_so_when_not_admitted(
+        bus: tuple[EmbeddedNats, BrokerUsers], tmp_path: Path) -> None:
+    server, users = bus
+
+    async def deadletters(**extra: str) -> tuple[int, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIZZA_")}
+        env.update(PIZZA_HOME=str(tmp_path / "elsewhere"), PIZZA_NATS_URL=server.url, **extra)
+        tool = await asyncio.create_subprocess_exec(
+            *pizza_command(), "deadletters", "list", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        said, _ = await asyncio.wait_for(tool.communicate(), 60)
+        return tool.returncode or 0, said.decode()
+
+    code, said = await deadletters()
+    assert code == 1 and "does not admit us" in said and len(said.splitlines()) <= 2, said
+    code, said = await deadletters(PIZZA_NATS_CREDS=str(users.seeds[credentials.OPERATOR]))
+    assert code == 0, said
+    code, said = await deadletters(PIZZA_NATS_CREDS=str(tmp_path))
+    assert code == 1 and "cannot read NATS credentials" in said, said

@@ -187,6 +187,7 @@ class NatsTransport(Transport):
         self.name = name
         self.credentials = credentials
         self.identity = identity
+        self._refused: dict[str, float] = {}  # what the broker refused, and when we said so
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._closing = False
@@ -219,8 +220,10 @@ class NatsTransport(Transport):
 
         async def error(exc: Exception) -> None:
             if "permissions violation" in str(exc).lower():  # our code asked for too much
-                log.warning("the broker refused %s: %s", self.identity or self.name,
-                            str(exc)[:300])
+                what = str(exc)[:300]
+                if time.monotonic() - self._refused.get(what, -1e9) > 60:  # not per retry
+                    self._refused[what] = time.monotonic()
+                    log.warning("the broker refused %s: %s", self.identity or self.name, what)
                 return
             log.debug("NATS: %s", exc)
 

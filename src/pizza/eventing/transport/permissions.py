@@ -12,7 +12,8 @@ renders the nats-server ``authorization`` block: one nkey user per service, allo
   acknowledge and (for a replay) delete ITS OWN durable consumers, named
   ``<service>-<queue>``, plus the one short-lived consumer its outbox uses to look at the
   stream after a long stop (``<service>-outbox-lookup``); write its own key of the usage
-  bucket and read the others;
+  bucket and read the others; read the keys of personal data, and make and purge them
+  only if it produces personal data;
 * receive only on its own inbox (``_INBOX_<service>.>``), so it never sees the answers
   meant for another service.
 
@@ -40,7 +41,7 @@ from pizza.eventing.transport.base import STREAMS, stream_for
 from pizza.eventing.transport.credentials import inbox_prefix
 
 API = "$JS.API"
-KV_STREAM = f"KV_{usage.BUCKET}"
+KEYS_BUCKET = "PIZZA_KEYS"  # personal.KEYS_BUCKET: one key per data subject
 
 
 def lookup_consumer(identity: str) -> str:
@@ -105,14 +106,32 @@ def for_service(service: Service) -> Permissions:
                if not subject.startswith(DEAD_LETTERS_PREFIX)}
     for stream in sorted(lookups):
         publish += _consumer_api(stream, lookup_consumer(service.name))
-    publish += [
-        f"$KV.{usage.BUCKET}.{service.name}",
-        f"{API}.STREAM.INFO.{KV_STREAM}", f"{API}.STREAM.CREATE.{KV_STREAM}",
-        f"{API}.DIRECT.GET.{KV_STREAM}", f"{API}.DIRECT.GET.{KV_STREAM}.>",
-        f"{API}.STREAM.MSG.GET.{KV_STREAM}",
-    ]
+    # The usage registry: its own key; everyone's to read.
+    publish += [f"$KV.{usage.BUCKET}.{service.name}", *_bucket_api(usage.BUCKET)]
+    # The key store of personal data (personal.py): every service opens sealed fields;
+    # only one that produces personal fields makes (and, forgetting, purges) keys.
+    publish += _bucket_api(KEYS_BUCKET)
+    if seals_personal_data(service):
+        publish.append(f"$KV.{KEYS_BUCKET}.>")
     return Permissions(publish=tuple(dict.fromkeys(publish)),
                        subscribe=(f"{inbox_prefix(service.name)}.>",))
+
+
+def _bucket_api(bucket: str) -> list[str]:
+    """Open (and, the first to come, create) a key-value bucket, and read its keys."""
+    stream = f"KV_{bucket}"
+    return [f"{API}.STREAM.INFO.{stream}", f"{API}.STREAM.CREATE.{stream}",
+            f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>",
+            f"{API}.STREAM.MSG.GET.{stream}"]
+
+
+def seals_personal_data(service: Service) -> bool:
+    """Whether a message it publishes or sends has personal fields (sealed with a key)."""
+    try:
+        from pizza.eventing.personal import personal_fields
+    except ImportError:  # no personal data on the bus: no keys to make
+        return False
+    return any(personal_fields(cls) for cls in (*service.publishes, *service.sends))
 
 
 def _concrete(pattern: str) -> str:
