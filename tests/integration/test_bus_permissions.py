@@ -29,6 +29,7 @@ from pizza.cli_common import pizza_command
 from pizza.contracts.orders import OrderConfirmedV1, OrderLine
 from pizza.eventing import ServiceHost
 from pizza.eventing.envelope import Envelope, Metadata
+from pizza.eventing.personal import KEYS_BUCKET
 from pizza.eventing.transport import credentials
 from pizza.eventing.transport.base import DEAD_REASON, Outgoing
 from pizza.eventing.transport.embedded import EmbeddedNats
@@ -286,3 +287,23 @@ async def test_the_tools_connect_as_the_operator_and_say_so_when_not_admitted(
     assert code == 0, said
     code, said = await deadletters(PIZZA_NATS_CREDS=str(tmp_path))
     assert code == 1 and "cannot read NATS credentials" in said, said
+
+
+async def test_kitchen_reads_the_keys_of_personal_data_but_cannot_purge_one(
+        bus: tuple[EmbeddedNats, BrokerUsers]) -> None:
+    """Orders seals personal data (its SendEmail's recipient), so it makes and purges
+    keys; the kitchen only opens what it receives: forgetting a customer is not its call."""
+    server, users = bus
+    async with connected_as(server, users, "orders", Refusals()) as nc:
+        kv = await nc.jetstream().create_key_value(bucket=KEYS_BUCKET, history=1)
+        await kv.create("customer-ref", b"k" * 32)
+
+    refusals = Refusals()
+    async with connected_as(server, users, "kitchen", refusals) as nc:
+        kv = await nc.jetstream().key_value(KEYS_BUCKET)
+        assert (await kv.get("customer-ref")).value == b"k" * 32
+        with pytest.raises(TimeoutError):
+            await nc.jetstream().publish(f"$KV.{KEYS_BUCKET}.customer-ref", b"",
+                                         headers={"KV-Operation": "PURGE"}, timeout=1.0)
+        await eventually(lambda: refusals.violations(), timeout=5)
+        assert (await kv.get("customer-ref")).value == b"k" * 32, "the key is still there"

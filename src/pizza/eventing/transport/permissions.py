@@ -35,13 +35,13 @@ from pizza.eventing.catalog import (
     EVENTS_PREFIX,
     REPLIES_PREFIX,
 )
+from pizza.eventing.personal import KEYS_BUCKET, personal_fields
 from pizza.eventing.service import Service, queue_name
 from pizza.eventing.transport import credentials
 from pizza.eventing.transport.base import STREAMS, stream_for
 from pizza.eventing.transport.credentials import inbox_prefix
 
 API = "$JS.API"
-KEYS_BUCKET = "PIZZA_KEYS"  # personal.KEYS_BUCKET: one key per data subject
 
 
 def lookup_consumer(identity: str) -> str:
@@ -127,10 +127,6 @@ def _bucket_api(bucket: str) -> list[str]:
 
 def seals_personal_data(service: Service) -> bool:
     """Whether a message it publishes or sends has personal fields (sealed with a key)."""
-    try:
-        from pizza.eventing.personal import personal_fields
-    except ImportError:  # no personal data on the bus: no keys to make
-        return False
     return any(personal_fields(cls) for cls in (*service.publishes, *service.sends))
 
 
