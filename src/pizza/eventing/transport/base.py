@@ -6,6 +6,8 @@ JetStream (nats.py) is the real one; memory.py is a stand-in for fast unit tests
 from __future__ import annotations
 
 import abc
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +33,48 @@ STREAMS: dict[str, str] = {
 # Seconds within which the broker drops a re-publish of the same message id: longer than
 # any relay retry, so a crash between publish and outbox delete never duplicates.
 DUPLICATE_WINDOW = 120.0
+
+# How long each stream keeps a message and how much it holds at most (the oldest goes
+# first), by default; PIZZA_<STREAM>_MAX_AGE and PIZZA_<STREAM>_MAX_BYTES change them
+# (e.g. PIZZA_EVENTS_MAX_AGE=30d, PIZZA_DEADLETTERS_MAX_BYTES=2G; 0 is no limit). The
+# README says why each: events long enough to rebuild a read model from history,
+# commands and replies long enough to outlast a consumer's outage, dead letters long
+# enough for an operator to act on them.
+RETENTION_DEFAULTS: dict[str, tuple[str, str]] = {
+    "PIZZA_EVENTS": ("90d", "4G"),
+    "PIZZA_COMMANDS": ("3d", "512M"),
+    "PIZZA_REPLIES": ("3d", "512M"),
+    "PIZZA_DEADLETTERS": ("30d", "512M"),
+}
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZES = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    max_age: float  # seconds; 0: kept for ever
+    max_bytes: int  # -1: no limit
+
+
+def _amount(name: str, raw: str, units: dict[str, int], what: str) -> float:
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]?)[iI]?[bB]?\s*", raw)
+    if match is None or match.group(2).lower() not in units:
+        raise ValueError(f"{name}={raw!r} is not {what}")
+    return float(match.group(1)) * units[match.group(2).lower()]
+
+
+def retention(stream: str) -> Retention:
+    """The declared retention of one of STREAMS (read from the environment now)."""
+    age_default, bytes_default = RETENTION_DEFAULTS[stream]
+    age_name, bytes_name = f"{stream}_MAX_AGE", f"{stream}_MAX_BYTES"
+    max_age = _amount(age_name, os.environ.get(age_name) or age_default, _UNITS,
+                      "a duration such as 3600, 12h or 30d")
+    size = _amount(bytes_name, os.environ.get(bytes_name) or bytes_default, _SIZES,
+                   "a size such as 1048576, 512M or 4G")
+    if 0 < max_age < DUPLICATE_WINDOW:
+        raise ValueError(f"{age_name} must be 0 (no limit) or at least the duplicate "
+                         f"window, {DUPLICATE_WINDOW:.0f} s")
+    return Retention(max_age, int(size) if size > 0 else -1)
 
 # Header names carried by dead letters, next to the original payload.
 DEAD_REASON = "Pizza-Dead-Reason"

@@ -51,6 +51,7 @@ from pizza.eventing.transport.base import (
     QueueCounts,
     QueueSpec,
     Transport,
+    retention,
     stream_for,
     unpublishable,
 )
@@ -248,21 +249,46 @@ class NatsTransport(Transport):
         return options
 
     async def _ensure_stream(self, name: str, subject: str) -> None:
-        """Create the stream, or bring what we declare (its subjects and the duplicate
-        window) back where it drifted; its other settings are the operator's."""
+        """Create the stream, or bring what we declare (its subjects, the duplicate window
+        and its retention: max age and max bytes, ``base.retention``) back where it
+        drifted; its other settings are the operator's."""
+        keep = retention(name)
         try:
             info = await self.js.stream_info(name)
         except NotFoundError:
-            await self.js.add_stream(StreamConfig(name=name, subjects=[subject],
-                                                  duplicate_window=DUPLICATE_WINDOW))
+            await self._configure_stream(StreamConfig(
+                name=name, subjects=[subject], duplicate_window=DUPLICATE_WINDOW,
+                max_age=keep.max_age, max_bytes=keep.max_bytes), create=True)
             return
         config = info.config
-        if config.subjects != [subject] or abs(config.duplicate_window
-                                               - DUPLICATE_WINDOW) > 0.001:
-            log.info("stream %s: applying the declared subjects and duplicate window", name)
+        if (config.subjects != [subject]
+                or abs((config.duplicate_window or 0) - DUPLICATE_WINDOW) > 0.001
+                or abs((config.max_age or 0) - keep.max_age) > 0.001
+                or (config.max_bytes or -1) != keep.max_bytes):
+            log.info("stream %s: applying the declared subjects, duplicate window and "
+                     "retention (max age %.0f s, max bytes %d)", name, keep.max_age,
+                     keep.max_bytes)
             config.subjects = [subject]
             config.duplicate_window = DUPLICATE_WINDOW
-            await self.js.update_stream(config)
+            config.max_age = keep.max_age
+            config.max_bytes = keep.max_bytes
+            await self._configure_stream(config, create=False)
+
+    async def _configure_stream(self, config: StreamConfig, *, create: bool) -> None:
+        """Add or update a stream. A server that cannot reserve its max bytes (a small
+        disk: JetStream reserves a stream's limit up front) gets the stream without a
+        byte limit, its max age still kept, and says so in one line."""
+        apply = self.js.add_stream if create else self.js.update_stream
+        try:
+            await apply(config)
+        except APIError as error:
+            if error.err_code != 10047 or config.max_bytes in (None, -1):
+                raise
+            log.warning("stream %s: the server cannot reserve %d bytes (%s); keeping it "
+                        "without a byte limit, by age only", config.name, config.max_bytes,
+                        error.description)
+            config.max_bytes = -1
+            await apply(config)
 
     async def close(self) -> None:
         self._closing = True
