@@ -73,7 +73,7 @@ async def _upgrade(services: list[Service]) -> None:
         db = Database(service.name, tables=service.tables)
         try:
             async with asyncio.timeout(START_PATIENCE):
-                await db.create()
+                await db.create(log_changes=False)  # printed below
         except TimeoutError:
             fail(f"{service.name}: the database did not answer in {START_PATIENCE:.0f} s "
                  f"({_where(service.name)})")
@@ -94,11 +94,13 @@ async def _history(services: list[Service]) -> None:
         path = make_url(db.url).database if db.is_sqlite else None
         out.print(f"[bold]{service.name}[/] [dim]{escape(_where(service.name))}[/]")
         try:
+            recorded: tuple[str, ...] = ()
             if path and not _exists(path):  # no database yet: everything is pending
                 rows = [(chain, rev, False) for chain, rev in _revisions(db.chains)]
             else:
                 async with asyncio.timeout(START_PATIENCE), db.read() as conn:
                     rows = await conn.run_sync(migrations.history, db.chains)
+                    recorded = await conn.run_sync(migrations.recorded)
         except TimeoutError:
             fail(f"{service.name}: the database did not answer in {START_PATIENCE:.0f} s")
         finally:
@@ -108,6 +110,9 @@ async def _history(services: list[Service]) -> None:
             doc = (rev.doc or "").strip().splitlines()
             out.print(f"  {chain.label:<14} {escape(rev.revision):<22} {mark}  "
                       f"{escape(doc[0] if doc else '')}")
+        for newer in sorted(set(recorded) - {rev.revision for _chain, rev, _ in rows}):
+            out.print(f"  {'':<14} {escape(_bounded(newer)):<22} [red]unknown[/]  recorded "
+                      "by a newer release: this one leaves the schema as it is")
 
 
 def _exists(path: str) -> bool:

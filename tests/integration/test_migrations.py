@@ -473,3 +473,29 @@ async def test_services_starting_at_once_in_one_process_each_get_their_schema(
                 assert await conn.run_sync(migrations.differences, db.chains) == [], db.service
     finally:
         await asyncio.gather(*(db.close() for db in dbs))
+
+
+async def test_a_schema_a_newer_release_upgraded_is_left_as_it_is(tmp_path: Path) -> None:
+    """Rolling back, or an older process restarting during a rolling deploy, finds a
+    revision it does not know: it runs on the schema as it is, saying so, not crashing."""
+    url = f"sqlite:///{tmp_path / 'kitchen.db'}"
+    service = load(["kitchen"])[0]
+    first = Database("kitchen", url, tables=service.tables)
+    await first.create()
+    async with first.begin() as conn:
+        await conn.exec_driver_sql(
+            "UPDATE alembic_version SET version_num = 'kitchen_9999' "
+            "WHERE version_num LIKE 'kitchen_%'")
+    await first.close()
+
+    again = Database("kitchen", url, tables=service.tables)
+    await again.create()
+    try:
+        assert again.migrated.newer == ["kitchen_9999"]
+        assert "newer than this release" in again.migrated.summary()
+        async with again.read() as conn:
+            rows = await conn.run_sync(migrations.history, again.chains)
+        assert [(rev.revision, applied) for _chain, rev, applied in rows] == [
+            ("kernel_0001", True), ("kitchen_0001", False)]
+    finally:
+        await again.close()

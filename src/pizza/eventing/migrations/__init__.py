@@ -81,10 +81,14 @@ class Report:
     after: tuple[str, ...] = ()
     changes: list[Change] = field(default_factory=list)
     created_without_migrations: list[str] = field(default_factory=list)
+    newer: list[str] = field(default_factory=list)  # recorded revisions unknown here
 
     def summary(self) -> str:
         """One line: what was done (revision ids), or that the schema was up to date."""
         at = ", ".join(self.after) or "no revision"
+        if self.newer:
+            return (f"left as it is: at {at}, and {', '.join(self.newer)} is newer than "
+                    "this release (a newer release upgraded it)")
         if not self.changes:
             return f"up to date at {at}"
         adopted = [c.revision for c in self.changes if c.kind == "adopted"]
@@ -173,6 +177,11 @@ def upgrade(connection: Connection, chains: Sequence[Chain]) -> Report:
     cfg = config(chains, connection)
     script = ScriptDirectory.from_config(cfg)
     report = Report(before=recorded(connection))
+    report.newer = [revision for revision in report.before
+                    if revision not in known(script)]
+    if report.newer:  # a newer release upgraded it (rolling deploy, rollback): run on it
+        report.after = report.before
+        return report
     existing = set(inspect(connection).get_table_names())
     adopt: list[Script] = []
     for chain in chains:
@@ -192,6 +201,10 @@ def upgrade(connection: Connection, chains: Sequence[Chain]) -> Report:
     report.changes += cfg.attributes["changes"]
     report.after = recorded(connection)
     return report
+
+
+def known(script: ScriptDirectory) -> set[str]:
+    return {rev.revision for rev in script.walk_revisions()}
 
 
 def complete(connection: Connection, baseline: Script) -> list[str]:
@@ -342,7 +355,7 @@ def history(connection: Connection,
     """Every revision of every chain, oldest first, and whether the database has it."""
     cfg = config(chains, connection)
     script = ScriptDirectory.from_config(cfg)
-    heads = recorded(connection)
+    heads = [head for head in recorded(connection) if head in known(script)]
     applied: set[str] = set()
     for head in heads:
         applied |= {rev.revision for rev in script.iterate_revisions(head, "base")
