@@ -3,6 +3,9 @@ causes, to the simulated staff and the emails' replies; as W3C traceparent and a
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -281,18 +284,28 @@ async def test_an_orders_story_is_one_trace_from_the_http_request(
 
 def test_pizza_up_with_otlp_but_without_the_extra_says_which_extra_in_one_line(
         tmp_path: Path) -> None:
-    """A start, in a fresh interpreter that cannot import the exporter: one line, exit 1."""
-    code = ("import sys\n"
-            "sys.modules['opentelemetry.exporter.otlp.proto.http.trace_exporter'] = None\n"
-            "from pizza.cli import app\n"
-            "app(['up', '--port', '0'])\n")
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PIZZA_HOME": str(tmp_path), "PIZZA_TRACING": "otlp"})
-    assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert "PIZZA_TRACING=otlp" in result.stderr and "'.[otlp]'" in result.stderr
-    assert "Traceback" not in result.stderr
+    """A start where the exporter cannot be imported (by any process it starts): one
+    line, exit 1, nothing left running."""
+    hidden = tmp_path / "without-otlp"
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text(
+        "import sys\n"
+        "sys.modules['opentelemetry.exporter.otlp.proto.http.trace_exporter'] = None\n")
+    path = os.pathsep.join(filter(None, [str(hidden), os.environ.get("PYTHONPATH")]))
+    start = subprocess.Popen(
+        [sys.executable, "-c", "from pizza.cli import app; app(['up', '--port', '0'])"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": path, "PIZZA_HOME": str(tmp_path / "home"),
+             "PIZZA_TRACING": "otlp"})
+    try:
+        _out, stderr = start.communicate(timeout=45)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(start.pid, signal.SIGKILL)  # whatever it started goes too
+    assert start.returncode == 1, stderr
+    assert stderr.strip().count("\n") == 0, stderr
+    assert "PIZZA_TRACING=otlp" in stderr and "'.[otlp]'" in stderr
+    assert "Traceback" not in stderr
 
 
 @pytest.fixture
