@@ -17,7 +17,7 @@ from rich.table import Table
 
 from pizza import config, reaching
 from pizza.broker_cli import broker_config
-from pizza.cli_common import fail
+from pizza.cli_common import check_nats_creds, fail
 from pizza.deadletters_cli import deadletters
 from pizza.eventing import settings
 from pizza.events_cli import events
@@ -158,6 +158,7 @@ def serve(
     if service not in SERVICE_PORTS:
         raise typer.BadParameter(f"choose one of {', '.join(SERVICE_PORTS)}",
                                  param_hint="SERVICE")
+    check_nats_creds()
     if settings.nats_url() is None:  # it runs the embedded broker on PIZZA_HOME's store
         _claim_home(f"pizza serve {service}")
     elif settings.database_url() is None:  # its SQLite file under PIZZA_HOME

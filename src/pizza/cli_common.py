@@ -63,6 +63,16 @@ def tool_credentials(home: Path | None = None) -> Credentials | None:
         fail(str(error))
 
 
+def check_nats_creds() -> None:
+    """A PIZZA_NATS_CREDS that cannot be used fails at start, in one line."""
+    given = settings.nats_creds()
+    if given is not None:
+        try:
+            credentials.load(given)
+        except BadCredentials as error:
+            fail(f"PIZZA_NATS_CREDS: {error}")
+
+
 def connect_options(home: Path | None = None) -> dict[str, Any]:
     """``nats.connect`` keywords that present the tool's credentials (see above)."""
     found = tool_credentials(home)
