@@ -67,3 +67,21 @@ def test_only_the_producer_of_personal_data_writes_its_keys() -> None:
     writers = {name for name, (publish, _) in permissions().items()
                if "$KV.PIZZA_KEYS.>" in publish}
     assert writers == {"orders"}
+
+
+def test_a_source_that_the_subject_or_the_catalog_disproves_is_forged() -> None:
+    from pizza.contracts.notifications import EmailSentV1, SendEmailV1
+    from pizza.contracts.orders import OrderConfirmedV2
+    from pizza.eventing.catalog import forgery
+
+    event = OrderConfirmedV2.info
+    assert forgery(event.subject, "orders", event) is None
+    assert forgery(f"{event.subject}.retry.kitchen-open-ticket", "orders", event) is None
+    assert "does not match the subject" in (forgery(event.subject, "kitchen", event) or "")
+    answer = EmailSentV1.info  # on orders' reply subject, from notifications only
+    assert forgery("pizza.replies.orders", "notifications", answer) is None
+    assert "is not notifications" in (forgery("pizza.replies.orders", "kitchen", answer) or "")
+    command = SendEmailV1.info  # its subject names the target, not the sender
+    assert forgery(command.subject, "anyone", command) is None
+    long = forgery(event.subject, "x" * 500, event) or ""
+    assert 0 < len(long) < 400, "bounded, whatever the message claims"
