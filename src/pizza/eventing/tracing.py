@@ -55,8 +55,8 @@ if TYPE_CHECKING:
 _tracer = trace.get_tracer("pizza.eventing")
 
 NATS = "nats"
-# Stories whose last handled context a process keeps, for work that acts on them later.
-MAX_STORIES = 20_000
+# (service, story) pairs whose latest context a process keeps, for work on them later.
+MAX_STORIES = 50_000  # about 15 MB
 _stories: dict[tuple[str, str], str] = {}  # (service, correlationId) -> traceparent
 # The extra that brings the OTLP exporter, named when it is missing.
 OTLP_EXTRA = "pip install -e '.[otlp]'  (or: pip install 'pizza[otlp]')"
