@@ -5,13 +5,14 @@ PostgreSQL upgrade once. On SQLite and on a PostgreSQL database made for each te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,21 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path,
     if request.param == "sqlite":
         yield None
         return
+    async with new_postgres_database(monkeypatch) as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_database(tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    """A PostgreSQL database for this test alone (several processes share it)."""
+    monkeypatch.setenv("PIZZA_HOME", str(tmp_path))
+    async with new_postgres_database(monkeypatch) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def new_postgres_database(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
     reason = await postgres_reachable()
     if reason:
         pytest.skip(reason)
@@ -373,21 +389,13 @@ asyncio.run(main())
 """
 
 
-@pytest.fixture
-def postgres_only(database: str | None) -> Iterator[str]:
-    if database is None:
-        pytest.skip("concurrent starts share one database only on PostgreSQL "
-                    "(a SQLite file has one process)")
-    yield database
-
-
 @pytest.mark.parametrize("previous", [False, True], ids=["new", "previous-release"])
 async def test_processes_starting_together_upgrade_one_schema_once(
-        postgres_only: str, tmp_path: Path, previous: bool) -> None:
-    written = await make_previous_release("orders", postgres_only) if previous else {}
+        postgres_database: str, tmp_path: Path, previous: bool) -> None:
+    written = await make_previous_release("orders", postgres_database) if previous else {}
     go = tmp_path / "go"
     processes = [await asyncio.create_subprocess_exec(
-        sys.executable, "-c", START_TOGETHER, postgres_only, str(go),
+        sys.executable, "-c", START_TOGETHER, postgres_database, str(go),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE) for _ in range(4)]
     for process in processes:
         assert process.stdout is not None
@@ -401,17 +409,17 @@ async def test_processes_starting_together_upgrade_one_schema_once(
     lines = sorted(out.decode().strip() for out, _err in results)
     changed = [line for line in lines if "up to date" not in line]
     assert len(changed) == 1, f"one process upgrades, the others find it done: {lines}"
-    engine = engine_for("orders", postgres_only)
+    engine = engine_for("orders", postgres_database)
     try:
         async with engine.connect() as conn:
             versions = (await conn.exec_driver_sql(
                 'SELECT version_num FROM "orders".alembic_version')).scalars().all()
     finally:
         await engine.dispose()
-    chains = Database("orders", postgres_only, tables=load(["orders"])[0].tables).chains
+    chains = Database("orders", postgres_database, tables=load(["orders"])[0].tables).chains
     assert sorted(versions) == sorted(heads(chains)), "one row per chain, at its head"
     if previous:
-        after = await read_back("orders", postgres_only, written)
+        after = await read_back("orders", postgres_database, written)
         assert comparable(after["orders"]) == comparable(written["orders"])
 
 
