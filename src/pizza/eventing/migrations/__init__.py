@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -136,8 +137,9 @@ def _beside_tables_module(metadata: MetaData) -> Path | None:
     return None
 
 
+@functools.cache
 def _label(versions: Path) -> str | None:
-    """The branch label that a chain's first revision declares."""
+    """The branch label that a chain's first revision declares (read once a process)."""
     script = ScriptDirectory(str(HERE), version_locations=[str(versions)])
     for base in script.get_bases():
         labels = script.get_revision(base).branch_labels if base else ()
