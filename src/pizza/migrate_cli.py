@@ -50,7 +50,7 @@ def migrate(
         return
     unknown = [name for name in names if name not in SERVICES]
     if unknown:
-        raise typer.BadParameter(f"unknown service {', '.join(unknown)}: choose from "
+        raise typer.BadParameter(f"unknown service {_bounded(', '.join(unknown))}: choose from "
                                  f"{', '.join(SERVICES)}", param_hint="SERVICE")
     chosen = load(names or list(SERVICES))
     if check:

@@ -507,3 +507,20 @@ async def test_a_schema_a_newer_release_upgraded_is_left_as_it_is(tmp_path: Path
             ("kernel_0001", True), ("kitchen_0001", False)]
     finally:
         await again.close()
+
+
+def test_pizza_migrate_check_and_history_change_nothing(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIZZA_HOME", str(tmp_path))
+    monkeypatch.delenv("PIZZA_DATABASE_URL", raising=False)
+
+    check = pizza("migrate", "--check")
+    history = pizza("migrate", "--history", "kitchen")
+
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert all(service in check.stdout for service in SERVICES), check.stdout
+    assert history.returncode == 0, history.stderr
+    assert "kitchen_0001" in history.stdout and "pending" in history.stdout
+    assert not (tmp_path / "kitchen.db").exists(), "--history creates no database"
+    refused = pizza("migrate", "no-such-service")
+    assert refused.returncode != 0 and "unknown service" in refused.stderr

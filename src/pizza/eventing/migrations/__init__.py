@@ -48,7 +48,6 @@ KERNEL_VERSIONS = HERE / "versions"
 KERNEL = "kernel"
 VERSION_TABLE = "alembic_version"
 
-log = logging.getLogger("pizza.eventing.migrations")
 # Alembic says "Context impl ...", "setup plugin ..." at INFO on every start of every
 # service; what was done is said by us, in one line (Report.summary). A level the user
 # set for Alembic wins.
@@ -173,8 +172,10 @@ def upgrade(connection: Connection, chains: Sequence[Chain]) -> Report:
     """Bring the database to the head of every chain, in the caller's transaction.
 
     A chain with no recorded revision whose tables already exist (made by the release
-    before migrations, with ``create_all``) is stamped at its baseline first, so its
-    data stays and only what came after the baseline runs.
+    before migrations, with ``create_all``) is completed to its baseline and stamped
+    there first, so its data stays and only what came after the baseline runs. A
+    database that records a revision this code does not know (a newer release upgraded
+    it) is left as it is (``Report.newer``).
     """
     cfg = config(chains, connection)
     script = ScriptDirectory.from_config(cfg)
