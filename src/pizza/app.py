@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 
 from pizza import config
 from pizza.eventing import Service, tracing
 from pizza.eventing.host import Runtime
 from pizza.eventing.transport.embedded import free_port
-from pizza.web import access, errors, identity
-from pizza.web import catalog as catalog_routes
+from pizza.web import errors, shell
 from pizza.web import metrics as web_metrics
 
 log = logging.getLogger("pizza")
@@ -49,6 +48,9 @@ class Extras:
 
     smtp_sink: bool = False
     loyalty_saas: bool = False
+    # The environment of service processes started apart (gateway.py): told where the
+    # extras are and what `pizza up` was asked (simulate, ...) once they have started.
+    children: dict[str, str] | None = None
     started: list[Any] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -62,6 +64,8 @@ class Extras:
             server, task = await loyalty_saas.serve("127.0.0.1", 0)
             self.started.append((server, task))
             config.configure(loyalty_saas_url=loyalty_saas.url(server))
+        if self.children is not None:
+            self.children.update(_as_environment(config.settings()))
 
     async def stop(self) -> None:
         from pizza.thirdparty import loyalty_saas
@@ -70,6 +74,24 @@ class Extras:
             with contextlib.suppress(Exception):
                 await loyalty_saas.stop(server, task)
         self.started.clear()
+
+
+def _as_environment(current: config.Settings) -> dict[str, str]:
+    """The settings a `pizza serve` child needs, as the PIZZA_* variables it reads. The
+    gateway in front of the children limits the rate; they do not again."""
+    told = {"PIZZA_SIMULATE": "1" if current.simulate else "0",
+            "PIZZA_COOK_SECONDS": str(current.cook_seconds),
+            "PIZZA_DRIVE_SECONDS": str(current.drive_seconds),
+            "PIZZA_SMTP_HOST": current.smtp_host, "PIZZA_SMTP_PORT": str(current.smtp_port),
+            "PIZZA_SMTP_SINK": "1" if current.smtp_sink else "0",
+            "PIZZA_LOYALTY_BACKEND": current.loyalty_backend,
+            "PIZZA_ORDER_CONFIRMED_V1": current.order_confirmed_v1,
+            "PIZZA_RATE_LIMIT": "off"}
+    if current.loyalty_saas_url:
+        told["PIZZA_LOYALTY_SAAS_URL"] = current.loyalty_saas_url
+    if current.redis_url:
+        told["PIZZA_REDIS_URL"] = current.redis_url
+    return told
 
 
 def create_app(services: Sequence[Service], *, extras: Extras | None = None,
@@ -93,23 +115,13 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
             await runtime.stop()
             await extras.stop()
 
-    app = FastAPI(
-        title="Plant-Based Pizza",
-        description="An event-driven pizza company: thin synchronous commands, "
-        "everything else through events on NATS JetStream.",
-        version="0.1.0",
-        lifespan=lifespan,
-    )
-    errors.install(app)
+    app = shell.new_app(lifespan)
     tracing.install_http(app)  # a SERVER span per request: an order's trace starts there
-    current = config.settings()
-    access.install(app, identity.verifier(), rate_limit=current.rate_limit,
-                   cors_origins=current.cors_origins)
+    shell.guard(app)
     web_metrics.install(app, runtime.metrics)  # outermost: it counts refusals too
     for service in services:
         if service.router is not None:
             app.include_router(service.router)
-    app.include_router(catalog_routes.router(services))
 
     @app.get("/api/health", tags=["system"])
     async def health() -> dict[str, Any]:
@@ -179,18 +191,5 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
         await host.replay()
         return {"service": service, "replaying": [c.name for c in host.consumers]}
 
-    if not config.settings().oidc_issuer:
-        issuer = identity.local_issuer()
-
-        @app.get("/.well-known/jwks.json", tags=["system"])
-        async def jwks() -> dict[str, Any]:
-            """The public key of this system's own token issuer (JSON Web Key Set)."""
-            return issuer.jwks()
-
-    @app.get("/", include_in_schema=False, response_model=None)
-    async def home() -> HTMLResponse | RedirectResponse:
-        from pizza.web import pages
-
-        return HTMLResponse(pages.HOME) if pages.HOME else RedirectResponse("/docs")
-
+    shell.add_public_routes(app, services)
     return app

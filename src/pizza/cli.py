@@ -24,7 +24,6 @@ from pizza.events_cli import events
 from pizza.migrate_cli import migrate
 from pizza.status_cli import status as status_command
 from pizza.torture.command import torture
-from pizza.web.identity import ROLES
 
 app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStream.",
                   no_args_is_help=True, add_completion=False)
@@ -41,12 +40,12 @@ SERVICE_PORTS = {"orders": 8001, "kitchen": 8002, "delivery": 8003, "pickup": 80
 ANSWER_SECONDS = 3.0  # how long a tool waits for the system to accept a connection
 
 
-def _claim_home(command: str, shared_by: str | None = None) -> None:
+def _claim_home(command: str, shared_by: str | None = None, supervised: bool = False) -> None:
     """One PIZZA_HOME, one system: refuse at once, before touching the broker or a file."""
     from pizza import home
 
     try:
-        home.claim(command, shared_by=shared_by)
+        home.claim(command, shared_by=shared_by, supervised=supervised)
     except home.HomeInUse as refused:
         fail(str(refused))
     except OSError as error:
@@ -84,11 +83,16 @@ def up(
     drive_seconds: Annotated[float, typer.Option(help="Simulated driving time.")] = 0.0,
     loyalty: Annotated[str, typer.Option(
         help="Loyalty backend: our own 'ledger' or the third-party 'saas'.")] = "",
+    processes: Annotated[int, typer.Option(
+        help="0: a process per service (every core); 1: all in this process.")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """The whole system in one process: embedded NATS, every service, the SMTP sink."""
+    """The whole system: embedded NATS, every service, the SMTP sink, one origin."""
+    if processes not in (0, 1):
+        raise typer.BadParameter("0 (a process per service) or 1 (one process)",
+                                 param_hint="--processes")
     _claim_home("pizza up")  # first: a second system must not touch this one's broker
-    from pizza.app import Extras, create_app, load
+    from pizza.app import SERVICES, Extras, create_app, load
 
     _logging(verbose)
     changes: dict[str, Any] = {"simulate": simulate or config.settings().simulate}
@@ -101,7 +105,15 @@ def up(
             raise typer.BadParameter("choose 'ledger' or 'saas'", param_hint="--loyalty")
         changes["loyalty_backend"] = loyalty
     config.configure(**changes)
-    fastapi_app = create_app(load(), extras=Extras(smtp_sink=True, loyalty_saas=True))
+    if processes == 1:
+        fastapi_app = create_app(load(), extras=Extras(smtp_sink=True, loyalty_saas=True))
+    else:
+        from pizza.gateway import create_gateway
+        from pizza.supervisor import Supervisor
+
+        supervisor = Supervisor(SERVICES, dict(os.environ))
+        fastapi_app = create_gateway(load(), supervisor, Extras(
+            smtp_sink=True, loyalty_saas=True, children=supervisor.base_env))
     url = f"http://{host}:{port}"
     console.print(f"[bold green]Plant-Based Pizza[/] on [link={url}]{url}[/]")
     console.print(f"  API docs   {url}/docs")
@@ -110,7 +122,8 @@ def up(
     console.print(f"  catalog    {url}/api/catalog")
     console.print(f"  state      {os.environ.get('PIZZA_HOME', '.pizza')}"
                   + ("   (simulating staff)" if changes["simulate"] else ""))
-    console.print(f"  sign in    pizza token --role operator   (roles: {', '.join(ROLES)})")
+    console.print("  sign in    pizza token --role operator   (or customer, kitchen, driver, "
+                  "counter)")
     console.print("Ctrl-C stops it cleanly.")
     reaching.record_url(url)  # the tools on this PIZZA_HOME find the system here
     try:
@@ -121,7 +134,8 @@ def up(
 
 @app.command()
 def token(
-    role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")],
+    role: Annotated[str, typer.Option(
+        help="customer, kitchen, driver, counter or operator.")],
     customer: Annotated[str | None, typer.Option(
         help="The customer id a customer's token acts for.")] = None,
     ttl: Annotated[float, typer.Option(help="Seconds the token is valid.")] = 3600.0,
@@ -159,7 +173,11 @@ def serve(
         raise typer.BadParameter(f"choose one of {', '.join(SERVICE_PORTS)}",
                                  param_hint="SERVICE")
     check_nats_creds()
-    if settings.nats_url() is None:  # it runs the embedded broker on PIZZA_HOME's store
+    from pizza.supervisor import SUPERVISED
+
+    if os.environ.get(SUPERVISED):  # a process of `pizza up`, which holds the home
+        _claim_home(f"pizza serve {service}", shared_by=service, supervised=True)
+    elif settings.nats_url() is None:  # it runs the embedded broker on PIZZA_HOME's store
         _claim_home(f"pizza serve {service}")
     elif settings.database_url() is None:  # its SQLite file under PIZZA_HOME
         _claim_home(f"pizza serve {service}", shared_by=service)

@@ -31,31 +31,39 @@ class HomeInUse(RuntimeError):
     """Another process runs a system on this PIZZA_HOME."""
 
 
-def claim(command: str, *, shared_by: str | None = None) -> None:
+def claim(command: str, *, shared_by: str | None = None, supervised: bool = False) -> None:
     """Take the home for ``command`` ("pizza up"); raise HomeInUse if another has it.
 
     ``shared_by`` (a service name) takes the home shared and that service's own lock
     exclusively, so several `pizza serve` of different services may share a home.
+    ``supervised``: a service process of `pizza up`, which holds the whole home for it;
+    only the service's own lock is taken.
     """
     home = settings.home()
     home.mkdir(parents=True, exist_ok=True)
-    whole = _open(home / LOCK_FILE)
-    if not _lock(whole, shared=shared_by is not None):
-        whole.close()
-        raise HomeInUse(_refusal(command, home))
+    held: list[IO[str]] = []
+    if not supervised:
+        whole = _open(home / LOCK_FILE)
+        if not _lock(whole, shared=shared_by is not None):
+            whole.close()
+            raise HomeInUse(_refusal(command, home))
+        if shared_by is None:
+            _record(whole, command)
+            _held.append(whole)
+            return
+        held.append(whole)
     if shared_by is None:
-        _record(whole, command)
-        _held.append(whole)
-        return
+        raise ValueError("a supervised process runs one service: name it (shared_by)")
     own = _open(home / f"pizza.{shared_by}.lock")
     if not _lock(own, shared=False):
         holder = _holder(own)
         own.close()
-        whole.close()
+        for file in held:
+            file.close()
         raise HomeInUse(f"{command}: {shared_by} on PIZZA_HOME {home} is in use by "
                         f"{holder}; stop it or use another PIZZA_HOME")
     _record(own, command)
-    _held.extend((whole, own))
+    _held.extend((*held, own))
 
 
 def release() -> None:

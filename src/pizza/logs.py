@@ -29,7 +29,7 @@ from pizza.log_limits import MAX_CHARACTERS, bounded
 
 FORMATS = ("text", "json")
 MAX_TRACEBACK = 8000  # characters of a formatted exception, its message included
-NOISY = ("aiosqlite", "asyncio", "nats", "uvicorn.access", "mail.log")
+NOISY = ("aiosqlite", "asyncio", "nats", "uvicorn.access", "mail.log", "httpx")
 # Extra fields a caller may pass (``log.info(..., extra={"orderId": ...})``).
 EXTRA_FIELDS = ("service", "queue", "correlationId", "orderId", "traceId", "messageId",
                 "messageType")

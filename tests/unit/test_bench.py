@@ -104,3 +104,23 @@ def test_unknown_scenario_is_refused(tmp_path: Path) -> None:
     assert "e2e" in SCENARIOS
     with pytest.raises(ValueError, match="unknown scenario"):
         run(["nope"], quick=True, out=tmp_path / "r.json", plot_dir=None)
+
+
+def test_a_peer_that_is_not_installed_is_skipped_not_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default install (`pip install -e .`) has no FastStream: the consume scenario
+    still measures the kernel against raw nats-py, lists the peer as skipped, and the run
+    is not marked failed."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "faststream" else real(name, *a))
+    out = tmp_path / "results.json"
+    with (tmp_path / "tables.txt").open("w") as tables:
+        results = run(["consume"], quick=True, out=out, plot_dir=None, n=200, rounds=1,
+                      console=Console(file=tables, width=140))
+    consume = results["scenarios"]["consume"]
+    _check_scenario(consume, {"kernel", "raw"}, {"kernel/raw"}, 200)
+    assert consume["skipped"] == ["faststream", "faststream_batch"]
+    assert any("FastStream is not installed" in note for note in consume["notes"])

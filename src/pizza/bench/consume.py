@@ -20,6 +20,7 @@ N is rounded up to a multiple of 256, so that no variant waits on a partial last
 """
 
 import asyncio
+import importlib.util
 import logging
 import time
 from typing import Any
@@ -87,6 +88,8 @@ async def scenario(settings: Settings) -> dict[str, Any]:
     count = round_up(settings.count(5_000, 50_000))
     rounds = settings.round_count
     runs = iter(range(1_000_000))
+    # FastStream is a peer to compare with, not a dependency: without it, run the rest.
+    peer_installed = importlib.util.find_spec("faststream") is not None
 
     async with private_broker("consume") as (home, server):
         transport = NatsTransport(server.url, name="bench-kernel")
@@ -190,12 +193,13 @@ async def scenario(settings: Settings) -> dict[str, Any]:
 
             return run
 
+        contenders: dict[str, Any] = {"kernel": run_kernel, "raw": run_raw}
+        if peer_installed:
+            contenders.update(faststream=faststream_run(batch=False),
+                              faststream_batch=faststream_run(batch=True))
         try:
-            seconds = await alternate(
-                settings.select({"kernel": run_kernel, "raw": run_raw,
-                                 "faststream": faststream_run(batch=False),
-                                 "faststream_batch": faststream_run(batch=True)}),
-                count, rounds, warmup=settings.warmup(count))
+            seconds = await alternate(settings.select(contenders), count, rounds,
+                                      warmup=settings.warmup(count))
         finally:
             await nc.close()
             await transport.close()
@@ -220,5 +224,9 @@ async def scenario(settings: Settings) -> dict[str, Any]:
             "(kernel) fresh SQLite file per run",
             "max_ack_pending=256 for every variant; FastStream per-message logging off",
             f"N rounded up to a multiple of {BATCH}",
+            *([] if peer_installed else [
+                "FastStream is not installed: its variants were skipped "
+                "(pip install -e '.[bench]' to compare)"]),
         ],
+        **({} if peer_installed else {"skipped": ["faststream", "faststream_batch"]}),
     }

@@ -111,7 +111,7 @@ class Gate:
         self.app = app
         self.routes = routes
         self.verifier = verifier
-        self.limits = parse_many(rate_limit) if rate_limit.strip() else []
+        self.limits = parse_many(rate_limit) if limiting(rate_limit) else []
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -176,6 +176,11 @@ class Gate:
                 stats = await self.limiter.get_window_stats(limit, "anonymous", key)
                 return max(1, int(stats.reset_time - time.time()) + 1)
         return None
+
+
+def limiting(rate_limit: str) -> bool:
+    """Whether a rate limit is set (``off`` or nothing: none)."""
+    return rate_limit.strip().lower() not in ("", "off")
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -285,7 +290,7 @@ def install(app: FastAPI, verifier: Verifier, *, rate_limit: str = "",
                            allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
                            max_age=600)
-    _document(app, bool(rate_limit.strip()))
+    _document(app, limiting(rate_limit))
 
 
 def _document(app: FastAPI, limited: bool) -> None:

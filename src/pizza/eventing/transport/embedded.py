@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -54,6 +55,13 @@ def _parent_death_signal(parent: int) -> None:
     _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before the line above: go too
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for a child process that must not outlive this one (Linux)."""
+    if _prctl is None:
+        return None
+    return functools.partial(_parent_death_signal, os.getpid())
 
 
 _prctl: Any = None
@@ -118,8 +126,7 @@ class EmbeddedNats:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=(functools.partial(_parent_death_signal, os.getpid())
-                        if _prctl is not None else None),
+            preexec_fn=dies_with_parent(),
         )  # fmt: skip
         atexit.register(self._kill_at_exit)
         try:

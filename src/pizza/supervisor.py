@@ -1,0 +1,170 @@
+"""`pizza up` on every core: each service in a process of its own, under one supervisor.
+
+The supervisor is the process `pizza up` starts. It holds ``$PIZZA_HOME``, runs the
+embedded broker (with a user per service, ``transport/permissions.py``) and the simulated
+loyalty SaaS, and starts one child per service: ``pizza serve SERVICE`` on a free local
+port, the very command of distributed mode, with the broker's URL and the service's own
+credentials. It then serves the one public origin (``gateway.py``), forwarding each
+route to the child whose service declares it.
+
+* **One log**: every line a child writes is printed by the supervisor, prefixed with the
+  service's name (children log one plain line per event when not on a terminal).
+* **Restarts**: a child that exits is started again after a backoff (0.5 s, doubling to
+  30 s; from the start again once it has run ``STEADY`` seconds), and ``/api/health``
+  shows it ``down`` meanwhile. Its queue keeps its messages, so nothing is lost.
+* **One Ctrl-C**: children run in sessions of their own (the terminal's SIGINT reaches
+  only the supervisor), which stops them with SIGINT, waits for their clean stop, then
+  stops the broker. A supervisor killed with SIGKILL takes them along: the kernel sends
+  each child SIGTERM when its parent dies (Linux), as it does to the embedded broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pizza.cli_common import pizza_command
+from pizza.eventing import settings
+from pizza.eventing.service import Backoff
+from pizza.eventing.transport import credentials
+from pizza.eventing.transport.embedded import EmbeddedNats, dies_with_parent, free_port
+from pizza.eventing.transport.permissions import broker_users
+from pizza.log_limits import MAX_CHARACTERS
+
+log = logging.getLogger("pizza.supervisor")
+
+STEADY = 30.0  # seconds a child must run for its next restart to wait the shortest time
+STOP_SECONDS = 20.0  # a child's clean stop; then it is killed
+START_SECONDS = 90.0
+SUPERVISED = "PIZZA_SUPERVISED"  # set in a child's environment: its home is held for it
+
+
+@dataclass
+class Child:
+    """One service's process, as the supervisor knows it."""
+
+    service: str
+    port: int
+    env: dict[str, str]
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    exits: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    @property
+    def state(self) -> str:
+        return "running" if self.running else "down"
+
+
+class Supervisor:
+    """The broker and one child process per service (see the module's docstring)."""
+
+    def __init__(self, services: Sequence[str], env: dict[str, str],
+                 backoff: Backoff | None = None) -> None:
+        self.services = list(services)
+        self.base_env = env
+        self.backoff = backoff or Backoff(initial=0.5, factor=2.0, maximum=30.0)
+        self.broker: EmbeddedNats | None = None
+        self.children: dict[str, Child] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    @property
+    def nats_url(self) -> str | None:
+        return self.broker.url if self.broker is not None else None
+
+    async def start(self) -> None:
+        from pizza.app import load
+
+        users = broker_users(load(self.services), settings.credentials_dir())
+        self.broker = EmbeddedNats(
+            settings.home() / "nats", authorization=users.config,
+            credentials=credentials.load(users.seeds[credentials.OPERATOR]))
+        await self.broker.start()
+        settings.broker_file().write_text(self.broker.url)
+        for name in self.services:
+            env = {**self.base_env, "PIZZA_NATS_URL": self.broker.url,
+                   "PIZZA_NATS_CREDS": str(users.seeds[name]), SUPERVISED: "1"}
+            self.children[name] = Child(name, free_port(), env)
+        self._tasks = [asyncio.create_task(self._keep_running(child), name=child.service)
+                       for child in self.children.values()]
+
+    async def _keep_running(self, child: Child) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            child.process = await asyncio.create_subprocess_exec(
+                *pizza_command(), "serve", child.service, "--port", str(child.port),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, env=child.env, start_new_session=True,
+                preexec_fn=dies_with_parent())
+            child.started_at = time.monotonic()
+            pump = asyncio.create_task(_print_lines(child))
+            code = await child.process.wait()
+            await pump
+            child.exits.append(code)
+            if self._stopping.is_set():
+                return
+            child.restarts += 1
+            ran = time.monotonic() - child.started_at
+            attempt = 1 if ran >= STEADY else attempt + 1
+            delay = self.backoff.delay(attempt)
+            log.warning("%s exited with %s after %.1f s; restarting in %.1f s",
+                        child.service, code, ran, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        running = [c for c in self.children.values() if c.running]
+        for child in running:
+            assert child.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGINT)
+        if self._tasks:
+            _done, late = await asyncio.wait(self._tasks, timeout=STOP_SECONDS)
+            for child in self.children.values():
+                if child.running:
+                    assert child.process is not None
+                    log.warning("%s did not stop within %.0f s; killing it", child.service,
+                                STOP_SECONDS)
+                    with contextlib.suppress(ProcessLookupError):
+                        child.process.kill()
+            if late:
+                await asyncio.wait(late, timeout=5)
+        if self.broker is not None:
+            settings.broker_file().unlink(missing_ok=True)
+            await self.broker.stop()
+            self.broker = None
+
+
+async def _print_lines(child: Child) -> None:
+    """Copy the child's output to ours, one line at a time, each with the service's name."""
+    assert child.process is not None and child.process.stdout is not None
+    out = sys.stderr
+    prefix = f"{child.service:<13}| "
+    while True:
+        try:
+            line = await child.process.stdout.readline()
+        except ValueError:  # a line over the stream's limit: take what is there
+            line = await child.process.stdout.read(64 * 1024)
+        if not line:
+            return
+        text = line.decode("utf-8", "replace").rstrip("\n")
+        if len(text) > MAX_CHARACTERS * 2:
+            text = f"{text[:MAX_CHARACTERS * 2]}... [{len(text)} characters]"
+        out.write(prefix + text + "\n")
+        out.flush()

@@ -1,0 +1,116 @@
+"""`pizza up` runs each service in a process of its own, behind one origin.
+
+Black-box: the system is started as a user would, its children are found as an operator
+would (by their command lines, among the supervisor's descendants), and killed with
+SIGKILL. A dead child is shown down in /api/health, restarted, and no order is lost;
+Ctrl-C leaves no process behind, and neither does a supervisor killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+import pytest
+from running_pizza import Pizza, eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def children_of(pid: int) -> dict[str, int]:
+    """The supervisor's `pizza serve SERVICE` children: service -> pid."""
+    found: dict[str, int] = {}
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True,
+                             text=True, check=True).stdout
+    for line in listing.splitlines():
+        fields = line.split(None, 2)
+        if len(fields) == 3 and int(fields[1]) == pid and " serve " in f" {fields[2]} ":
+            words = fields[2].split()
+            found[words[words.index("serve") + 1]] = int(fields[0])
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+async def test_each_service_runs_in_its_own_process_and_comes_back_when_killed(
+        start_pizza: Any) -> None:
+    pizza: Pizza = await start_pizza("--simulate")
+    assert pizza.process.proc is not None
+    children = children_of(pizza.process.proc.pid)
+    assert set(children) == {"orders", "kitchen", "delivery", "pickup", "loyalty",
+                             "notifications", "tracking"}
+    health = (await pizza.http.get("/api/health")).json()
+    assert health["status"] == "ok"
+    assert {p["state"] for p in health["processes"].values()} == {"running"}
+
+    first = await pizza.place(f"c-{time.monotonic_ns()}", pickup=True)
+    os.kill(children["kitchen"], signal.SIGKILL)
+
+    async def kitchen_down() -> bool:
+        report = (await pizza.http.get("/api/health")).json()
+        return (report["status"] == "degraded"
+                and report["processes"]["kitchen"]["restarts"] >= 1)
+
+    await eventually(kitchen_down, 10)
+    # Orders are still taken while the kitchen is away; its queue keeps them.
+    second = await pizza.place(f"c-{time.monotonic_ns()}", pickup=True)
+
+    async def kitchen_back() -> bool:
+        report = (await pizza.http.get("/api/health")).json()
+        return report["status"] == "ok" and report["processes"]["kitchen"]["state"] == \
+            "running"
+
+    await eventually(kitchen_back, 60)
+    assert children_of(pizza.process.proc.pid)["kitchen"] != children["kitchen"]
+    for order_id in (first, second):
+        async def completed(order_id: str = order_id) -> bool:
+            document = await pizza.order(order_id)
+            return bool(document) and document["status"] == "completed"
+
+        await eventually(completed, 60)
+
+    # One Ctrl-C stops the supervisor and every child.
+    pids = children_of(pizza.process.proc.pid)
+    pizza.process.stop()
+    assert pizza.process.proc.returncode is not None
+    await eventually(_none_alive(pids.values()), 10)
+
+
+async def test_a_supervisor_killed_outright_takes_its_children_along(
+        start_pizza: Any) -> None:
+    pizza: Pizza = await start_pizza()
+    assert pizza.process.proc is not None
+    pids = list(children_of(pizza.process.proc.pid).values())
+    assert len(pids) == 7
+    os.kill(pizza.process.proc.pid, signal.SIGKILL)
+    pizza.process.proc.wait()
+    await eventually(_none_alive(pids), 15)
+
+
+async def test_one_process_on_request(start_pizza: Any) -> None:
+    pizza: Pizza = await start_pizza("--processes", "1")
+    assert pizza.process.proc is not None
+    assert children_of(pizza.process.proc.pid) == {}
+    health = (await pizza.http.get("/api/health")).json()
+    assert "processes" not in health and set(health["services"]) >= {"orders", "tracking"}
+
+
+def _none_alive(pids: Any) -> Any:
+    pids = list(pids)
+
+    async def check() -> bool:
+        await asyncio.sleep(0)
+        return not any(alive(pid) for pid in pids)
+
+    return check
