@@ -221,7 +221,7 @@ async def health(children: Children) -> dict[str, Any]:
     answers = await _ask_all(children, "/api/health")
     services: dict[str, Any] = {}
     processes: dict[str, Any] = {}
-    healthy = supervisor.broker is not None and supervisor.broker.running
+    healthy = supervisor.broker_up
     lags = []
     for name, child in supervisor.children.items():
         answer = answers[name]

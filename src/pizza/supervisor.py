@@ -85,11 +85,23 @@ class Supervisor:
 
     @property
     def nats_url(self) -> str | None:
-        return self.broker.url if self.broker is not None else None
+        return self.broker.url if self.broker is not None else settings.nats_url()
+
+    @property
+    def broker_up(self) -> bool:
+        """Our embedded broker runs (an outside one: each child reports its connection)."""
+        return self.broker is None or self.broker.running
 
     async def start(self) -> None:
+        """Start the broker (unless PIZZA_NATS_URL names one) and a child per service."""
         from pizza.app import load
 
+        if settings.nats_url() is not None:  # an outside broker: the children share it
+            for name in self.services:
+                self.children[name] = Child(name, free_port(), {**self.base_env,
+                                                                 SUPERVISED: "1"})
+            self._start_children()
+            return
         users = broker_users(load(self.services), settings.credentials_dir())
         self.broker = EmbeddedNats(
             settings.home() / "nats", authorization=users.config,
@@ -100,6 +112,9 @@ class Supervisor:
             env = {**self.base_env, "PIZZA_NATS_URL": self.broker.url,
                    "PIZZA_NATS_CREDS": str(users.seeds[name]), SUPERVISED: "1"}
             self.children[name] = Child(name, free_port(), env)
+        self._start_children()
+
+    def _start_children(self) -> None:
         self._tasks = [asyncio.create_task(self._keep_running(child), name=child.service)
                        for child in self.children.values()]
 

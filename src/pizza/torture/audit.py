@@ -215,13 +215,14 @@ def _settled(document: dict[str, Any] | None, box: Counter[str] | None) -> bool:
     return document.get("status") == "cancelled" and len(box or ()) >= 1
 
 
-async def settle(urls: dict[str, str], placed: Sequence[Placed], limit: float,
+async def settle(urls: dict[str, str], operator: dict[str, str], placed: Sequence[Placed],
+                 limit: float,
                  also: Callable[[], Awaitable[bool]] | None = None) -> float | None:
     """Wait until every accepted order is terminal with its points and emails (and ``also``
     holds); the seconds that took, or None if ``limit`` passed first."""
     started = time.monotonic()
     pending = {p.order_id: p for p in placed}
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, headers=operator) as http:
         while time.monotonic() - started < limit:
             try:  # one mailbox read, then only orders that have mail (light on tracking)
                 boxes = await mailbox(http, urls["notifications"])
@@ -238,11 +239,11 @@ async def settle(urls: dict[str, str], placed: Sequence[Placed], limit: float,
     return None
 
 
-async def account(ledger: Ledger, urls: dict[str, str], nats_url: str,
-                  placed: Sequence[Placed], hostile: set[str]) -> None:
-    """Fill the ledger from what the system and the bus show now."""
+async def account(ledger: Ledger, urls: dict[str, str], operator: dict[str, str],
+                  nats_url: str, placed: Sequence[Placed], hostile: set[str]) -> None:
+    """Fill the ledger from what the system and the bus show now (as the operator)."""
     facts = await read_bus(nats_url)
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, headers=operator) as http:
         documents = await read_models(http, urls["tracking"], [p.order_id for p in placed])
         boxes = await mailbox(http, urls["notifications"])
         balance = await points(http, urls["loyalty"], [p.customer for p in placed])

@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from pizza.web.identity import LocalIssuer
+
 RETRYABLE = {429, 500, 502, 503, 504}
 
 
@@ -49,7 +51,8 @@ class Customers:
     """``clients`` concurrent customers placing ``total`` orders, paced at ``rate``/s."""
 
     def __init__(self, order_urls: Sequence[str], delivery_url: str, run: str, *,
-                 clients: int = 32, patience: float = 90.0) -> None:
+                 issuer: LocalIssuer, clients: int = 32, patience: float = 90.0) -> None:
+        self.issuer = issuer  # each customer signs in as themselves
         self.order_urls = list(order_urls)
         self.delivery_url = delivery_url
         self.run = run
@@ -84,6 +87,7 @@ class Customers:
         who = f"t{self.run}-{number}"
         email = f"{who}@example.com"
         pickup = number % 2 == 1
+        signed_in = {"Authorization": f"Bearer {self.issuer.issue('customer', who)}"}
         body: dict[str, Any] = {
             "customerId": who, "email": email,
             "items": [{"menuItemId": "margherita", "quantity": 1 + number % 3}],
@@ -92,18 +96,19 @@ class Customers:
             address = await self._post(http, lambda: self.delivery_url,
                                        "/api/delivery-addresses", {
                                            "customerId": who, "line1": "1 Basil Street",
-                                           "city": "London", "postcode": "E1 6AN"}, 201, None)
+                                           "city": "London", "postcode": "E1 6AN"}, 201,
+                                       signed_in)
             body["deliveryId"] = address["deliveryId"]
         answer = await self._post(http, self._orders_url, "/api/orders", body, 202,
-                                  str(uuid.uuid4()))
+                                  {**signed_in, "Idempotency-Key": str(uuid.uuid4())})
         return Placed(str(answer["orderId"]), who, email, body["fulfilment"], time.monotonic())
 
     def _orders_url(self) -> str:
         return self.order_urls[next(self._next_url)]
 
     async def _post(self, http: httpx.AsyncClient, base: Any, path: str,
-                    body: dict[str, Any], expected: int, key: str | None) -> dict[str, Any]:
-        headers = {"Idempotency-Key": key} if key else {}
+                    body: dict[str, Any], expected: int,
+                    headers: dict[str, str]) -> dict[str, Any]:
         deadline = time.monotonic() + self.patience
         pause = 0.2
         last = ""

@@ -38,6 +38,7 @@ from pizza.torture.processes import (
     monolith,
     start_fleet,
 )
+from pizza.web.identity import LocalIssuer, local_issuer
 
 SERVICES = ("orders", "kitchen", "delivery", "pickup", "loyalty", "notifications", "tracking")
 WRITERS_LAYOUT = (("orders", 2), ("kitchen", 2), ("delivery", 1), ("pickup", 1),
@@ -64,6 +65,15 @@ class Stage:
     fleet: Fleet
     database: PostgresCluster | SharedDatabase | None
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def issuer(self) -> LocalIssuer:
+        """The system's own token issuer (its key under the home the processes share)."""
+        return local_issuer(self.work / "home")
+
+    @property
+    def operator(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.issuer.issue('operator', ttl=24 * 3600)}"}
 
     @property
     def urls(self) -> dict[str, str]:
@@ -119,7 +129,7 @@ async def exercise(stage: Stage, ledger: Ledger, size: Size, *, seconds: float |
     stays in the ledger even if a step fails on the way."""
     run = uuid.uuid4().hex[:6]
     customers = Customers(stage.fleet.order_urls(), stage.fleet.url("delivery"), run,
-                          patience=patience)
+                          patience=patience, issuer=stage.issuer)
     load: Load = customers.load
     rate = size.orders / seconds if seconds else None
     ledger.offered = size.orders
@@ -144,7 +154,8 @@ async def exercise(stage: Stage, ledger: Ledger, size: Size, *, seconds: float |
             async def hostile_letters_in() -> bool:
                 return await audit.dead_letter_count(stage.broker.url) >= expected
 
-            took = await audit.settle(stage.urls, load.placed, size.pick(300, 60),
+            took = await audit.settle(stage.urls, stage.operator, load.placed,
+                                      size.pick(300, 60),
                                       hostile_letters_in if hostility else None)
             ledger.settle_seconds = None if took is None else time.monotonic() - last
         finally:
@@ -159,7 +170,7 @@ async def exercise(stage: Stage, ledger: Ledger, size: Size, *, seconds: float |
                 ledger.hostile_sent = hostility.sent
                 ledger.hostile_expected = hostility.expected
     await asyncio.sleep(size.pick(2.0, 1.0))  # a late duplicate has a moment to show itself
-    await audit.account(ledger, stage.urls, stage.broker.url, load.placed,
+    await audit.account(ledger, stage.urls, stage.operator, stage.broker.url, load.placed,
                         hostility.fingerprints if hostility else set())
 
 
