@@ -18,6 +18,7 @@ from rich.table import Table
 from pizza import config, reaching
 from pizza.broker_cli import broker_config
 from pizza.cli_common import check_nats_creds, fail
+from pizza.customers_cli import customers
 from pizza.deadletters_cli import deadletters
 from pizza.eventing import settings
 from pizza.events_cli import events
@@ -29,6 +30,7 @@ app = typer.Typer(help="Plant-Based Pizza: an event-driven system on NATS JetStr
                   no_args_is_help=True, add_completion=False)
 app.add_typer(events, name="events", help="The event catalog and the schema gate.")
 app.add_typer(deadletters, name="deadletters", help="Messages the queues gave up on.")
+app.add_typer(customers, name="customers", help="A customer's personal data (forget).")
 app.command()(torture)
 app.command(name="broker-config")(broker_config)
 app.command(name="status")(status_command)
