@@ -135,7 +135,10 @@ class Database:
         self.outage = Outage(f"the {service} database", log)
 
     def _create_engine(self) -> AsyncEngine:
-        options: dict[str, Any] = {}
+        # A database error's text never quotes the statement's values: they may be
+        # personal data (an email, an address), and errors are logged and kept with dead
+        # letters on the broker.
+        options: dict[str, Any] = {"hide_parameters": True}
         if self.is_sqlite:
             path = make_url(self.url).database
             if path and path != ":memory:":
