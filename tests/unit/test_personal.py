@@ -189,3 +189,27 @@ async def test_writing_needs_no_broker_and_sealing_waits_for_it(tmp_path: Path) 
         await eventually(lambda: handled, timeout=10, what="the email after the outage")
         await system.settle()
     assert [command for command, _subject in handled] == [EMAIL]
+
+
+async def test_a_database_error_never_quotes_the_values_it_was_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Error texts are logged and kept with dead letters on the broker.
+    from sqlalchemy import Column, MetaData, String, Table, insert
+
+    from pizza.eventing.storage import Database
+
+    monkeypatch.setenv("PIZZA_HOME", str(tmp_path))
+    tables = MetaData()
+    people = Table("people", tables, Column("email", String(100), primary_key=True))
+    db = Database("privacy-test", tables=tables)
+    await db.create()
+    try:
+        async with db.begin() as conn:
+            await conn.execute(insert(people).values(email="ada@example.com"))
+        with pytest.raises(Exception) as refused:
+            async with db.begin() as conn:
+                await conn.execute(insert(people).values(email="ada@example.com"))
+    finally:
+        await db.close()
+    assert "UNIQUE" in str(refused.value)
+    assert "ada@example.com" not in str(refused.value)
