@@ -3,6 +3,10 @@
 Used by ``pizza simulate`` and by the end-to-end benchmark. Every order is placed with
 ``POST /api/orders`` at a fixed offered rate; its read model is followed through the
 Server-Sent Events stream, and the time from the 202 to each status is recorded.
+
+``run_clients`` is the other shape of load, for the benchmark's ``orders`` scenario: a
+fixed number of callers, each placing its next order as soon as the last one was
+accepted, following none (the benchmark watches completions on the system's side).
 """
 
 from __future__ import annotations
@@ -83,6 +87,17 @@ async def _register_address(client: httpx.AsyncClient, customer: str) -> str:
     return str(response.json()["deliveryId"])
 
 
+def _order_body(customer: str, pickup: bool, delivery_id: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "customerId": customer, "email": f"{customer}@example.com",
+        "items": [{"menuItemId": "margherita", "quantity": random.randint(1, 3)}],
+        "fulfilment": "pickup" if pickup else "delivery",
+    }
+    if not pickup:
+        body["deliveryId"] = delivery_id
+    return body
+
+
 async def _follow(client: httpx.AsyncClient, trace: OrderTrace, deadline: float) -> None:
     """Read the order's SSE stream until it is final or the deadline passes."""
     assert trace.order_id is not None
@@ -121,13 +136,7 @@ async def run_load(base_url: str, *, orders: int, rate: float, pickup_share: flo
         async def place(trace: OrderTrace) -> None:
             customer = random.choice(customers)
             pickup = random.random() < pickup_share
-            body: dict[str, Any] = {
-                "customerId": customer, "email": f"{customer}@example.com",
-                "items": [{"menuItemId": "margherita", "quantity": random.randint(1, 3)}],
-                "fulfilment": "pickup" if pickup else "delivery",
-            }
-            if not pickup:
-                body["deliveryId"] = addresses[customer]
+            body = _order_body(customer, pickup, addresses[customer])
             sent = time.perf_counter()
             try:
                 response = await client.post("/api/orders", json=body)
@@ -154,3 +163,76 @@ async def run_load(base_url: str, *, orders: int, rate: float, pickup_share: flo
             followers.append(asyncio.create_task(place(trace)))
         await asyncio.gather(*followers)
         return LoadResult(rate, traces, time.perf_counter() - start)
+
+
+# -- a fixed number of callers, as fast as the system answers ------------------------------
+
+
+@dataclass
+class Placed:
+    customer: str
+    pickup: bool
+    order_id: str | None = None
+    request_seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class ClientsResult:
+    placed: list[Placed]
+    wall_seconds: float  # from the first request to the last answer
+
+    @property
+    def accepted(self) -> list[Placed]:
+        return [p for p in self.placed if p.order_id]
+
+    @property
+    def errors(self) -> list[str]:
+        return [p.error for p in self.placed if p.error]
+
+    def request_percentile(self, q: float) -> float | None:
+        return _percentile(sorted(p.request_seconds for p in self.accepted), q)
+
+
+async def register_customers(base_url: str, count: int,
+                             headers: dict[str, str] | None = None) -> dict[str, str]:
+    """``count`` new customers, each with a delivery address: {customerId: deliveryId}."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=headers) as client:
+        customers = [f"load-{uuid.uuid4().hex[:12]}" for _ in range(max(1, count))]
+        ids = await asyncio.gather(*(_register_address(client, c) for c in customers))
+        return dict(zip(customers, ids, strict=True))
+
+
+async def run_clients(base_url: str, *, orders: int, clients: int,
+                      customers: dict[str, str], first_pickup: bool = False,
+                      headers: dict[str, str] | None = None) -> ClientsResult:
+    """Place ``orders`` orders from ``clients`` concurrent callers (one connection each),
+    every caller placing its next order once the last one was answered: every other
+    order is for delivery, the rest for pickup (the first is for pickup if
+    ``first_pickup``), spread evenly over ``customers`` (from
+    :func:`register_customers`). Nothing is followed: returns what each POST answered."""
+    names = list(customers)
+    placed = [Placed(names[index % len(names)], pickup=(index % 2 == 1) != first_pickup)
+              for index in range(orders)]
+    todo = iter(placed)
+    began = time.perf_counter()
+
+    async def caller() -> None:
+        async with httpx.AsyncClient(base_url=base_url, timeout=60,
+                                     headers=headers) as client:
+            for one in todo:  # shared: each caller takes the next order not yet placed
+                body = _order_body(one.customer, one.pickup, customers[one.customer])
+                sent = time.perf_counter()
+                try:
+                    response = await client.post("/api/orders", json=body)
+                except httpx.HTTPError as error:
+                    one.error = f"POST failed: {error!r}"[:300]
+                    continue
+                one.request_seconds = time.perf_counter() - sent
+                if response.status_code == 202:
+                    one.order_id = str(response.json()["orderId"])
+                else:
+                    one.error = f"POST answered {response.status_code}: {response.text[:200]}"
+
+    await asyncio.gather(*(caller() for _ in range(max(1, clients))))
+    return ClientsResult(placed, time.perf_counter() - began)

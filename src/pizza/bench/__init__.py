@@ -1,4 +1,5 @@
-"""Benchmarks of the kernel (publish, consume, handlers) and of the system (e2e, api).
+"""Benchmarks of the kernel (publish, consume, handlers) and of the system (e2e, api,
+orders: CPU per completed order and throughput at one and at every process).
 
     from pizza.bench import run
     results = run(["publish", "consume"], quick=True, out=Path("bench-results/results.json"),
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import importlib.util
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -25,7 +27,7 @@ from rich.console import Console
 
 from pizza.bench.common import Settings, machine_info
 
-SCENARIOS = ("publish", "consume", "handlers", "e2e", "api")
+SCENARIOS = ("publish", "consume", "handlers", "e2e", "api", "orders")
 
 Scenario = Callable[[Settings], Awaitable[dict[str, Any]]]
 
@@ -51,6 +53,10 @@ def _scenario(name: str) -> Scenario:
         from pizza.bench import system
 
         return system.api
+    if name == "orders":
+        from pizza.bench import orders
+
+        return orders.scenario
     raise ValueError(f"unknown scenario {name!r}: choose from {', '.join(SCENARIOS)}")
 
 
@@ -99,10 +105,13 @@ def run(scenarios: list[str], quick: bool, out: Path, plot_dir: Path | None, *,
         result = asyncio.run(_guarded(name, _scenario(name), settings))
         results["scenarios"][name] = result
         report.show(console, name, result)
-        if plot_dir is not None:
+        if plot_dir is not None and result.get("status") == "ok":
             path = report.plot(name, result, plot_dir)
             if path is not None:
                 result["plot"] = str(path)
+            elif importlib.util.find_spec("matplotlib") is None:
+                result["plot"] = "skipped: matplotlib is not installed (pip install -e '.[bench]')"
+                console.print(f"[yellow]{name}: chart {result['plot']}[/]")
         _write(out, results)
     return results
 

@@ -211,6 +211,15 @@ def ratio(variants: dict[str, dict[str, Any]], numerator: str, denominator: str,
     return result
 
 
+def goal(what: str, value: float | None, target: float, unit: str, *,
+         at_most: bool) -> dict[str, Any]:
+    """A figure held to an absolute goal (README's goals for this machine): met when
+    ``value <= target`` (``at_most``) or ``>= target``; None when nothing was measured."""
+    met = None if value is None else (value <= target if at_most else value >= target)
+    return {"what": what, "value": value, "goal": target, "unit": unit,
+            "direction": "<=" if at_most else ">=", "met": met}
+
+
 async def wait_until(done: Callable[[], bool], timeout: float, what: str,
                      interval: float = 0.001) -> None:
     """Poll ``done`` every millisecond; TimeoutError names what did not happen."""
