@@ -35,3 +35,14 @@ def test_a_short_line_is_left_alone() -> None:
     handler = bounded(logging.NullHandler())
     assert handler.filter(record)
     assert record.getMessage() == "order o-1"
+
+
+def test_a_url_is_logged_without_its_credentials() -> None:
+    record = logging.LogRecord("pizza", logging.INFO, __file__, 1, "bus at %s; db %s",
+                               ("nats://svc:s3cret@10.0.0.1:4222",
+                                "postgresql://pg:hunter2@db/pizza"), None)
+    handler = bounded(logging.NullHandler())
+    assert handler.filter(record)
+    line = record.getMessage()
+    assert "s3cret" not in line and "hunter2" not in line
+    assert line == "bus at nats://***@10.0.0.1:4222; db postgresql://***@db/pizza"
