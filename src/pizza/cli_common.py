@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pizza.eventing import settings
-from pizza.eventing.settings import broker_url
+from pizza.eventing.settings import broker_url, nats_servers
 from pizza.eventing.transport import credentials
 from pizza.eventing.transport.credentials import BadCredentials, Credentials
 
@@ -93,7 +93,7 @@ async def broker(url: str, name: str = "pizza-tool") -> AsyncIterator[NATS]:
     """
     try:
         nc = await asyncio.wait_for(
-            nats.connect(url, name=name, connect_timeout=CONNECT_SECONDS,
+            nats.connect(nats_servers(url), name=name, connect_timeout=CONNECT_SECONDS,
                          allow_reconnect=False, max_reconnect_attempts=1,
                          reconnect_time_wait=0.2, error_cb=_quiet, **connect_options()),
             CONNECT_SECONDS + 1)

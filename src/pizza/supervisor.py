@@ -105,12 +105,14 @@ class Supervisor:
         users = broker_users(load(self.services), settings.credentials_dir())
         self.broker = EmbeddedNats(
             settings.home() / "nats", authorization=users.config,
-            credentials=credentials.load(users.seeds[credentials.OPERATOR]))
+            credentials=credentials.load(users.seeds[credentials.OPERATOR]),
+            sync=settings.nats_sync())
         await self.broker.start()
         settings.broker_file().write_text(self.broker.url)
         for name in self.services:
             env = {**self.base_env, "PIZZA_NATS_URL": self.broker.url,
-                   "PIZZA_NATS_CREDS": str(users.seeds[name]), SUPERVISED: "1"}
+                   "PIZZA_NATS_CREDS": str(users.seeds[name]), SUPERVISED: "1",
+                   "PIZZA_NATS_REPLICAS": "1"}  # one embedded server: one copy
             self.children[name] = Child(name, free_port(), env)
         self._start_children()
 

@@ -238,7 +238,8 @@ class Runtime:
         users = broker_users(self.services, settings.credentials_dir())
         self.embedded = EmbeddedNats(
             settings.home() / "nats", authorization=users.config,
-            credentials=credentials.load(users.seeds[credentials.OPERATOR]))
+            credentials=credentials.load(users.seeds[credentials.OPERATOR]),
+            sync=settings.nats_sync())
         await self.embedded.start()
         self.nats_url = self.embedded.url
         settings.broker_file().write_text(self.nats_url)
@@ -246,7 +247,7 @@ class Runtime:
             service.name: NatsTransport(
                 self.nats_url, name=f"pizza-{service.name}",
                 credentials=credentials.load(users.seeds[service.name]),
-                identity=service.name)
+                identity=service.name, replicas=1)  # one server: one copy
             for service in self.services}
 
     async def stop(self) -> None:

@@ -16,6 +16,25 @@ def nats_url() -> str | None:
     return os.environ.get("PIZZA_NATS_URL") or None
 
 
+def nats_servers(url: str) -> list[str]:
+    """The servers of a NATS URL setting: one, or a cluster's separated by commas
+    (``nats://a:4222,nats://b:4222``), as nats-py takes them (a list)."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError(f"no NATS server in {url[:200]!r}")
+    return servers
+
+
+def nats_sync() -> str | None:
+    """PIZZA_NATS_SYNC: ``always`` makes the embedded broker write every message to disk
+    before acknowledging it (JetStream's ``sync_interval: always``); unset: the server's
+    default (a sync every two minutes)."""
+    raw = (os.environ.get("PIZZA_NATS_SYNC") or "").strip()
+    if raw not in ("", "always"):
+        raise ValueError(f"PIZZA_NATS_SYNC={raw[:40]!r}: only 'always' (or unset) is known")
+    return raw or None
+
+
 def nats_creds() -> Path | None:
     """PIZZA_NATS_CREDS: this process's credentials on the bus (an nkey seed file or a
     .creds file); unset means the embedded broker's own, or none."""

@@ -52,8 +52,12 @@ _SIZES = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 @dataclass(frozen=True, slots=True)
 class Retention:
+    """What a stream is made with and brought back to at every start."""
+
     max_age: float  # seconds; 0: kept for ever
     max_bytes: int  # -1: no limit
+    duplicate_window: float = DUPLICATE_WINDOW  # seconds
+    replicas: int = 1  # copies on a cluster's servers (JetStream's num_replicas)
 
 
 def _amount(name: str, raw: str, units: dict[str, int], what: str) -> float:
@@ -63,18 +67,42 @@ def _amount(name: str, raw: str, units: dict[str, int], what: str) -> float:
     return float(match.group(1)) * units[match.group(2).lower()]
 
 
-def retention(stream: str) -> Retention:
-    """The declared retention of one of STREAMS (read from the environment now)."""
+def duplicate_window() -> float:
+    """PIZZA_NATS_DUPLICATE_WINDOW (default 120 s): never shorter, since the outbox looks a
+    row up on the stream only once it is older than that (``outbox.STALE_AFTER``)."""
+    raw = os.environ.get("PIZZA_NATS_DUPLICATE_WINDOW") or ""
+    window = (_amount("PIZZA_NATS_DUPLICATE_WINDOW", raw, _UNITS, "a duration such as 2m")
+              if raw else DUPLICATE_WINDOW)
+    if window < DUPLICATE_WINDOW:
+        raise ValueError(f"PIZZA_NATS_DUPLICATE_WINDOW must be at least "
+                         f"{DUPLICATE_WINDOW:.0f} s")
+    return window
+
+
+def replicas() -> int:
+    """PIZZA_NATS_REPLICAS (default 1): how many servers of a cluster keep each stream; 3
+    survives one server's loss, 5 two. The embedded broker is one server: always 1."""
+    raw = (os.environ.get("PIZZA_NATS_REPLICAS") or "1").strip()
+    if raw not in ("1", "2", "3", "4", "5"):
+        raise ValueError(f"PIZZA_NATS_REPLICAS={raw[:20]!r} is not 1 to 5 (JetStream's range)")
+    return int(raw)
+
+
+def retention(stream: str, copies: int | None = None) -> Retention:
+    """The declared settings of one of STREAMS (read from the environment now);
+    ``copies`` overrides PIZZA_NATS_REPLICAS (the embedded broker: 1)."""
     age_default, bytes_default = RETENTION_DEFAULTS[stream]
     age_name, bytes_name = f"{stream}_MAX_AGE", f"{stream}_MAX_BYTES"
     max_age = _amount(age_name, os.environ.get(age_name) or age_default, _UNITS,
                       "a duration such as 3600, 12h or 30d")
     size = _amount(bytes_name, os.environ.get(bytes_name) or bytes_default, _SIZES,
                    "a size such as 1048576, 512M or 4G")
-    if 0 < max_age < DUPLICATE_WINDOW:
+    window = duplicate_window()
+    if 0 < max_age < window:
         raise ValueError(f"{age_name} must be 0 (no limit) or at least the duplicate "
-                         f"window, {DUPLICATE_WINDOW:.0f} s")
-    return Retention(max_age, int(size) if size > 0 else -1)
+                         f"window, {window:.0f} s")
+    return Retention(max_age, int(size) if size > 0 else -1, window,
+                     replicas() if copies is None else copies)
 
 # Header names carried by dead letters, next to the original payload.
 DEAD_REASON = "Pizza-Dead-Reason"

@@ -85,17 +85,23 @@ class EmbeddedNats:
     ``authorization``: a nats-server ``authorization { ... }`` block (``permissions.py``
     renders one), written beside the store and given to the server, which then admits
     only those users; ``credentials`` are then the ones it checks its readiness with.
+    ``sync``: ``"always"`` writes each message to disk before the server acknowledges it
+    (JetStream's ``sync_interval``; else the server's default). ``extra_config``: more
+    server configuration (a cluster node's name and routes, see ``torture/nats_cluster``).
     """
 
     def __init__(self, store_dir: Path, port: int | None = None, host: str = "127.0.0.1",
                  *, authorization: str | None = None,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, sync: str | None = None,
+                 extra_config: str | None = None) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.log_file = self.store_dir / "nats-server.log"
         self.authorization = authorization
         self.credentials = credentials
+        self.sync = sync
+        self.extra_config = extra_config
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -112,12 +118,16 @@ class EmbeddedNats:
             return
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config: list[str] = []
-        if self.authorization is not None:
-            path = self.store_dir / "authorization.conf"
+        text = "".join(part for part in (
+            self.authorization,
+            f"jetstream {{\n  sync_interval: {self.sync}\n}}\n" if self.sync else None,
+            self.extra_config) if part)
+        if text:
+            path = self.store_dir / "server.conf"
             path.unlink(missing_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as out:
-                out.write(self.authorization)
+                out.write(text)
             config = ["-c", str(path)]
         self._proc = await asyncio.create_subprocess_exec(
             find_nats_server(), *config,

@@ -40,8 +40,8 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
+from pizza.eventing.settings import nats_servers
 from pizza.eventing.transport.base import (
-    DUPLICATE_WINDOW,
     MAX_MESSAGE_BYTES,
     STREAMS,
     BrokerUnavailable,
@@ -180,11 +180,15 @@ def _drifted(actual: ConsumerConfig, declared: ConsumerConfig) -> list[str]:
 class NatsTransport(Transport):
     """``credentials``: who the connection is (None: no authentication). ``identity``: the
     one service it speaks for, if any: its answers then come to that service's own inbox
-    and its outbox's lookups use that service's consumer name (``permissions.py``)."""
+    and its outbox's lookups use that service's consumer name (``permissions.py``).
+    ``url``: one server, or a cluster's servers separated by commas. ``replicas``: how many
+    servers keep each stream (None: PIZZA_NATS_REPLICAS)."""
 
     def __init__(self, url: str, *, name: str = "pizza",
-                 credentials: Credentials | None = None, identity: str | None = None) -> None:
+                 credentials: Credentials | None = None, identity: str | None = None,
+                 replicas: int | None = None) -> None:
         self.url = url
+        self.replicas = replicas
         self.name = name
         self.credentials = credentials
         self.identity = identity
@@ -229,7 +233,7 @@ class NatsTransport(Transport):
             log.debug("NATS: %s", exc)
 
         self._nc = await nats.connect(
-            self.url,
+            nats_servers(self.url),
             name=self.name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.25,
@@ -249,29 +253,38 @@ class NatsTransport(Transport):
         return options
 
     async def _ensure_stream(self, name: str, subject: str) -> None:
-        """Create the stream, or bring what we declare (its subjects, the duplicate window
-        and its retention: max age and max bytes, ``base.retention``) back where it
-        drifted; its other settings are the operator's."""
-        keep = retention(name)
+        """Create the stream, or bring what we declare (its subjects, the duplicate window,
+        its retention: max age and max bytes, and its replicas; ``base.retention``) back
+        where it drifted; its other settings are the operator's. Raising the replicas of
+        a stream on a cluster copies it to more servers, its messages kept. Replicas are
+        only ever raised here: a process started without PIZZA_NATS_REPLICAS (a tool, a
+        forgotten variable) must not take a cluster's copies away; lowering them is an
+        operator's deliberate act (``nats stream edit --replicas``)."""
+        keep = retention(name, self.replicas)
         try:
             info = await self.js.stream_info(name)
         except NotFoundError:
             await self._configure_stream(StreamConfig(
-                name=name, subjects=[subject], duplicate_window=DUPLICATE_WINDOW,
-                max_age=keep.max_age, max_bytes=keep.max_bytes), create=True)
+                name=name, subjects=[subject], duplicate_window=keep.duplicate_window,
+                max_age=keep.max_age, max_bytes=keep.max_bytes,
+                num_replicas=keep.replicas), create=True)
             return
         config = info.config
+        replicas = max(keep.replicas, config.num_replicas or 1)
         if (config.subjects != [subject]
-                or abs((config.duplicate_window or 0) - DUPLICATE_WINDOW) > 0.001
+                or abs((config.duplicate_window or 0) - keep.duplicate_window) > 0.001
                 or abs((config.max_age or 0) - keep.max_age) > 0.001
-                or (config.max_bytes or -1) != keep.max_bytes):
-            log.info("stream %s: applying the declared subjects, duplicate window and "
-                     "retention (max age %.0f s, max bytes %d)", name, keep.max_age,
-                     keep.max_bytes)
+                or (config.max_bytes or -1) != keep.max_bytes
+                or (config.num_replicas or 1) != replicas):
+            log.info("stream %s: applying the declared subjects, duplicate window "
+                     "(%.0f s), retention (max age %.0f s, max bytes %d) and replicas "
+                     "(%d, was %d)", name, keep.duplicate_window, keep.max_age,
+                     keep.max_bytes, replicas, config.num_replicas or 1)
             config.subjects = [subject]
-            config.duplicate_window = DUPLICATE_WINDOW
+            config.duplicate_window = keep.duplicate_window
             config.max_age = keep.max_age
             config.max_bytes = keep.max_bytes
+            config.num_replicas = replicas
             await self._configure_stream(config, create=False)
 
     async def _configure_stream(self, config: StreamConfig, *, create: bool) -> None:
@@ -282,6 +295,11 @@ class NatsTransport(Transport):
         try:
             await apply(config)
         except APIError as error:
+            if error.err_code == 10074:  # replicas > 1 on a server that is not clustered
+                raise RuntimeError(
+                    f"stream {config.name}: {config.num_replicas} replicas need a NATS "
+                    f"cluster, and {self.url[:200]} is a single server; set "
+                    f"PIZZA_NATS_REPLICAS=1 or list a cluster's servers") from None
             if error.err_code != 10047 or config.max_bytes in (None, -1):
                 raise
             log.warning("stream %s: the server cannot reserve %d bytes (%s); keeping it "
