@@ -88,7 +88,9 @@ def docs(
     directory.mkdir(parents=True, exist_ok=True)
     page = render_html(catalog(messages, services), metadata_schema(), TITLE)
     (directory / "index.html").write_text(page, encoding="utf-8")
-    document = asyncapi(messages, services, TITLE, VERSION)
+    from pizza.eventing.settings import broker_url
+
+    document = asyncapi(messages, services, TITLE, VERSION, broker_url())  # servers: if known
     (directory / "asyncapi.json").write_text(json.dumps(document, indent=2) + "\n",
                                              encoding="utf-8")
     typer.echo(f"wrote {directory / 'index.html'} and {directory / 'asyncapi.json'}")

@@ -37,7 +37,8 @@ def contract_registry() -> Registry:
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    return asyncapi(contract_registry(), load(), "Plant-Based Pizza", "0.1.0")
+    return asyncapi(contract_registry(), load(), "Plant-Based Pizza", "0.1.0",
+                    "nats://127.0.0.1:4222,nats://127.0.0.1:4223")  # the parser checks them
 
 
 def walk(node: Any) -> Iterator[tuple[str, Any]]:
@@ -60,13 +61,39 @@ def resolve(document: dict[str, Any], ref: str) -> Any:
 
 def test_channels_are_the_subjects(document: dict[str, Any]) -> None:
     assert document["asyncapi"] == "3.0.0"
-    assert document["servers"] == {"nats": {"host": "127.0.0.1:4222", "protocol": "nats"}}
+    assert document["servers"] == {"nats-1": {"host": "127.0.0.1:4222", "protocol": "nats"},
+                                   "nats-2": {"host": "127.0.0.1:4223", "protocol": "nats"}}
     addresses = {channel["address"] for channel in document["channels"].values()}
     assert {"pizza.events.orders.OrderConfirmed.v1", "pizza.events.orders.OrderConfirmed.v2",
             "pizza.events.kitchen.OrderPrepared.v1", "pizza.events.loyalty.LoyaltyPointsAdded.v1",
             "pizza.commands.notifications.SendEmail.v1", "pizza.replies.orders"} <= addresses
     replies = document["channels"]["pizza.replies.orders"]["messages"]
     assert set(replies) == {"EmailSentV1", "EmailFailedV1"}
+
+
+def test_the_servers_are_the_broker_in_use_one_or_a_cluster() -> None:
+    one = asyncapi(Registry(), [], "t", "1", "nats://10.0.0.5:4333")
+    assert one["servers"] == {"nats": {"host": "10.0.0.5:4333", "protocol": "nats"}}
+    cluster = asyncapi(Registry(), [], "t", "1",
+                       "nats://user:secret@n1.example:4222, n2.example:4223,tls://n3.example")
+    assert cluster["servers"] == {
+        "nats-1": {"host": "n1.example:4222", "protocol": "nats"},
+        "nats-2": {"host": "n2.example:4223", "protocol": "nats"},
+        "nats-3": {"host": "n3.example:4222", "protocol": "nats", "description": "TLS"}}
+    assert "secret" not in json.dumps(cluster)
+    assert "servers" not in asyncapi(Registry(), [], "t", "1")  # none known: none made up
+
+
+async def test_asyncapi_json_names_the_broker_of_the_running_system(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIZZA_NATS_URL", "nats://127.0.0.1:14222,nats://127.0.0.1:14223")
+    app = FastAPI()
+    app.include_router(catalog_routes.router(load()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as client:
+        document = (await client.get("/asyncapi.json")).json()
+    assert [s["host"] for s in document["servers"].values()] == ["127.0.0.1:14222",
+                                                                 "127.0.0.1:14223"]
 
 
 def test_messages_are_envelopes_with_shared_metadata(document: dict[str, Any]) -> None:

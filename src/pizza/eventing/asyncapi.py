@@ -18,10 +18,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from pizza.eventing.catalog import REPLIES_PREFIX, Message, Registry
 from pizza.eventing.governance import TRACEPARENT, metadata_schema, personal_field_names
 from pizza.eventing.service import Service
+from pizza.eventing.settings import nats_servers
 
 SCHEMAS = "#/components/schemas/"
 RESERVED = ("Metadata", "NatsHeaders")
@@ -123,9 +125,28 @@ def _replies_to(service: Service, registry: Registry) -> list[type[Message]]:
             and (cls.info.key in handled or cls.info.owner in targets)]
 
 
+def servers(broker: str) -> dict[str, Any]:
+    """AsyncAPI servers for a broker URL setting: one, or each of a cluster's (comma
+    separated), named ``nats`` or ``nats-1``, ``nats-2``...; host and port only, never the
+    credentials a URL may carry."""
+    found: dict[str, Any] = {}
+    listed = nats_servers(broker)
+    for number, url in enumerate(listed, start=1):
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        host = parts.hostname or "127.0.0.1"
+        if ":" in host:  # IPv6
+            host = f"[{host}]"
+        entry: dict[str, Any] = {"host": f"{host}:{parts.port or 4222}", "protocol": "nats"}
+        if parts.scheme == "tls":
+            entry["description"] = "TLS"
+        found["nats" if len(listed) == 1 else f"nats-{number}"] = entry
+    return found
+
+
 def asyncapi(registry: Registry, services: Sequence[Service], title: str,
-             version: str) -> dict[str, Any]:
-    """The AsyncAPI 3.0.0 document of ``registry``'s messages and ``services``' operations."""
+             version: str, broker: str | None = None) -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document of ``registry``'s messages and ``services``' operations;
+    ``broker``: the NATS URL in use (one server or a cluster's), named as its servers."""
     schemas: dict[str, Any] = {
         "Metadata": metadata_schema(),
         "NatsHeaders": {
@@ -175,7 +196,7 @@ def asyncapi(registry: Registry, services: Sequence[Service], title: str,
                  "message is an envelope: the shared metadata and the data of its type "
                  "and version."},
         "defaultContentType": "application/json",
-        "servers": {"nats": {"host": "127.0.0.1:4222", "protocol": "nats"}},
+        **({"servers": servers(broker)} if broker else {}),
         "channels": channels,
         "operations": operations,
         "components": {"schemas": schemas, "messages": messages},

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from pizza.eventing import Service, registry
+from pizza.eventing import Service, registry, settings
 from pizza.eventing.asyncapi import asyncapi
 from pizza.eventing.governance import catalog
 
@@ -38,7 +38,9 @@ def router(services: Sequence[Service]) -> APIRouter:
 
     @routes.get("/asyncapi.json")
     async def asyncapi_document() -> dict[str, Any]:
-        """The AsyncAPI 3.0 document of every channel, message and operation."""
-        return asyncapi(registry, every_service(services), TITLE, VERSION)
+        """The AsyncAPI 3.0 document of every channel, message and operation, and the
+        NATS servers in use (PIZZA_NATS_URL, else the embedded broker's)."""
+        return asyncapi(registry, every_service(services), TITLE, VERSION,
+                        settings.broker_url())
 
     return routes
