@@ -34,7 +34,8 @@ def explain(ledger: Ledger) -> str:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("name", ["writers", "kill", "broker", "database", "hostile"])
+@pytest.mark.parametrize("name", ["writers", "kill", "broker", "database", "hostile",
+                                  "cluster"])
 async def test_the_quick_torture_scenario_meets_the_goal(name: str) -> None:
     await postgres_or_skip(name)
     ledger = await run_scenario(name, quick=True)

@@ -23,6 +23,8 @@ import orjson
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from pizza.eventing.settings import nats_servers
+from pizza.eventing.transport.credentials import Credentials
 from pizza.torture.customers import Placed
 from pizza.torture.ledger import Ledger
 
@@ -37,9 +39,16 @@ def fingerprint(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-async def _connect(url: str) -> nats.NATS:
-    return await nats.connect(url, connect_timeout=3, max_reconnect_attempts=3,
-                              allow_reconnect=True)
+# Who the suite is on a broker that admits only its users (the cluster scenario's), by URL.
+CREDENTIALS: dict[str, Credentials] = {}
+
+
+async def connect(url: str) -> nats.NATS:
+    """The suite's own connection to a broker it started (one server or a cluster's)."""
+    known = CREDENTIALS.get(url)
+    return await nats.connect(nats_servers(url), connect_timeout=3, max_reconnect_attempts=3,
+                              allow_reconnect=True,
+                              **(known.connect_options() if known else {}))
 
 
 async def read_stream(js: Any, stream: str, subject: str) -> list[Any]:
@@ -67,7 +76,7 @@ async def read_stream(js: Any, stream: str, subject: str) -> list[Any]:
 
 async def queues(nats_url: str) -> dict[str, list[str]]:
     """Each durable queue on the bus and the subjects it takes."""
-    nc = await _connect(nats_url)
+    nc = await connect(nats_url)
     try:
         js = nc.jetstream()
         found: dict[str, list[str]] = {}
@@ -119,7 +128,7 @@ def _order_id(raw: bytes) -> tuple[str | None, str | None]:
 
 async def read_bus(nats_url: str) -> BusFacts:
     facts = BusFacts()
-    nc = await _connect(nats_url)
+    nc = await connect(nats_url)
     try:
         js = nc.jetstream()
         confirmed = "pizza.events.orders.OrderConfirmed.>"
@@ -142,7 +151,7 @@ async def read_bus(nats_url: str) -> BusFacts:
 
 
 async def dead_letter_count(nats_url: str) -> int:
-    nc = await _connect(nats_url)
+    nc = await connect(nats_url)
     try:
         try:
             info = await nc.jetstream().stream_info(DEAD_LETTERS)

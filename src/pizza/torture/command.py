@@ -10,13 +10,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-NAMES = ("writers", "kill", "broker", "database", "hostile")
+NAMES = ("writers", "kill", "broker", "database", "hostile", "cluster")
 
 
 def torture(
     scenarios: Annotated[list[str] | None, typer.Argument(
         metavar="[SCENARIO]...",
-        help="writers, kill, broker, database, hostile (default: all)")] = None,
+        help="writers, kill, broker, database, hostile, cluster (default: all)")] = None,
     orders: Annotated[int | None, typer.Option(
         help="Orders per scenario (default 2000, 120 with --quick).")] = None,
     quick: Annotated[bool, typer.Option(

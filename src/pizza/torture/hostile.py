@@ -19,11 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import nats
 import orjson
 
 from pizza.eventing.catalog import subject_matches
-from pizza.torture.audit import fingerprint, queues
+from pizza.torture.audit import connect, fingerprint, queues
 
 HUGE = 100_000
 BAD_REPLY_TO = ("pizza.events.orders.OrderConfirmed.v2", "_INBOX.torture",
@@ -167,7 +166,7 @@ def messages(found: list[Target], count: int) -> list[tuple[Target, str, bytes]]
 async def send(nats_url: str, made: list[tuple[Target, str, bytes]], seconds: float,
                hostility: Hostility) -> None:
     """Publish them evenly over ``seconds`` while real orders flow."""
-    nc = await nats.connect(nats_url, connect_timeout=3)
+    nc = await connect(nats_url)
     js = nc.jetstream()
     pause = seconds / max(1, len(made))
     try:

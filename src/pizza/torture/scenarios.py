@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pizza.eventing import settings
+from pizza.eventing.transport import credentials
 from pizza.eventing.transport.embedded import EmbeddedNats
 from pizza.torture import audit, hostile
 from pizza.torture.customers import Customers, Load
@@ -30,6 +32,7 @@ from pizza.torture.infrastructure import (
     shared_postgres_answers,
 )
 from pizza.torture.ledger import Ledger
+from pizza.torture.nats_cluster import NatsCluster
 from pizza.torture.processes import (
     Fleet,
     distributed,
@@ -43,6 +46,7 @@ from pizza.web.identity import LocalIssuer, local_issuer
 SERVICES = ("orders", "kitchen", "delivery", "pickup", "loyalty", "notifications", "tracking")
 WRITERS_LAYOUT = (("orders", 2), ("kitchen", 2), ("delivery", 1), ("pickup", 1),
                   ("loyalty", 1), ("notifications", 1), ("tracking", 1))
+CLUSTER_LAYOUT = tuple((service, 1) for service in SERVICES)
 
 
 @dataclass
@@ -61,7 +65,7 @@ class Stage:
     """One scenario's system and what it owns."""
 
     work: Path
-    broker: EmbeddedNats
+    broker: EmbeddedNats | NatsCluster
     fleet: Fleet
     database: PostgresCluster | SharedDatabase | None
     started: float = field(default_factory=time.monotonic)
@@ -85,22 +89,41 @@ class Stage:
 
 @contextlib.asynccontextmanager
 async def stage(name: str, *, layout: tuple[tuple[str, int], ...] | None,
-                database: str | None, keep: bool = False) -> AsyncIterator[Stage]:
+                database: str | None, keep: bool = False,
+                cluster: bool = False) -> AsyncIterator[Stage]:
     """Start a system of the scenario's own; stop it and remove its state afterwards.
 
     ``layout`` None runs `pizza up --simulate`; else `pizza serve` processes as laid out.
     ``database``: None (SQLite), "own" (a cluster of our own) or "shared" (a fresh
     database on the machine's server when it answers, else a cluster of our own).
+    ``cluster``: the broker is a 3-node NATS cluster admitting each service as its own
+    user (``broker_users``), streams on 3 replicas, each process on its service's seed.
     """
     work = Path(tempfile.mkdtemp(prefix=f"pizza-torture-{name}-"))
     async with contextlib.AsyncExitStack() as stack:
         if not keep:
             stack.callback(shutil.rmtree, work, True)
-        broker = EmbeddedNats(work / "nats")
+        seeds: dict[str, Path] = {}
+        broker: EmbeddedNats | NatsCluster
+        if cluster:
+            from pizza.app import load
+            from pizza.eventing.transport.permissions import broker_users
+
+            users = broker_users(load(), settings.credentials_dir(work / "home"))
+            seeds = users.seeds
+            operator = credentials.load(seeds[credentials.OPERATOR])
+            broker = NatsCluster(work / "nats", authorization=users.config,
+                                 credentials=operator)
+            audit.CREDENTIALS[broker.url] = operator
+            stack.callback(audit.CREDENTIALS.pop, broker.url, None)
+        else:
+            broker = EmbeddedNats(work / "nats")
         stack.push_async_callback(broker.stop)
         await broker.start()
         extra = {"PIZZA_NATS_URL": broker.url, "PIZZA_SIMULATE": "1", "PIZZA_SMTP_SINK": "1",
                  "PIZZA_SMTP_PORT": str(free_port())}
+        if isinstance(broker, NatsCluster):
+            extra["PIZZA_NATS_REPLICAS"] = str(len(broker.nodes))
         db: PostgresCluster | SharedDatabase | None = None
         if database == "shared" and await shared_postgres_answers():
             db = SharedDatabase()
@@ -113,6 +136,9 @@ async def stage(name: str, *, layout: tuple[tuple[str, int], ...] | None,
         env = environment(work / "home", **extra)
         fleet = (monolith(work, env) if layout is None
                  else distributed(work, env, layout))
+        for process in fleet.processes:  # each on its own service's credentials
+            if process.service in seeds:
+                process.env = {**process.env, "PIZZA_NATS_CREDS": str(seeds[process.service])}
         stack.push_async_callback(fleet.stop_all)
         await start_fleet(fleet)
         yield Stage(work, broker, fleet, db)
@@ -275,9 +301,43 @@ async def hostile_input(ledger: Ledger, size: Size, keep: bool) -> None:
                        hostility=hostile.Hostility(), hostile_count=int(size.pick(1000, 200)))
 
 
+async def nats_cluster(ledger: Ledger, size: Size, keep: bool) -> None:
+    """A 3-node NATS cluster, streams on 3 replicas, a `pizza serve` per service on its own
+    credentials (SQLite); during load, kill -9 of a node that leads no PIZZA_EVENTS, then
+    of the node that leads it, each restarted on its store after a while."""
+    down = size.pick(10, 3)
+    async with stage("cluster", layout=CLUSTER_LAYOUT, database=None, keep=keep,
+                     cluster=True) as s:
+        nodes = s.broker
+        assert isinstance(nodes, NatsCluster)
+        ledger.events.append(f"{s.at()} {len(s.fleet.processes)} processes up on "
+                             f"{len(nodes.nodes)} nodes; PIZZA_EVENTS on "
+                             f"{await nodes.replicas('PIZZA_EVENTS')} of them")
+
+        async def crash(s: Stage, ledger: Ledger, seconds: float) -> None:
+            begin = time.monotonic()
+            for share, whom in ((0.15, "a follower"), (0.5, "the leader")):
+                await asyncio.sleep(max(0.0, begin + seconds * share - time.monotonic()))
+                leader = await nodes.leader("PIZZA_EVENTS")
+                victim = (leader if whom == "the leader"
+                          else next(name for name in nodes.nodes if name != leader))
+                await nodes.kill(victim)
+                ledger.events.append(f"{s.at()} kill -9 nats-server {victim} ({whom} of "
+                                     "PIZZA_EVENTS)")
+                await asyncio.sleep(down)
+                await nodes.restart(victim)
+                took = await nodes.wait_current("PIZZA_EVENTS")
+                ledger.events.append(
+                    f"{s.at()} {victim} restarted; PIZZA_EVENTS current on every node "
+                    f"{took:.1f}s later, led by {await nodes.leader('PIZZA_EVENTS')}")
+
+        await exercise(s, ledger, size, seconds=size.pick(100, 24), patience=60,
+                       disturb=crash)
+
+
 SCENARIOS: dict[str, Callable[[Ledger, Size, bool], Awaitable[None]]] = {
     "writers": writers, "kill": kill, "broker": broker, "database": database,
-    "hostile": hostile_input,
+    "hostile": hostile_input, "cluster": nats_cluster,
 }
 NEEDS_OWN_POSTGRES = ("database",)
 NEEDS_POSTGRES = ("writers", "kill", "database")
