@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from pizza.app import load
+from pizza.eventing import usage
 from pizza.eventing.transport import credentials
 from pizza.eventing.transport.base import STREAMS, Outgoing
 from pizza.eventing.transport.embedded import EmbeddedNats, free_port
@@ -60,6 +61,9 @@ async def test_services_reach_the_cluster_by_every_server_and_streams_get_three_
             assert info.config.num_replicas == 3, stream
         subject = "pizza.events.kitchen.OrderPrepared.v1"
         assert await kitchen.publish([Outgoing("prepared-1", subject, b"{}")]) == [None]
+        await kitchen.kv_put(usage.BUCKET, "kitchen", b"{}")  # the live registry's bucket
+        bucket = await kitchen.js.stream_info(f"KV_{usage.BUCKET}")
+        assert bucket.config.num_replicas == 3
     finally:
         await kitchen.close()
     await nats_cluster.wait_current("PIZZA_EVENTS")

@@ -399,6 +399,7 @@ class NatsKeyStore(KeyStore):
             except (NotFoundError, BucketNotFoundError):
                 self._kv = await js.create_key_value(KeyValueConfig(
                     bucket=KEYS_BUCKET, history=1, storage=StorageType.FILE,
+                    replicas=self.transport.bucket_replicas(),  # a cluster's: outlives a server
                     description="one key per data subject; purging one forgets them"))
         return self._kv
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client as NATS
@@ -55,16 +56,24 @@ from pizza.eventing.transport.base import (
     stream_for,
     unpublishable,
 )
+from pizza.eventing.transport.base import (
+    replicas as declared_replicas,
+)
 from pizza.eventing.transport.credentials import Credentials, inbox_prefix
 from pizza.eventing.transport.permissions import lookup_consumer
 
 log = logging.getLogger("pizza.eventing.nats")
+T = TypeVar("T")
 
 # Seconds before the last good fetch that a recreated consumer delivers from, on top of
 # ack_wait (clock skew, a fetch that timed out while the consumer was already gone).
 HEAL_MARGIN = 5.0
 # Seconds between checks that a running queue's stream and consumer are as declared.
 RECONCILE_EVERY = 60.0
+# Seconds a start waits for the JetStream API to answer (a cluster just formed, or electing
+# the leader of a stream many processes create at once, answers late), retrying meanwhile.
+START_PATIENCE = 60.0
+_SLOW = (NatsTimeout, TimeoutError, ServiceUnavailableError, NoRespondersError)
 
 
 class NatsDelivery(Delivery):
@@ -244,7 +253,33 @@ class NatsTransport(Transport):
         )
         self._js = self._nc.jetstream(publish_async_max_pending=8192)
         for stream, subject in STREAMS.items():
-            await self._ensure_stream(stream, subject)
+            await self._patiently(f"stream {stream}",
+                                  functools.partial(self._ensure_stream, stream, subject))
+
+    async def _patiently(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, again while the JetStream API answers late or not at all (up to
+        START_PATIENCE s, one log line): a cluster that just formed or is electing a
+        stream's leader is slow for seconds, and a start must not fail for that."""
+        deadline = time.monotonic() + START_PATIENCE
+        pause = 0.25
+        told = False
+        while True:
+            try:
+                return await call()
+            except _SLOW as error:
+                if time.monotonic() + pause > deadline:
+                    raise
+                if not told:
+                    told = True
+                    log.warning("%s: the broker answers late (%s); retrying for up to "
+                                "%.0f s", what, type(error).__name__, START_PATIENCE)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    def bucket_replicas(self) -> int:
+        """The replicas a key-value bucket is made with: the streams' (PIZZA_NATS_REPLICAS
+        unless given), so the registry and the keys of personal data outlive a server."""
+        return self.replicas if self.replicas is not None else declared_replicas()
 
     def _connect_options(self) -> dict[str, Any]:
         options = self.credentials.connect_options() if self.credentials else {}
@@ -421,7 +456,7 @@ class NatsTransport(Transport):
         return found
 
     async def queue(self, spec: QueueSpec) -> Queue:
-        await self._declare_queue(spec)
+        await self._patiently(f"queue {spec.name}", lambda: self._declare_queue(spec))
         subscription = await self.js.pull_subscribe_bind(durable=spec.name, stream=spec.stream)
         return NatsQueue(self, spec, subscription)
 
@@ -492,12 +527,16 @@ class NatsTransport(Transport):
         except (NotFoundError, BucketNotFoundError):
             if not create:
                 return None
-            return await self.js.create_key_value(KeyValueConfig(bucket=bucket, history=1))
+            return await self.js.create_key_value(KeyValueConfig(
+                bucket=bucket, history=1, replicas=self.bucket_replicas()))
 
     async def kv_put(self, bucket: str, key: str, value: bytes) -> None:
-        kv = await self._bucket(bucket, create=True)
-        assert kv is not None
-        await kv.put(key, value)
+        async def put() -> None:
+            kv = await self._bucket(bucket, create=True)
+            assert kv is not None
+            await kv.put(key, value)
+
+        await self._patiently(f"bucket {bucket}", put)
 
     async def kv_entries(self, bucket: str) -> dict[str, bytes]:
         kv = await self._bucket(bucket, create=False)
