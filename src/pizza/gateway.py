@@ -186,10 +186,10 @@ async def _ask_all(children: Children, path: str,
                    headers: dict[str, str] | None = None) -> dict[str, httpx.Response | None]:
     """Ask every child for ``path`` at once; None from one that did not answer in time."""
     async def ask(name: str) -> httpx.Response | None:
-        try:
-            return await children.http.get(children.url(name, path), headers=headers,
-                                           timeout=ASK_SECONDS)
-        except httpx.HTTPError:
+        try:  # one deadline for the whole exchange (httpx's timeouts are per phase)
+            async with asyncio.timeout(ASK_SECONDS):
+                return await children.http.get(children.url(name, path), headers=headers)
+        except (httpx.HTTPError, TimeoutError):
             return None
 
     names = list(children.supervisor.children)
