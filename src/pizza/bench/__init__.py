@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import importlib.util
+import os
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -102,7 +103,10 @@ def run(scenarios: list[str], quick: bool, out: Path, plot_dir: Path | None, *,
 
     for name in names:
         console.print(f"[bold]{name}[/] ...")
+        load = os.getloadavg() if hasattr(os, "getloadavg") else None
         result = asyncio.run(_guarded(name, _scenario(name), settings))
+        if load is not None:  # how busy the machine was around it (1, 5, 15 minutes)
+            result["load_average"] = {"before": list(load), "after": list(os.getloadavg())}
         results["scenarios"][name] = result
         report.show(console, name, result)
         if plot_dir is not None and result.get("status") == "ok":

@@ -42,7 +42,7 @@ import os
 import sqlite3
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -68,6 +68,7 @@ CLIENTS = 16
 WARMUP_ORDERS = 20
 ORDERS_PER_CUSTOMER = 40  # a customer's list (GET /api/orders) shows the newest 50
 POLL_SECONDS = 0.2
+IDLE_SECONDS = 3.0  # the system at rest, before the orders: its idle CPU
 FLOOR_CHUNK = 16  # orders whose work the floor does at a time (the 16 callers)
 COMPLETED_QUEUE = ("tracking", "order-completed")
 GOAL_CPU_MS = 5.0  # CPU-ms per completed order, at most
@@ -116,13 +117,14 @@ async def _counters(client: httpx.AsyncClient) -> tuple[int, int]:
 
 
 async def _wait(system: RunningSystem, client: httpx.AsyncClient,
-                completed_at_least: int | None,
-                timeout: float) -> tuple[dict[str, Any], float | None]:
+                completed_at_least: int | None, timeout: float,
+                on_seen: Callable[[], None] | None = None,
+                ) -> tuple[dict[str, Any], float | None]:
     """Poll /api/health until tracking has handled ``completed_at_least`` OrderCompleted
     (when given) and the system is quiet: nothing queued or in an outbox, and no database
     committed anything since the last poll (background loops, such as the email sender,
     work from tables). Returns the last report and the perf_counter time the completions
-    were first seen (None: not within ``timeout``)."""
+    were first seen (None: not within ``timeout``); ``on_seen`` is called then."""
     deadline = time.perf_counter() + timeout
     seen_at: float | None = None
     report: dict[str, Any] = {}
@@ -134,6 +136,8 @@ async def _wait(system: RunningSystem, client: httpx.AsyncClient,
             if seen_at is None and (completed_at_least is None or (
                     completed is not None and completed >= completed_at_least)):
                 seen_at = time.perf_counter()
+                if on_seen is not None:
+                    on_seen()
             now = processes.sqlite_commits(system.home)
             if seen_at is not None and not busy(report) and now == commits:
                 return report, seen_at
@@ -187,16 +191,22 @@ async def _load(system: RunningSystem, client: httpx.AsyncClient,
     customers = await register_customers(
         system.base_url, math.ceil(orders / ORDERS_PER_CUSTOMER), system.headers)
     await _wait(system, client, None, 60)
-    completed_before = _completed(await _health(client))
     root = system.process.pid
     root_label = "supervisor" if system.processes == 0 else "pizza up"
+    idle_before = processes.tree_cpu(root, root_label)
+    await asyncio.sleep(IDLE_SECONDS)  # what the system spends doing nothing
+    idle = processes.spent(idle_before, processes.tree_cpu(root, root_label))
+    completed_before = _completed(await _health(client))
     cpu_before = processes.tree_cpu(root, root_label)
     began = time.perf_counter()
     placed = await run_clients(system.base_url, orders=orders, clients=CLIENTS,
                                customers=customers, headers=system.headers)
     accepted = len(placed.accepted)
     target = None if completed_before is None else completed_before + accepted
-    report, seen = await _wait(system, client, target, 60.0 + orders / 20.0)
+    at_completed: list[dict[int, processes.Reading]] = []
+    report, seen = await _wait(
+        system, client, target, 60.0 + orders / 20.0,
+        on_seen=lambda: at_completed.append(processes.tree_cpu(root, root_label)))
     ended = time.perf_counter()
     cpu_after = processes.tree_cpu(root, root_label)
     spent = processes.spent(cpu_before, cpu_after)
@@ -214,9 +224,16 @@ async def _load(system: RunningSystem, client: httpx.AsyncClient,
         "cpu_s": total,
         "cpu_s_by_process": spent,
         "cpu_ms_per_order": per_order,
+        # until the N-th completion only: the rest is the work after `completed` (emails,
+        # points) and the system's idle loops while that goes on
+        "cpu_ms_per_order_to_completed": 1000.0 * sum(processes.spent(
+            cpu_before, at_completed[0]).values()) / completed
+        if completed and at_completed else None,
         "cpu_ms_per_order_by_process": {
             name: 1000.0 * seconds / completed for name, seconds in spent.items()
         } if completed else {},
+        "idle_cpu_ms_per_s": {name: 1000.0 * seconds / IDLE_SECONDS
+                              for name, seconds in idle.items()},
         "completed_per_s": completed / elapsed if completed and elapsed > 0 else 0.0,
         "first_post_to_last_completed_s": elapsed,
         "window_s": ended - began,
@@ -357,7 +374,7 @@ async def scenario(settings: Settings) -> dict[str, Any]:
         processes.descendants(os.getpid())
     except processes.Unsupported as error:
         raise Skip(str(error)) from None
-    orders = int(settings.extra.get("orders") or settings.count(400, 2_000))
+    orders = int(settings.extra.get("orders") or settings.count(400, 1_000))
     rounds = settings.round_count
     runs: dict[str, list[dict[str, Any]]] = {"all": [], "one": [], "floor": []}
     stories: dict[str, dict[str, Story]] = {}
@@ -375,6 +392,10 @@ async def scenario(settings: Settings) -> dict[str, Any]:
                        "CPU-ms/order", completed=_sum(runs[mode], "completed"),
                        errors=_sum(runs[mode], "errors"),
                        orders_per_s=_median([r.get("completed_per_s") for r in runs[mode]]),
+                       to_completed=_median([r.get("cpu_ms_per_order_to_completed")
+                                             for r in runs[mode]]),
+                       tail_s=_median([r["window_s"] - r["first_post_to_last_completed_s"]
+                                       for r in runs[mode]]),
                        loop_lag_ms=max((lag for r in runs[mode] for lag in
                                         r.get("loop_lag_ms_by_process", {}).values()
                                         if lag is not None), default=None))
@@ -400,6 +421,9 @@ async def scenario(settings: Settings) -> dict[str, Any]:
             f"completed orders/s sustained, {MODE_LABELS[mode]}",
             variants[f"{mode}_throughput"]["median"], GOAL_THROUGHPUT, "orders/s",
             at_most=False)
+    idle = {mode: {name: _median([r["idle_cpu_ms_per_s"].get(name) for r in runs[mode]])
+                   for name in runs[mode][0]["idle_cpu_ms_per_s"]}
+            for mode in MODES if runs[mode]}
     lags = {mode: {name: max((r["loop_lag_ms_by_process"].get(name) or 0.0)
                              for r in runs[mode])
                    for name in runs[mode][0]["loop_lag_ms_by_process"]}
@@ -419,6 +443,7 @@ async def scenario(settings: Settings) -> dict[str, Any]:
         "split_cpu_ms_per_order": {"all": _split(runs["all"]), "one": _split(runs["one"]),
                                    "floor": _split(runs["floor"])},
         "loop_lag_ms": lags,
+        "idle_cpu_ms_per_s": idle,
         "story": {mode: {kind: asdict(s) for kind, s in by_kind.items()}
                   for mode, by_kind in stories.items()},
         "runs": runs,
@@ -432,6 +457,8 @@ async def scenario(settings: Settings) -> dict[str, Any]:
             "deliveries (fetch + ack) and commits (sqlite3, one INSERT each), "
             f"{FLOOR_CHUNK} orders at a time; CPU of this process + its nats-server",
             "the load generator runs on the same cores (not counted in the CPU figures)",
+            f"runs[*].idle_cpu_ms_per_s: the tree at rest for {IDLE_SECONDS:g} s before the "
+            "orders (polling loops, health); part of every second of the window",
         ],
     }
 

@@ -91,21 +91,27 @@ def split_table(result: dict[str, Any]) -> Table | None:
     if not split:
         return None
     lags: dict[str, dict[str, float]] = result.get("loop_lag_ms") or {}
+    idle: dict[str, dict[str, float | None]] = result.get("idle_cpu_ms_per_s") or {}
     out = Table(title="orders: CPU-ms per completed order by process (median of rounds), "
-                      "event-loop lag (ms, largest)", title_justify="left")
+                      "event-loop lag (ms, largest), CPU-ms/s at rest",
+                title_justify="left")
     out.add_column("process")
     for mode in split:
         out.add_column(f"{mode} CPU-ms", justify="right")
     for mode in lags:
         out.add_column(f"{mode} lag ms", justify="right")
+    for mode in idle:
+        out.add_column(f"{mode} idle CPU-ms/s", justify="right")
     names: list[str] = []
     for per_mode in split.values():
         names += [name for name in per_mode if name not in names]
     for name in names:
         out.add_row(name, *(_number(split[mode].get(name)) for mode in split),
-                    *(_number(lags[mode].get(name)) for mode in lags))
+                    *(_number(lags[mode].get(name)) for mode in lags),
+                    *(_number(idle[mode].get(name)) for mode in idle))
     out.add_row("[bold]total[/]", *(_number(sum(v or 0.0 for v in split[mode].values()))
-                                     for mode in split), *("" for _ in lags))
+                                     for mode in split), *("" for _ in lags),
+                *(_number(sum(v or 0.0 for v in idle[mode].values())) for mode in idle))
     return out
 
 
