@@ -221,7 +221,7 @@ GOAL_POST_P50_MS = 5.0  # POST /api/orders at one client
 
 async def e2e(settings: Settings) -> dict[str, Any]:
     rates = [GOAL_RATE, 200.0] if settings.quick else [50.0, GOAL_RATE, 200.0]
-    seconds = settings.extra.get("e2e_seconds", 2.0 if settings.quick else 10.0)
+    seconds = settings.extra.get("e2e_seconds", 2.0 if settings.quick else 5.0)
     rounds = settings.round_count
     runs: dict[float, list[dict[str, Any]]] = {rate: [] for rate in rates}
     search: list[dict[str, Any]] = []
