@@ -374,7 +374,7 @@ async def scenario(settings: Settings) -> dict[str, Any]:
         processes.descendants(os.getpid())
     except processes.Unsupported as error:
         raise Skip(str(error)) from None
-    orders = int(settings.extra.get("orders") or settings.count(400, 1_000))
+    orders = int(settings.extra.get("orders") or settings.count(300, 500))
     rounds = settings.round_count
     runs: dict[str, list[dict[str, Any]]] = {"all": [], "one": [], "floor": []}
     stories: dict[str, dict[str, Story]] = {}
