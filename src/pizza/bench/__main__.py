@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pizza.bench",
         description="Benchmark the kernel (publish, consume, handlers) and the system "
-                    "(e2e, api). Each scenario runs its own embedded nats-server.")
+                    "(e2e, api, orders). Each scenario runs its own embedded nats-server.")
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                         help=f"which to run (default: all): {', '.join(SCENARIOS)}")
     parser.add_argument("--scenario", "-s", action="append", default=[],
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=None,
                         help="message count of publish/consume/handlers (overrides --quick)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3)")
+    parser.add_argument("--orders", type=int, default=None,
+                        help="orders per run of the orders scenario (default 500, quick 300)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="instead of benchmarking, profile the kernel's relay and "
                              "consumer into DIR (pyinstrument if installed, else cProfile)")
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}: choose from "
                      f"{', '.join(SCENARIOS)}")
-    results = run(names, args.quick, args.out, args.plot, n=args.n, rounds=args.rounds)
+    extra = {"orders": args.orders} if args.orders is not None else {}
+    results = run(names, args.quick, args.out, args.plot, n=args.n, rounds=args.rounds,
+                  **extra)
     print(f"results written to {args.out}")
     failed = [name for name, r in results["scenarios"].items() if r.get("status") == "error"]
     return 1 if failed else 0
