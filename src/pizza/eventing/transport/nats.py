@@ -73,7 +73,8 @@ RECONCILE_EVERY = 60.0
 # Seconds a start waits for the JetStream API to answer (a cluster just formed, or electing
 # the leader of a stream many processes create at once, answers late), retrying meanwhile.
 START_PATIENCE = 60.0
-_SLOW = (NatsTimeout, TimeoutError, ServiceUnavailableError, NoRespondersError)
+_SLOW = (NatsTimeout, TimeoutError, ServiceUnavailableError, NoRespondersError,
+         NoStreamResponseError)  # a new bucket's stream before its leader is elected
 
 
 class NatsDelivery(Delivery):
