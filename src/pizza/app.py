@@ -23,6 +23,7 @@ from pizza import config
 from pizza.eventing import Service, tracing
 from pizza.eventing.host import Runtime
 from pizza.eventing.transport.embedded import free_port
+from pizza.log_limits import without_credentials
 from pizza.web import errors, shell
 from pizza.web import metrics as web_metrics
 
@@ -166,7 +167,7 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
         connected = runtime.connected
         healthy = connected and all(r["database"] == "ok" for r in reports)
         return {"status": "ok" if healthy else "degraded", "services": report,
-                "nats": runtime.nats_url,
+                "nats": runtime.nats_url and without_credentials(runtime.nats_url),  # public
                 "loopLagMs": round(runtime.loop_lag.recent_max * 1000, 1)}
 
     @app.get("/metrics", tags=["system"], response_class=PlainTextResponse)

@@ -34,6 +34,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pizza.eventing import Service, tracing
+from pizza.log_limits import without_credentials
 from pizza.supervisor import START_SECONDS, Supervisor
 from pizza.web.errors import ApiError, error_response
 
@@ -239,7 +240,8 @@ async def health(children: Children) -> dict[str, Any]:
         if report.get("loopLagMs") is not None:
             lags.append(report["loopLagMs"])
     return {"status": "ok" if healthy else "degraded", "services": services,
-            "nats": supervisor.nats_url, "processes": processes,
+            "nats": supervisor.nats_url and without_credentials(supervisor.nats_url),
+            "processes": processes,
             "loopLagMs": max(lags) if lags else None}
 
 

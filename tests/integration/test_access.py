@@ -364,3 +364,19 @@ async def test_a_browser_stream_may_carry_its_token_in_the_query(
         # Only streams take it: elsewhere a token in the URL is no sign-in.
         assert (await http.get(f"/api/orders/{order_id}",
                                params={"access_token": ada})).status_code == 401
+
+
+async def test_the_public_health_report_never_shows_the_brokers_credentials(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIZZA_HOME", str(tmp_path))
+    config.reset()
+    app = create_app(load(["kitchen"]), runtime_options={
+        "transport": MemoryTransport(), "nats_url": "nats://kitchen:s3cret@10.0.0.7:4222"})
+    try:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            report = (await http.get("/api/health")).json()
+    finally:
+        config.reset()
+    assert report["nats"] == "nats://***@10.0.0.7:4222"
+    assert "s3cret" not in str(report)
