@@ -25,7 +25,7 @@ import zlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -47,7 +47,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from pizza.eventing import inline_sqlite, migrations, settings
+from pizza.eventing import inline_sqlite, settings
+
+if TYPE_CHECKING:
+    from pizza.eventing import migrations
 from pizza.eventing.outage import Outage, database_unavailable
 
 log = logging.getLogger("pizza.eventing.storage")
@@ -121,6 +124,8 @@ class Database:
         self.tables = [kernel_metadata] + ([tables] if tables is not None else [])
         # Versioned by Alembic: the kernel's chain, and the service's when its tables
         # module has a migrations folder beside it (pizza.eventing.migrations).
+        from pizza.eventing import migrations  # alembic: loaded by what runs a database
+
         self.chains = [migrations.kernel_chain(kernel_metadata)]
         own = migrations.service_chain(service, tables)
         if own is not None:
@@ -216,6 +221,8 @@ class Database:
             log.info("%s: %s", self.service, self.migrated.summary())
 
     def _upgrade(self, conn: Connection) -> migrations.Report:
+        from pizza.eventing import migrations
+
         report = migrations.upgrade(conn, self.chains)
         for metadata in self.unversioned:  # a toolkit user's tables with no migrations
             metadata.create_all(conn)
