@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections import Counter
@@ -20,8 +21,10 @@ from typing import Any
 import httpx
 import nats
 import orjson
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from pizza.eventing.settings import nats_servers
 from pizza.eventing.transport.credentials import Credentials
@@ -51,15 +54,33 @@ async def connect(url: str) -> nats.NATS:
                               **(known.connect_options() if known else {}))
 
 
-async def read_stream(js: Any, stream: str, subject: str) -> list[Any]:
-    """Every message stored on ``subject`` (wildcards allowed), oldest first."""
+async def read_stream(js: Any, stream: str, subject: str, attempts: int = 10) -> list[Any]:
+    """Every message stored on ``subject`` (wildcards allowed), oldest first.
+
+    A cluster answers 503 or late for a moment (a new consumer's leader, an election after
+    a node came back): the whole read is tried again, up to ``attempts`` times, rather
+    than counting what it did not see as lost."""
+    for attempt in range(1, attempts + 1):
+        try:
+            messages, complete = await _read_stream_once(js, stream, subject)
+        except (ServiceUnavailableError, NoRespondersError, NatsTimeout, TimeoutError):
+            if attempt == attempts:
+                raise
+        else:
+            if complete or attempt == attempts:
+                return messages
+        await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+async def _read_stream_once(js: Any, stream: str, subject: str) -> tuple[list[Any], bool]:
     try:
         info = await js.stream_info(stream, subjects_filter=subject)
     except NotFoundError:
-        return []
+        return [], True
     total = sum((info.state.subjects or {}).values())
     if not total:
-        return []
+        return [], True
     sub = await js.pull_subscribe(subject, stream=stream, config=ConsumerConfig(
         deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30))
     messages: list[Any] = []
@@ -70,8 +91,9 @@ async def read_stream(js: Any, stream: str, subject: str) -> list[Any]:
             except TimeoutError:
                 break
     finally:
-        await sub.unsubscribe()
-    return messages
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return messages, len(messages) >= total
 
 
 async def queues(nats_url: str) -> dict[str, list[str]]:
