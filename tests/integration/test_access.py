@@ -91,12 +91,17 @@ async def whole_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def routes_of(app: FastAPI) -> set[tuple[str, str]]:
     """Every (method, path) the app serves, its included routers' routes too."""
     found = set()
-    for route in app.routes:
-        original = getattr(route, "original_router", None)  # an included router
-        for one in (original.routes if original is not None else [route]):
-            if isinstance(one, APIRoute | Route):
-                found |= {(method, one.path) for method in one.methods or ()
-                          if method != "HEAD"}
+
+    def walk(routes: Any) -> None:
+        for route in routes:
+            original = getattr(route, "original_router", None)  # an included router
+            if original is not None:
+                walk(original.routes)
+            elif isinstance(route, APIRoute | Route):
+                found.update((method, route.path) for method in route.methods or ()
+                             if method != "HEAD")
+
+    walk(app.routes)
     return found
 
 
