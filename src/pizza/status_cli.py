@@ -104,8 +104,11 @@ async def look(client: httpx.AsyncClient, url: str) -> Look:
     if metrics.status_code == 200:
         for family in text_string_to_metric_families(metrics.text):
             for sample in family.samples:
+                # `pizza up`'s gateway labels each sample with the process it came from;
+                # a service's numbers are told apart by their service label already.
+                labels = {k: v for k, v in sample.labels.items() if k != "process"}
                 seen.samples.setdefault(sample.name, {})[
-                    frozenset(sample.labels.items())] = sample.value
+                    frozenset(labels.items())] = sample.value
     else:
         seen.problem = seen.problem or f"/metrics answered {metrics.status_code}"
     return seen

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import pytest
-from running_pizza import Pizza, eventually
+from running_pizza import PIZZA, Pizza, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +53,15 @@ async def test_each_service_runs_in_its_own_process_and_comes_back_when_killed(
     health = (await pizza.http.get("/api/health")).json()
     assert health["status"] == "ok"
     assert {p["state"] for p in health["processes"].values()} == {"running"}
+
+    # The operator's view gathers every process's numbers through the one origin.
+    tool = await asyncio.create_subprocess_exec(
+        PIZZA, "status", "--once", env={**pizza.process.env, "COLUMNS": "200"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    shown = (await asyncio.wait_for(tool.communicate(), 60))[0].decode()
+    assert tool.returncode == 0, shown
+    ticket_row = next(line for line in shown.splitlines() if "open-ticket" in line)
+    assert "?" not in ticket_row, ticket_row
 
     first = await pizza.place(f"c-{time.monotonic_ns()}", pickup=True)
     os.kill(children["kitchen"], signal.SIGKILL)
