@@ -15,7 +15,8 @@ route to the child whose service declares it.
 * **One Ctrl-C**: children run in sessions of their own (the terminal's SIGINT reaches
   only the supervisor), which stops them with SIGINT, waits for their clean stop, then
   stops the broker. A supervisor killed with SIGKILL takes them along: the kernel sends
-  each child SIGTERM when its parent dies (Linux), as it does to the embedded broker.
+  each child SIGKILL when its parent dies (Linux); their work is durable, and a clean
+  stop could wait for ever on the broker that died with the supervisor.
 """
 
 from __future__ import annotations
@@ -127,7 +128,9 @@ class Supervisor:
                 *pizza_command(), "serve", child.service, "--port", str(child.port),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, env=child.env, start_new_session=True,
-                preexec_fn=dies_with_parent())
+                # A service whose supervisor died outright must not linger: its clean
+                # stop may wait on the broker, which died with the supervisor.
+                preexec_fn=dies_with_parent(signal.SIGKILL))
             child.started_at = time.monotonic()
             pump = asyncio.create_task(_print_lines(child))
             code = await child.process.wait()

@@ -46,22 +46,23 @@ def find_nats_server() -> str:
     return found
 
 
-def _parent_death_signal(parent: int) -> None:
-    """In the child, before exec: the kernel sends SIGTERM to nats-server when we die.
+def _parent_death_signal(parent: int, sent: int = signal.SIGTERM) -> None:
+    """In the child, before exec: the kernel sends ``sent`` to the child when we die.
 
     So a `pizza up` killed with SIGKILL leaves no orphan broker on its JetStream store,
     and the next start on the same PIZZA_HOME finds the store free (Linux only).
     """
-    _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    _prctl(1, sent)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before the line above: go too
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), sent)
 
 
-def dies_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` for a child process that must not outlive this one (Linux)."""
+def dies_with_parent(sent: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` for a child process that must not outlive this one (Linux): it is
+    sent ``sent`` when we die (SIGTERM: a clean stop; SIGKILL: one that cannot hang)."""
     if _prctl is None:
         return None
-    return functools.partial(_parent_death_signal, os.getpid())
+    return functools.partial(_parent_death_signal, os.getpid(), sent)
 
 
 _prctl: Any = None
