@@ -29,7 +29,7 @@ fetch and ack as many deliveries (pull consumers with a fan-out that delivers ea
 message as often as the story's average) and commit as many transactions (one INSERT
 each; WAL, synchronous=NORMAL, as the kernel), 16 orders at a time, against a nats-server
 of its own. No decoding, no validation, no HTTP: the least that moving the same messages
-and committing the same number of transactions costs. Its CPU: this process (os.times)
+and committing the same number of transactions costs. Its CPU: this process (time.process_time)
 plus its nats-server.
 """
 
