@@ -328,7 +328,7 @@ async def _replay(url: str, headers: dict[str, str], service: str, wait: float) 
 @app.command()
 def bench(
     scenarios: Annotated[list[str] | None, typer.Argument(
-        help="publish, consume, handlers, e2e, api (default: all)")] = None,
+        help="publish, consume, handlers, e2e, api, orders (default: all)")] = None,
     quick: Annotated[bool, typer.Option(help="A short run (smaller N), still 3 rounds.")] = False,
     out: Annotated[Path, typer.Option(help="Where the JSON results go.")] = Path(
         "bench-results/results.json"),
