@@ -86,7 +86,8 @@ def up(
     loyalty: Annotated[str, typer.Option(
         help="Loyalty backend: our own 'ledger' or the third-party 'saas'.")] = "",
     processes: Annotated[int, typer.Option(
-        help="0: a process per service (every core); 1: all in this process.")] = 0,
+        help="1: all in this process; 0: a process per service behind one origin "
+        "(every core; not yet the default, see the README).")] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """The whole system: embedded NATS, every service, the SMTP sink, one origin."""

@@ -45,7 +45,7 @@ def alive(pid: int) -> bool:
 
 async def test_each_service_runs_in_its_own_process_and_comes_back_when_killed(
         start_pizza: Any) -> None:
-    pizza: Pizza = await start_pizza("--simulate")
+    pizza: Pizza = await start_pizza("--simulate", "--processes", "0")
     assert pizza.process.proc is not None
     children = children_of(pizza.process.proc.pid)
     assert set(children) == {"orders", "kitchen", "delivery", "pickup", "loyalty",
@@ -98,7 +98,7 @@ async def test_each_service_runs_in_its_own_process_and_comes_back_when_killed(
 
 async def test_a_supervisor_killed_outright_takes_its_children_along(
         start_pizza: Any) -> None:
-    pizza: Pizza = await start_pizza()
+    pizza: Pizza = await start_pizza("--processes", "0")
     assert pizza.process.proc is not None
     pids = list(children_of(pizza.process.proc.pid).values())
     assert len(pids) == 7
@@ -107,8 +107,8 @@ async def test_a_supervisor_killed_outright_takes_its_children_along(
     await eventually(_none_alive(pids), 15)
 
 
-async def test_one_process_on_request(start_pizza: Any) -> None:
-    pizza: Pizza = await start_pizza("--processes", "1")
+async def test_one_process_by_default(start_pizza: Any) -> None:
+    pizza: Pizza = await start_pizza()
     assert pizza.process.proc is not None
     assert children_of(pizza.process.proc.pid) == {}
     health = (await pizza.http.get("/api/health")).json()
