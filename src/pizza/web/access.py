@@ -88,17 +88,16 @@ def who_may(method: str, path: str) -> frozenset[str]:
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # Sent with every answer: no sniffing of types, no framing by other sites, no referrer
-# leaking order ids, and pages may load only what we serve (plus Swagger UI's CDN for
-# /docs until the web app serves it itself).
+# leaking order ids, and pages may load only what we serve.
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"content-security-policy",
-     b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-     b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-     b"img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'; "
+     b"default-src 'self'; script-src 'self' 'unsafe-inline'; "
+     b"style-src 'self' 'unsafe-inline'; "
+     b"img-src 'self' data:; frame-ancestors 'none'; "
      b"base-uri 'none'; form-action 'self'"),
 )
 

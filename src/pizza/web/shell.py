@@ -1,5 +1,5 @@
 """What every public app of the system shares: its title, error shape, access gate and the
-routes that belong to no single service (the catalog, the issuer's keys, the page).
+routes that belong to no single service (the catalog, the issuer's keys, the web app).
 
 Both the single-process app (``app.create_app``) and the gateway in front of one process
 per service (``gateway.create_gateway``) are made from these, so they answer alike.
@@ -12,11 +12,10 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pizza import config
 from pizza.eventing import Service
-from pizza.web import access, errors, identity
+from pizza.web import access, errors, identity, site
 from pizza.web import catalog as catalog_routes
 
 
@@ -27,6 +26,7 @@ def new_app(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) ->
         "everything else through events on NATS JetStream.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by web/site.py (works offline)
     )
     errors.install(app)
     return app
@@ -50,8 +50,4 @@ def add_public_routes(app: FastAPI, services: Sequence[Service]) -> None:
             """The public key of this system's own token issuer (JSON Web Key Set)."""
             return issuer.jwks()
 
-    @app.get("/", include_in_schema=False, response_model=None)
-    async def home() -> HTMLResponse | RedirectResponse:
-        from pizza.web import pages
-
-        return HTMLResponse(pages.HOME) if pages.HOME else RedirectResponse("/docs")
+    site.install(app)
