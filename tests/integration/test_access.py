@@ -50,6 +50,7 @@ EXPECTED: dict[tuple[str, str], Any] = {
                                           "/pickup", "/mailbox", "/events", "/catalog",
                                           "/sign-in")},
     ("GET", "/.well-known/jwks.json"): ANYONE,  # ours: the issuer's public key
+    ("GET", "/api/session"): set(ROLES),  # ours: who the token belongs to
     ("POST", "/api/delivery-addresses"): OWN,  # the body's customerId must be the token's
     ("POST", "/api/orders"): OWN,
     ("GET", "/api/orders"): OWN,  # ours: a customer's own orders (?customerId=)

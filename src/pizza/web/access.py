@@ -30,7 +30,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.routing import Match
 
 from pizza.web.errors import ApiError
-from pizza.web.identity import Caller, Unauthenticated, Verifier
+from pizza.web.identity import ROLES, Caller, Unauthenticated, Verifier
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,6 +41,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ANYONE = frozenset({"anyone"})
 CUSTOMER = frozenset({"customer", "operator"})
 OPERATOR = frozenset({"operator"})
+EVERY_ROLE = frozenset(ROLES)  # anyone signed in
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ _ID = r"[^/]+"
 # CONTRACT section 5, first match wins; anything no rule matches is the operator's.
 RULES: tuple[Rule, ...] = (
     _rule(READ, r"/api/health|/api/menu|/api/catalog|/asyncapi\.json", ANYONE),
+    _rule(READ, r"/api/session", EVERY_ROLE),  # ours: who a token belongs to
     _rule(READ, r"/docs(/.*)?|/redoc|/openapi\.json|/\.well-known/jwks\.json", ANYONE),
     _rule("POST", r"/api/delivery-addresses|/api/orders", CUSTOMER),
     # A customer's own orders (the route checks whose), and their points.

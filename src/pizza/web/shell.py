@@ -50,4 +50,10 @@ def add_public_routes(app: FastAPI, services: Sequence[Service]) -> None:
             """The public key of this system's own token issuer (JSON Web Key Set)."""
             return issuer.jwks()
 
+    @app.get("/api/session", tags=["system"])
+    async def session(caller: access.CurrentCaller) -> dict[str, Any]:
+        """Who the bearer token belongs to: what the web app shows and lets them do."""
+        return {"subject": caller.subject, "roles": sorted(caller.roles),
+                "customerId": caller.customer_id}
+
     site.install(app)

@@ -22,9 +22,18 @@ const Pizza = (() => {
     const body = await answer.json().catch(() => ({}));
     if (!answer.ok) throw new Error(problemText(body, answer.status));
     const s = {token, roles: body.roles || [], customerId: body.customerId || null,
-               expiresAt: body.expiresAt || null};
+               expiresAt: expiry(token)};
     localStorage.setItem(KEY, JSON.stringify(s));
     return s;
+  }
+
+  // The token's own expiry (its "exp" claim), so the page signs out when it lapses.
+  function expiry(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const exp = JSON.parse(atob(part)).exp;
+      return typeof exp === "number" ? new Date(exp * 1000).toISOString() : null;
+    } catch (_) { return null; }
   }
 
   function signOut() { localStorage.removeItem(KEY); }
@@ -145,6 +154,10 @@ const Pizza = (() => {
   }
   document.addEventListener("DOMContentLoaded", showWho);
 
-  return {session, signIn, signOut, has, guardPage, toSignIn, api, stream, el, toast,
+  // A page for some roles sends a visitor without one to sign in at once; page scripts
+  // start only when ``Pizza.allowed``.
+  const allowed = guardPage();
+
+  return {allowed, session, signIn, signOut, has, toSignIn, api, stream, el, toast,
           problemText, money, clock};
 })();
