@@ -6,6 +6,10 @@
     async def open_ticket(event: OrderConfirmedV1, ctx: Context) -> None:
         ...
 
+What a handler or an HTTP route may put on the bus is declared with it (``causes=`` and
+``openapi_extra=route_causes(...)``): the catalog's event-storming board is drawn from
+these declarations, so which command leads to which events is stated by the code, once.
+
 A declaration only: nothing connects until a ServiceHost runs it (host.py), so the same
 service runs inside ``pizza up`` with the others or alone in ``pizza serve``.
 """
@@ -13,7 +17,7 @@ service runs inside ``pizza up`` with the others or alone in ``pizza serve``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -33,6 +37,37 @@ ForgottenHook = Callable[[Context], Awaitable[None]]
 H = TypeVar("H", bound=Handler)
 Hook = Callable[["ServiceHost"], Awaitable[None]]
 W = TypeVar("W", bound=Callable[[], Awaitable[bool]])
+Key = tuple[str, int]
+# The OpenAPI extension of a route that puts messages on the bus (route_causes).
+ROUTE_CAUSES = "x-pizza-causes"
+
+
+def route_causes(*messages: type[Message], **extra: Any) -> dict[str, Any]:
+    """The ``openapi_extra`` of an HTTP route that may put these messages on the bus:
+
+        @router.post("/api/orders", openapi_extra=route_causes(OrderConfirmedV2))
+
+    It shows in the OpenAPI document (``x-pizza-causes``), and the catalog's board reads
+    it. ``extra`` is any other openapi_extra of the route.
+    """
+    return {**extra, ROUTE_CAUSES: [{"type": m.info.type, "version": m.info.version,
+                                     "kind": m.info.kind} for m in messages]}
+
+
+# The OpenAPI extension of a GET route that answers fixed data (the menu), not what the
+# service's handlers have recorded: the board shows it under no read model.
+READ_MODEL = "x-pizza-read-model"
+
+
+def fixed_data(**extra: Any) -> dict[str, Any]:
+    """The ``openapi_extra`` of a GET route whose answer no message changes."""
+    return {**extra, READ_MODEL: False}
+
+
+def caused_by_route(openapi_extra: dict[str, Any] | None) -> list[Key]:
+    """The (type, version) of what a route declares it may put on the bus."""
+    return [(str(c["type"]), int(c["version"]))
+            for c in (openapi_extra or {}).get(ROUTE_CAUSES, [])]
 
 
 def queue_name(service: str, queue: str) -> str:
@@ -81,6 +116,8 @@ class Subscription:
     backoff: Backoff = field(default_factory=Backoff)
     start: Literal["new", "all"] = "new"
     forgotten: ForgottenHook | None = None  # none: such a message is acknowledged, skipped
+    # What handling each message may put on the bus (events, commands, answers).
+    causes: dict[Key, tuple[type[Message], ...]] = field(default_factory=dict)
 
     @property
     def messages(self) -> list[tuple[str, int]]:
@@ -111,12 +148,15 @@ class Service:
     def handles(self, message: type[Event] | type[Command], *, max_in_flight: int = 64,
                 max_attempts: int = 5, backoff: Backoff | None = None,
                 start: Literal["new", "all"] = "new", name: str | None = None,
-                forgotten: ForgottenHook | None = None) -> Callable[[H], H]:
+                forgotten: ForgottenHook | None = None,
+                causes: Sequence[type[Message]] = ()) -> Callable[[H], H]:
         """Handle an event or a command through a durable queue of this service's own.
 
         ``forgotten`` answers a message whose personal data was erased (see personal.py).
+        ``causes``: what the handler may publish, send or answer (declared by the service).
         """
         info = message.info
+        caused = self._own(causes)
 
         def register(handler: H) -> H:
             queue = name or handler.__name__.replace("_", "-")
@@ -131,13 +171,16 @@ class Service:
                 backoff=backoff or Backoff(),
                 start=start,
                 forgotten=forgotten,
+                causes={info.key: caused},
             )
             return handler
 
         return register
 
-    def on_reply(self, answer: type[Reply], *, max_attempts: int = 5) -> Callable[[H], H]:
+    def on_reply(self, answer: type[Reply], *, max_attempts: int = 5,
+                 causes: Sequence[type[Message]] = ()) -> Callable[[H], H]:
         """Handle an answer to a command this service sent (all answers share one queue)."""
+        caused = self._own(causes)
 
         def register(handler: H) -> H:
             queue = self.subscriptions.setdefault(
@@ -146,6 +189,7 @@ class Service:
                              max_attempts=max_attempts),
             )
             queue.handlers[answer.info.key] = handler
+            queue.causes[answer.info.key] = caused
             return handler
 
         return register
@@ -167,6 +211,16 @@ class Service:
                 self.sends.append(message)
             else:
                 self.publishes.append(message)
+
+    def _own(self, messages: Iterable[type[Message]]) -> tuple[type[Message], ...]:
+        """``messages``, if this service declares it produces each (declare_publishes)."""
+        mine = {m.info.key for m in (*self.publishes, *self.sends)}
+        strange = [f"{m.info.type} v{m.info.version}" for m in messages
+                   if m.info.key not in mine]
+        if strange:
+            raise ValueError(f"{self.name} does not declare that it publishes "
+                             f"{', '.join(strange)} (declare_publishes)")
+        return tuple(messages)
 
     @property
     def consumes(self) -> list[tuple[str, int]]:

@@ -10,6 +10,12 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from pizza.contracts.delivery import (
+    DeliveryAddressRegisteredV1,
+    OrderDeliveredV1,
+    OrderOutForDeliveryV1,
+)
+from pizza.eventing.service import route_causes
 from pizza.services.delivery import addresses, jobs, service
 from pizza.web.access import CurrentCaller, acting_for
 from pizza.web.errors import ApiError
@@ -61,7 +67,8 @@ def refusals() -> Iterator[None]:
         raise ApiError(409, refused.code, str(refused), {"stage": refused.stage}) from None
 
 
-@router.post("/api/delivery-addresses", status_code=201, response_model=Registered)
+@router.post("/api/delivery-addresses", status_code=201, response_model=Registered,
+             openapi_extra=route_causes(DeliveryAddressRegisteredV1))
 async def register_address(address: addresses.NewAddress,
                            caller: CurrentCaller) -> Registered:
     """Keep an address; orders name it by the id answered here."""
@@ -93,7 +100,8 @@ def _job(row: Any) -> Job:
 
 @router.post("/api/delivery/jobs/{orderId}/out-for-delivery", status_code=202,
              response_model=StageChange,
-             responses={400: {"description": "the body is not JSON"}, **REFUSALS})
+             responses={400: {"description": "the body is not JSON"}, **REFUSALS},
+             openapi_extra=route_causes(OrderOutForDeliveryV1))
 async def out_for_delivery(order_id: OrderId, body: Driver) -> StageChange:
     """A driver takes the order (the same driver again is harmless)."""
     with refusals():
@@ -103,7 +111,8 @@ async def out_for_delivery(order_id: OrderId, body: Driver) -> StageChange:
 
 
 @router.post("/api/delivery/jobs/{orderId}/delivered", status_code=202,
-             response_model=StageChange, responses=REFUSALS)
+             response_model=StageChange, responses=REFUSALS,
+             openapi_extra=route_causes(OrderDeliveredV1))
 async def delivered(order_id: OrderId) -> StageChange:
     """The customer has the order (only once it is out; again is harmless)."""
     with refusals():

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from pizza.contracts.kitchen import OrderPreparedV1, OrderPreparingV1
+from pizza.eventing.service import route_causes
 from pizza.services.kitchen import service, tickets
 from pizza.web.errors import ApiError
 
@@ -82,7 +84,7 @@ def _ticket(row: Any) -> Ticket:
 
 
 @router.post("/tickets/{orderId}/start", status_code=202, response_model=StageChange,
-             responses=REFUSALS)
+             responses=REFUSALS, openapi_extra=route_causes(OrderPreparingV1))
 async def start_ticket(order_id: OrderId) -> StageChange:
     """Start cooking (again is harmless: no second OrderPreparing)."""
     with refusals():
@@ -91,8 +93,10 @@ async def start_ticket(order_id: OrderId) -> StageChange:
     return StageChange(order_id=order_id, stage="preparing")
 
 
+# A ticket never started announces OrderPreparing first (tickets.finish).
 @router.post("/tickets/{orderId}/prepared", status_code=202, response_model=StageChange,
-             responses=REFUSALS)
+             responses=REFUSALS,
+             openapi_extra=route_causes(OrderPreparingV1, OrderPreparedV1))
 async def ticket_prepared(order_id: OrderId) -> StageChange:
     """Cooked and boxed (again is harmless: no second OrderPrepared)."""
     with refusals():

@@ -13,7 +13,8 @@ from pizza.services.loyalty.saas_adapter import LoyaltyRefused, saas, using_saas
 # call to someone else, who may rate limit us or be down for minutes. Ten attempts with
 # backoff up to two minutes ride out about six minutes of outage before a dead letter.
 @service.handles(OrderCompletedV1, max_in_flight=4, max_attempts=10,
-                 backoff=Backoff(initial=1.0, factor=2.0, maximum=120.0))
+                 backoff=Backoff(initial=1.0, factor=2.0, maximum=120.0),
+                 causes=(LoyaltyPointsAddedV1,))
 async def add_points(event: OrderCompletedV1, ctx: Context) -> None:
     points = ledger.points_for(event.order_value)
     if points == 0:

@@ -33,7 +33,7 @@ from pizza.services.notifications.tables import outgoing_emails as rows
 log = logging.getLogger("pizza.services.notifications")
 
 
-@service.handles(CustomerForgottenV1)
+@service.handles(CustomerForgottenV1, causes=(EmailFailedV1,))
 async def forget_customer(event: CustomerForgottenV1, ctx: Context) -> None:
     ref = subject_ref(event.customer_id)
     theirs = (await ctx.db.execute(

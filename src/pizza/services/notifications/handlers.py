@@ -19,7 +19,7 @@ what was recorded before).
 
 from __future__ import annotations
 
-from pizza.contracts.notifications import EmailFailedV1, SendEmailV1
+from pizza.contracts.notifications import EmailFailedV1, EmailSentV1, SendEmailV1
 from pizza.eventing import Context
 from pizza.services.notifications import mailer, outgoing, sender, service
 
@@ -32,7 +32,9 @@ async def recipient_forgotten(ctx: Context) -> None:
     ctx.reply(EmailFailedV1(reason=RECIPIENT_FORGOTTEN))
 
 
-@service.handles(SendEmailV1, max_in_flight=32, forgotten=recipient_forgotten)
+# EmailSent is answered by the sender after the commit (sender.py), EmailFailed now or then.
+@service.handles(SendEmailV1, max_in_flight=32, forgotten=recipient_forgotten,
+                 causes=(EmailSentV1, EmailFailedV1))
 async def send_email(command: SendEmailV1, ctx: Context) -> None:
     meta = ctx.cause
     assert meta is not None  # a handler always has the message it handles

@@ -17,6 +17,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from pizza.contracts.notifications import SendEmailV1
+from pizza.contracts.orders import OrderCancelledV1, OrderConfirmedV1, OrderConfirmedV2
+from pizza.eventing.service import fixed_data, route_causes
 from pizza.services.orders import cancelling, menu, placing, service
 from pizza.services.orders.tables import order_emails, orders
 from pizza.web.access import CurrentCaller, acting_for, own_or_not_found
@@ -50,7 +53,7 @@ def _inline_schema(model: type[placing.PlaceOrder]) -> dict[str, Any]:
     return inlined
 
 
-@router.get("/api/menu")
+@router.get("/api/menu", openapi_extra=fixed_data())
 async def get_menu() -> list[dict[str, Any]]:
     """The menu, prices in pounds."""
     return [item.to_json() for item in menu.MENU]
@@ -59,8 +62,11 @@ async def get_menu() -> list[dict[str, Any]]:
 @router.post(
     "/api/orders",
     status_code=202,
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": _inline_schema(placing.PlaceOrder)}}}},
+    # A delivery order whose id is not known yet is confirmed later (handlers.py).
+    openapi_extra=route_causes(
+        OrderConfirmedV1, OrderConfirmedV2, SendEmailV1,
+        requestBody={"required": True, "content": {
+            "application/json": {"schema": _inline_schema(placing.PlaceOrder)}}}),
     responses={400: {"description": "the body is not JSON"},
                413: {"description": "body larger than 64 KiB"},
                422: {"description": "invalid order"}},
@@ -91,6 +97,7 @@ async def place_order(
 
 
 @router.post("/api/orders/{orderId}/cancel", status_code=202,
+             openapi_extra=route_causes(OrderCancelledV1, SendEmailV1),
              responses={404: {"description": "no such order"},
                         409: {"description": "already prepared or completed"}})
 async def cancel_order(order_id: OrderId, caller: CurrentCaller) -> JSONResponse:

@@ -28,6 +28,7 @@ from fastapi import APIRouter, Path
 from sqlalchemy import select, update
 
 from pizza.contracts.orders import CustomerForgottenV1
+from pizza.eventing.service import route_causes
 from pizza.services.orders import service
 from pizza.services.orders.emails import FORGOTTEN
 from pizza.services.orders.tables import order_emails, orders
@@ -57,6 +58,7 @@ async def forget(customer_id: str) -> int:
 
 
 @router.post("/api/admin/customers/{customerId}/forget", status_code=202,
+             openapi_extra=route_causes(CustomerForgottenV1),
              responses={422: {"description": "not a customer id"}})
 async def forget_customer(customer_id: CustomerId) -> dict[str, Any]:
     """Erase a customer's personal data everywhere (operators only).

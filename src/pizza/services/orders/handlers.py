@@ -15,8 +15,13 @@ from sqlalchemy import case, func, select, update
 
 from pizza.contracts.delivery import DeliveryAddressRegisteredV1, OrderDeliveredV1
 from pizza.contracts.kitchen import OrderPreparedV1
-from pizza.contracts.notifications import EmailFailedV1, EmailSentV1
-from pizza.contracts.orders import OrderCompletedV1
+from pizza.contracts.notifications import EmailFailedV1, EmailSentV1, SendEmailV1
+from pizza.contracts.orders import (
+    OrderCancelledV1,
+    OrderCompletedV1,
+    OrderConfirmedV1,
+    OrderConfirmedV2,
+)
 from pizza.contracts.pickup import OrderCollectedV1
 from pizza.eventing import Context
 from pizza.services.orders import awaiting, delivery_addresses, emails, menu, service
@@ -25,7 +30,9 @@ from pizza.services.orders.tables import orders
 log = logging.getLogger("pizza.services.orders")
 
 
-@service.handles(DeliveryAddressRegisteredV1, start="all")
+# A waiting order is confirmed (or cancelled: another customer's id) once its id is known.
+@service.handles(DeliveryAddressRegisteredV1, start="all",
+                 causes=(OrderConfirmedV1, OrderConfirmedV2, OrderCancelledV1, SendEmailV1))
 async def learn_delivery_address(event: DeliveryAddressRegisteredV1, ctx: Context) -> None:
     """Remember an issued delivery id (from the start of the stream: ids issued before
     this service first ran are valid too), and settle the orders that waited for it."""
@@ -47,12 +54,12 @@ async def note_prepared(event: OrderPreparedV1, ctx: Context) -> None:
         log.warning("OrderPrepared for unknown order %s ignored", event.order_id)
 
 
-@service.handles(OrderDeliveredV1)
+@service.handles(OrderDeliveredV1, causes=(OrderCompletedV1, SendEmailV1))
 async def complete_delivered(event: OrderDeliveredV1, ctx: Context) -> None:
     await complete(ctx, event.order_id)
 
 
-@service.handles(OrderCollectedV1)
+@service.handles(OrderCollectedV1, causes=(OrderCompletedV1, SendEmailV1))
 async def complete_collected(event: OrderCollectedV1, ctx: Context) -> None:
     await complete(ctx, event.order_id)
 

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from pizza.contracts.pickup import OrderCollectedV1
+from pizza.eventing.service import route_causes
 from pizza.services.pickup import service, shelf
 from pizza.web.errors import ApiError
 
@@ -32,7 +34,8 @@ async def list_waiting() -> list[PickupOrder]:
 
 @router.post("/orders/{orderId}/collected", status_code=202, response_model=PickupOrder,
              responses={404: {"description": "no such order at the counter (yet)"},
-                        409: {"description": "the order was withdrawn (cancelled)"}})
+                        409: {"description": "the order was withdrawn (cancelled)"}},
+             openapi_extra=route_causes(OrderCollectedV1))
 async def collected(order_id: OrderId) -> PickupOrder:
     """The customer took the order (again is harmless: no second OrderCollected)."""
     try:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import OrderCancelledV1
+from pizza.contracts.pickup import OrderReadyForCollectionV1
 from pizza.eventing import Context
 from pizza.services.pickup import service, shelf
 
 
-@service.handles(OrderPreparedV1)
+@service.handles(OrderPreparedV1, causes=(OrderReadyForCollectionV1,))
 async def put_on_shelf(event: OrderPreparedV1, ctx: Context) -> None:
     """A prepared pickup order waits at the counter (delivery orders are ignored)."""
     await shelf.put_out(ctx, event)
