@@ -215,3 +215,29 @@ async def _fits(page: Page) -> bool:
     fits: bool = await page.evaluate(
         "document.documentElement.scrollWidth <= window.innerWidth")
     return fits
+
+
+async def test_an_order_the_query_side_has_not_seen_yet_is_confirming(
+        sign_in: SignIn, shop: Pizza) -> None:
+    placed = await shop.http.post("/api/orders", json={
+        "customerId": "ada", "email": "ada@example.com", "fulfilment": "pickup",
+        "items": [{"menuItemId": "cola", "quantity": 1}]})
+    order_id = placed.json()["orderId"]
+    page = await sign_in("customer", customer="ada")
+    unseen = {"answers": 3}
+
+    async def not_yet(route: Route) -> None:  # the query side a moment behind
+        if unseen["answers"] > 0:
+            unseen["answers"] -= 1
+            await route.fulfill(status=404, content_type="application/json", body=(
+                '{"error": {"code": "not-found", "message": "no order (yet)"}}'))
+        else:
+            await route.continue_()
+
+    await page.route(f"**/api/orders/{order_id}", not_yet)
+    await page.goto(f"/orders/{order_id}")
+    waiting = page.get_by_text("Confirming your order")
+    await expect(waiting).to_be_visible()
+    await expect(page.locator("#order-status")).to_have_text("confirmed", timeout=WAIT_MS)
+    await expect(waiting).to_be_hidden()
+    assert unseen["answers"] == 0
