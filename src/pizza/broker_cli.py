@@ -62,6 +62,8 @@ def broker_config(
     for name, seed in users.seeds.items():
         console.print(f"  {name:<14} {escape(str(seed))}")
     console.print(f"run: nats-server -c {escape(str(conf))}")
+    console.print("then, once: PIZZA_NATS_URL=nats://HOST:PORT PIZZA_NATS_CREDS=<operator's "
+                  "seed> pizza broker-provision")
     console.print("then: PIZZA_NATS_URL=nats://HOST:PORT PIZZA_NATS_CREDS=<its seed> "
                   "pizza serve SERVICE")
 
@@ -79,3 +81,33 @@ def _write(path: Path, text: str) -> None:
 
 def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def broker_provision(
+    services: Annotated[list[str] | None, typer.Argument(
+        help="The services whose queues to create (default: all seven).")] = None,
+) -> None:
+    """Create every service's durable queues and declarations on the broker at
+    PIZZA_NATS_URL (as PIZZA_NATS_CREDS, the operator's seed), before any service starts:
+    a consumer started after its producer then misses none of its first messages."""
+    import asyncio
+
+    from pizza.app import SERVICES, load
+    from pizza.eventing import settings
+    from pizza.eventing.topology import provision_broker
+    from pizza.eventing.transport import credentials
+
+    unknown = sorted(set(services or ()) - set(SERVICES))
+    if unknown:
+        fail(f"unknown service {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    url = settings.nats_url()
+    if url is None:
+        fail("set PIZZA_NATS_URL to the broker to provision")
+    given = settings.nats_creds()
+    chosen = load(services or SERVICES)
+    try:
+        asyncio.run(provision_broker(chosen, url, credentials.load(given) if given else None))
+    except Exception as error:
+        fail(f"could not provision the broker at PIZZA_NATS_URL: {escape(str(error)[:300])}")
+    for service in chosen:
+        console.print(f"  {service.name:<14} {len(service.subscriptions)} queues")

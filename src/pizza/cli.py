@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pizza import config, reaching
-from pizza.broker_cli import broker_config
+from pizza.broker_cli import broker_config, broker_provision
 from pizza.cli_common import check_nats_creds, fail
 from pizza.customers_cli import customers
 from pizza.deadletters_cli import deadletters
@@ -33,6 +33,7 @@ app.add_typer(deadletters, name="deadletters", help="Messages the queues gave up
 app.add_typer(customers, name="customers", help="A customer's personal data (forget).")
 app.command()(torture)
 app.command(name="broker-config")(broker_config)
+app.command(name="broker-provision")(broker_provision)
 app.command(name="status")(status_command)
 app.command()(migrate)
 console = Console()
@@ -86,6 +87,7 @@ def up(
     loyalty: Annotated[str, typer.Option(
         help="Loyalty backend: our own 'ledger' or the third-party 'saas'.")] = "",
     processes: Annotated[int, typer.Option(
+        envvar="PIZZA_PROCESSES",
         help="1: all in this process; 0: a process per service behind one origin "
         "(every core; not yet the default, see the README).")] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,

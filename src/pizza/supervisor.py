@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pizza.cli_common import pizza_command
-from pizza.eventing import settings
-from pizza.eventing.service import Backoff
+from pizza.eventing import settings, topology
+from pizza.eventing.service import Backoff, Service
 from pizza.eventing.transport import credentials
 from pizza.eventing.transport.embedded import EmbeddedNats, dies_with_parent, free_port
 from pizza.eventing.transport.permissions import broker_users
@@ -97,19 +97,23 @@ class Supervisor:
         """Start the broker (unless PIZZA_NATS_URL names one) and a child per service."""
         from pizza.app import load
 
+        services = load(self.services)
         if settings.nats_url() is not None:  # an outside broker: the children share it
+            given = settings.nats_creds()
+            await _provision(services, settings.nats_url() or "",
+                             credentials.load(given) if given else None)
             for name in self.services:
                 self.children[name] = Child(name, free_port(), {**self.base_env,
                                                                  SUPERVISED: "1"})
             self._start_children()
             return
-        users = broker_users(load(self.services), settings.credentials_dir())
-        self.broker = EmbeddedNats(
-            settings.home() / "nats", authorization=users.config,
-            credentials=credentials.load(users.seeds[credentials.OPERATOR]),
-            sync=settings.nats_sync())
+        users = broker_users(services, settings.credentials_dir())
+        operator = credentials.load(users.seeds[credentials.OPERATOR])
+        self.broker = EmbeddedNats(settings.home() / "nats", authorization=users.config,
+                                   credentials=operator, sync=settings.nats_sync())
         await self.broker.start()
         settings.broker_file().write_text(self.broker.url)
+        await _provision(services, self.broker.url, operator, replicas=1)
         for name in self.services:
             env = {**self.base_env, "PIZZA_NATS_URL": self.broker.url,
                    "PIZZA_NATS_CREDS": str(users.seeds[name]), SUPERVISED: "1",
@@ -169,6 +173,18 @@ class Supervisor:
             settings.broker_file().unlink(missing_ok=True)
             await self.broker.stop()
             self.broker = None
+
+
+async def _provision(services: Sequence[Service], url: str,
+                     user: credentials.Credentials | None, replicas: int | None = None) -> None:
+    """Every service's queues and declarations before any child starts, so no child
+    misses another's first messages (``eventing/topology.py``)."""
+    try:
+        await topology.provision_broker(services, url, user, replicas=replicas)
+    except Exception as error:  # e.g. credentials of one service only: each child then
+        log.warning("could not provision the queues of every service before starting "
+                    "them (%s); a consumer that starts late may miss a producer's first "
+                    "messages", str(error)[:300])
 
 
 async def _print_lines(child: Child) -> None:

@@ -42,7 +42,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pizza.eventing import inbox, log_context, outbox, personal, tracing
+from pizza.eventing import inbox, log_context, outbox, personal, topology, tracing
 from pizza.eventing.catalog import (
     DEAD_LETTERS_PREFIX,
     Message,
@@ -53,7 +53,7 @@ from pizza.eventing.catalog import (
 from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.envelope import Envelope, MalformedMessage
 from pizza.eventing.outage import Outage, database_unavailable
-from pizza.eventing.service import Handler, Reject, Subscription, queue_name
+from pizza.eventing.service import Handler, Reject, Subscription
 from pizza.eventing.storage import Database
 from pizza.eventing.transport.base import (
     DEAD_ATTEMPTS,
@@ -64,7 +64,6 @@ from pizza.eventing.transport.base import (
     BrokerUnavailable,
     Delivery,
     Queue,
-    QueueSpec,
     Transport,
     retry_subject,
 )
@@ -136,7 +135,8 @@ class Consumer:
                  transport: Transport, registry: Registry, relay: outbox.Relay) -> None:
         self.service = service
         self.subscription = subscription
-        self.name = queue_name(service, subscription.name)
+        self.spec = topology.queue_spec(service, subscription)
+        self.name = self.spec.name
         self.db = db
         self.transport = transport
         self.registry = registry
@@ -147,12 +147,6 @@ class Consumer:
         self._stopping = asyncio.Event()  # run() gives the host's
         self._retry_suffix = retry_subject("", self.name)
         self._free_retries = 0
-        self.spec = QueueSpec(
-            name=self.name,
-            subject=subscription.subject,
-            max_in_flight=subscription.max_in_flight,
-            start=subscription.start,
-        )
 
     async def open(self) -> None:
         """Create (or join) the durable queue: from now on nothing published is missed."""

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from pizza.eventing import inbox, outbox, settings, tracing, usage
+from pizza.eventing import inbox, outbox, settings, topology, tracing, usage
 from pizza.eventing.catalog import Registry, registry
 from pizza.eventing.consumer import Consumer, ConsumerStats
 from pizza.eventing.context import Context, run_commit_callbacks
@@ -209,10 +209,9 @@ class Runtime:
             self.transports = {service.name: self.transport for service in self.services}
         for transport in {id(t): t for t in self.transports.values()}.values():
             await transport.start()
-        # Every service says what it reads before any starts producing, so a producer
-        # asking "does anyone still read v1?" at start hears about all of them.
-        for service in self.services:
-            await usage.announce(self.transports[service.name], service)
+        # Every service says what it reads, and has its queues, before any starts
+        # producing: no consumer misses a producer's first messages (eventing/topology.py).
+        await topology.provision(self.services, lambda service: self.transports[service.name])
         for service in self.services:
             host = ServiceHost(service, self.transports[service.name],
                                database_url=self.database_url, **self.host_options)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import random
 import shutil
 import tempfile
@@ -58,6 +59,10 @@ class Size:
 
     def pick(self, full: float, quick: float) -> float:
         return quick if self.quick else full
+
+
+# `pizza up --processes` of the scenario being run: 1 (one process) or 0 (one per service).
+UP_PROCESSES: contextvars.ContextVar[int] = contextvars.ContextVar("up_processes", default=1)
 
 
 @dataclass
@@ -121,7 +126,7 @@ async def stage(name: str, *, layout: tuple[tuple[str, int], ...] | None,
         stack.push_async_callback(broker.stop)
         await broker.start()
         extra = {"PIZZA_NATS_URL": broker.url, "PIZZA_SIMULATE": "1", "PIZZA_SMTP_SINK": "1",
-                 "PIZZA_SMTP_PORT": str(free_port())}
+                 "PIZZA_SMTP_PORT": str(free_port()), "PIZZA_PROCESSES": str(UP_PROCESSES.get())}
         if isinstance(broker, NatsCluster):
             extra["PIZZA_NATS_REPLICAS"] = str(len(broker.nodes))
         db: PostgresCluster | SharedDatabase | None = None
@@ -346,9 +351,11 @@ FULL_ORDERS = 2000
 
 
 async def run_scenario(name: str, *, orders: int | None = None, quick: bool = False,
-                       keep: bool = False) -> Ledger:
-    """Run one scenario; its ledger, with ``error`` set if it could not finish."""
+                       keep: bool = False, processes: int = 1) -> Ledger:
+    """Run one scenario; its ledger, with ``error`` set if it could not finish.
+    ``processes`` is `pizza up --processes` where a scenario runs `pizza up`."""
     ledger = Ledger(name)
+    UP_PROCESSES.set(processes)
     size = Size(orders or (QUICK_ORDERS if quick else FULL_ORDERS), quick)
     started = time.monotonic()
     try:

@@ -275,6 +275,11 @@ class Transport(abc.ABC):
     async def queue(self, spec: QueueSpec) -> Queue:
         """Create (or join) a durable queue and return a handle to pull from it."""
 
+    async def provision(self, spec: QueueSpec) -> None:
+        """Create the durable queue (or reconcile it) without pulling from it: from now
+        on nothing published to its subject is missed (``eventing/topology.py``)."""
+        await (await self.queue(spec)).close()
+
     @abc.abstractmethod
     async def dead_letter(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         """Store a message that will not be handled, with why (headers)."""

@@ -456,6 +456,9 @@ class NatsTransport(Transport):
                     await subscription.unsubscribe()
         return found
 
+    async def provision(self, spec: QueueSpec) -> None:
+        await self._patiently(f"queue {spec.name}", lambda: self._declare_queue(spec))
+
     async def queue(self, spec: QueueSpec) -> Queue:
         await self._patiently(f"queue {spec.name}", lambda: self._declare_queue(spec))
         subscription = await self.js.pull_subscribe_bind(durable=spec.name, stream=spec.stream)
