@@ -63,7 +63,7 @@ _ID = r"[^/]+"
 
 # CONTRACT section 5, first match wins; anything no rule matches is the operator's.
 RULES: tuple[Rule, ...] = (
-    _rule(READ, r"/api/health|/api/menu|/api/catalog|/asyncapi\.json", ANYONE),
+    _rule(READ, r"/api/health|/api/menu|/api/catalog(/storming)?|/asyncapi\.json", ANYONE),
     _rule(READ, r"/api/session", EVERY_ROLE),  # ours: who a token belongs to
     _rule(READ, r"/docs(/.*)?|/redoc|/openapi\.json|/\.well-known/jwks\.json", ANYONE),
     _rule("POST", r"/api/delivery-addresses|/api/orders", CUSTOMER),
