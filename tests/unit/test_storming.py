@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from pizza.app import load
 from pizza.contracts.orders import OrderCompletedV1
 from pizza.eventing import Context, Event, MessageInfo, Service
 from pizza.eventing.catalog import Registry, registry
 from pizza.eventing.service import route_causes
+from pizza.web import catalog as catalog_routes
 from pizza.web.storming import board, operations, words
 
 
@@ -203,3 +205,22 @@ def test_names_read_as_words() -> None:
     assert words("place_order") == "Place order"
     assert words("List Tickets") == "List tickets"
     assert words("OrderConfirmed") == "OrderConfirmed"
+
+
+async def test_the_board_and_the_causes_are_served_by_any_one_service() -> None:
+    """``pizza serve kitchen`` answers the whole system's board, and its OpenAPI document
+    says what the kitchen's buttons put on the bus."""
+    kitchen = load(["kitchen"])
+    app = FastAPI()
+    app.include_router(catalog_routes.router(kitchen))
+    app.include_router(kitchen[0].router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as client:
+        drawn = (await client.get("/api/catalog/storming")).json()
+        listed = (await client.get("/api/catalog")).json()
+        document = (await client.get("/openapi.json")).json()
+    assert flow(drawn, "POST", "/api/orders")["roles"] == ["customer"]
+    assert {e["liveConsumers"] for e in listed} == {None}, "no broker asked: not known"
+    start = document["paths"]["/api/kitchen/tickets/{orderId}/start"]["post"]
+    assert start["x-pizza-causes"] == [{"type": "OrderPreparing", "version": 1,
+                                        "kind": "event"}]
