@@ -88,8 +88,8 @@ def up(
         help="Loyalty backend: our own 'ledger' or the third-party 'saas'.")] = "",
     processes: Annotated[int, typer.Option(
         envvar="PIZZA_PROCESSES",
-        help="1: all in this process; 0: a process per service behind one origin "
-        "(every core; not yet the default, see the README).")] = 1,
+        help="0: a process per service behind one origin (every core); 1: every service "
+        "in this process (for debugging).")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """The whole system: embedded NATS, every service, the SMTP sink, one origin."""

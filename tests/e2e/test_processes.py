@@ -107,8 +107,8 @@ async def test_a_supervisor_killed_outright_takes_its_children_along(
     await eventually(_none_alive(pids), 15)
 
 
-async def test_one_process_by_default(start_pizza: Any) -> None:
-    pizza: Pizza = await start_pizza()
+async def test_one_process_on_request(start_pizza: Any) -> None:
+    pizza: Pizza = await start_pizza("--processes", "1")
     assert pizza.process.proc is not None
     assert children_of(pizza.process.proc.pid) == {}
     health = (await pizza.http.get("/api/health")).json()

@@ -43,6 +43,14 @@ async def test_the_quick_torture_scenario_meets_the_goal(name: str) -> None:
     assert ledger.met, explain(ledger)
 
 
+@pytest.mark.timeout(300)
+async def test_the_broker_outage_meets_the_goal_with_every_service_in_one_process() -> None:
+    # The scenarios above run `pizza up` as it runs by default, a process per service.
+    ledger = await run_scenario("broker", quick=True, processes=1)
+    assert ledger.accepted > 0, explain(ledger)
+    assert ledger.met, explain(ledger)
+
+
 @pytest.mark.parametrize("broken", ["lost", "duplicate", "stuck", "dead letter", "slow health",
                                     "hostile kept", "crashed"])
 def test_each_broken_promise_misses_the_goal(broken: str) -> None:

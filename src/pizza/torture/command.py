@@ -23,9 +23,9 @@ def torture(
         help="The short form for CI: fewer orders, shorter outages.")] = False,
     keep: Annotated[bool, typer.Option(
         help="Keep each scenario's directory (logs, stores) for a post-mortem.")] = False,
-    processes: Annotated[int, typer.Option(
-        help="Where a scenario runs `pizza up`: its --processes (1: one process, "
-        "0: a process per service).")] = 1,
+    processes: Annotated[int | None, typer.Option(
+        help="Where a scenario runs `pizza up`: its --processes (0: a process per "
+        "service, the default; 1: one process).")] = None,
 ) -> None:
     """Run the real system under concurrency, crashes, outages and hostile input; print a
     ledger per scenario. Exits 1 if any scenario misses the goal: 0 lost, 0 duplicate
@@ -43,7 +43,7 @@ def torture(
 
     signal.signal(signal.SIGTERM, interrupted)
     console = Console()
-    if processes not in (0, 1):
+    if processes not in (None, 0, 1):
         raise typer.BadParameter("0 or 1", param_hint="--processes")
     ledgers = asyncio.run(_run(console, names, orders, quick, keep, processes))
     from pizza.torture.ledger import summary
@@ -55,7 +55,7 @@ def torture(
 
 
 async def _run(console: Console, names: list[str], orders: int | None, quick: bool,
-               keep: bool, processes: int) -> list[Any]:
+               keep: bool, processes: int | None) -> list[Any]:
     from pizza.torture import run_scenario
 
     ledgers = []

@@ -28,7 +28,10 @@ _LIVE: set[int] = set()  # process-group ids this interpreter started and has no
 
 def environment(home: Path, **extra: str) -> dict[str, str]:
     """The caller's environment without its PIZZA_* settings, plus the scenario's own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIZZA_")}
+    # The caller's PIZZA_* settings stay out, but for how `pizza up` runs: PIZZA_PROCESSES=1
+    # runs every test (or scenario) against one process instead of one per service.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PIZZA_") or k == "PIZZA_PROCESSES"}
     env.update({"PIZZA_HOME": str(home), "PIZZA_LOG_LEVEL": "WARNING", **extra})
     return env
 

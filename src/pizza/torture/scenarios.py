@@ -61,8 +61,10 @@ class Size:
         return quick if self.quick else full
 
 
-# `pizza up --processes` of the scenario being run: 1 (one process) or 0 (one per service).
-UP_PROCESSES: contextvars.ContextVar[int] = contextvars.ContextVar("up_processes", default=1)
+# `pizza up --processes` of the scenario being run: 1 (one process), 0 (one per service),
+# None (pizza up's default).
+UP_PROCESSES: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "up_processes", default=None)
 
 
 @dataclass
@@ -126,7 +128,9 @@ async def stage(name: str, *, layout: tuple[tuple[str, int], ...] | None,
         stack.push_async_callback(broker.stop)
         await broker.start()
         extra = {"PIZZA_NATS_URL": broker.url, "PIZZA_SIMULATE": "1", "PIZZA_SMTP_SINK": "1",
-                 "PIZZA_SMTP_PORT": str(free_port()), "PIZZA_PROCESSES": str(UP_PROCESSES.get())}
+                 "PIZZA_SMTP_PORT": str(free_port())}
+        if UP_PROCESSES.get() is not None:
+            extra["PIZZA_PROCESSES"] = str(UP_PROCESSES.get())
         if isinstance(broker, NatsCluster):
             extra["PIZZA_NATS_REPLICAS"] = str(len(broker.nodes))
         db: PostgresCluster | SharedDatabase | None = None
@@ -351,9 +355,10 @@ FULL_ORDERS = 2000
 
 
 async def run_scenario(name: str, *, orders: int | None = None, quick: bool = False,
-                       keep: bool = False, processes: int = 1) -> Ledger:
+                       keep: bool = False, processes: int | None = None) -> Ledger:
     """Run one scenario; its ledger, with ``error`` set if it could not finish.
-    ``processes`` is `pizza up --processes` where a scenario runs `pizza up`."""
+    ``processes`` is `pizza up --processes` where a scenario runs `pizza up` (None: its
+    default)."""
     ledger = Ledger(name)
     UP_PROCESSES.set(processes)
     size = Size(orders or (QUICK_ORDERS if quick else FULL_ORDERS), quick)
