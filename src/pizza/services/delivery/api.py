@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -16,6 +16,7 @@ from pizza.contracts.delivery import (
     OrderOutForDeliveryV1,
 )
 from pizza.eventing.service import route_causes
+from pizza.services import paging
 from pizza.services.delivery import addresses, jobs, service
 from pizza.web.access import CurrentCaller, acting_for
 from pizza.web.errors import ApiError
@@ -85,11 +86,34 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
+ListedStage = Literal["awaiting", "out", "delivered"]
+
+
 @router.get("/api/delivery/jobs", response_model=list[Job])
-async def list_jobs() -> list[Job]:
-    """Jobs awaiting a driver or on the road, oldest first."""
-    async with service.read() as conn:
-        rows = await jobs.active_jobs(conn)
+async def list_jobs(
+    request: Request, response: Response,
+    stage: Annotated[list[ListedStage] | None,
+                     Query(description="only these stages (default: awaiting and out)")
+                     ] = None,
+    finished_within: paging.FinishedWithin = None,
+    order: paging.SortOrder = "oldest",
+    before: paging.Cursor = None,
+    after: paging.Cursor = None,
+    limit: paging.Limit = None,
+) -> list[Job]:
+    """Jobs awaiting a driver or on the road, oldest first; without parameters all of
+    them. A board asks for a page (see services/paging.py): e.g.
+    ``?stage=awaiting&stage=out&stage=delivered&finishedWithin=600&limit=100``, or the
+    history ``?stage=delivered&order=latest&limit=20``."""
+    window = paging.Window(stages=paging.stages_or(stage, jobs.ACTIVE),
+                           finished_within=finished_within, order=order, before=before,
+                           after=after, limit=limit)
+    try:
+        async with service.read() as conn:
+            rows = await jobs.job_page(conn, window)
+    except paging.UnknownCursor as unknown:
+        raise paging.unknown_cursor(str(unknown)) from None
+    rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
     return [_job(row) for row in rows]
 
 

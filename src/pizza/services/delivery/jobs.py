@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -22,10 +23,13 @@ from pizza.eventing import Context
 from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.delivery import addresses
 from pizza.services.delivery.tables import jobs
+from pizza.services.paging import Window, staged_page
 
 Stage = Literal["awaiting", "out", "delivered", "withdrawn"]
 AnyRow = Row[*tuple[Any, ...]]
 ACTIVE: tuple[Stage, ...] = ("awaiting", "out")
+SHOWN: tuple[Stage, ...] = ("awaiting", "out", "delivered")  # what a list may ask for
+FINISHED: tuple[Stage, ...] = ("delivered",)  # done: drops off the board
 
 
 class JobNotFound(LookupError):
@@ -168,14 +172,12 @@ def _refusal(order_id: str, job: AnyRow | None) -> Exception:
                       job.stage)
 
 
-async def active_jobs(conn: AsyncConnection) -> Sequence[AnyRow]:
-    """Jobs awaiting a driver or on the road, oldest first."""
-    result = await conn.execute(
-        select(jobs.c.order_id, jobs.c.stage, jobs.c.driver, jobs.c.address)
-        .where(jobs.c.stage.in_(ACTIVE))
-        .order_by(jobs.c.created_at, jobs.c.order_id)
-    )
-    return result.all()
+async def job_page(conn: AsyncConnection, window: Window) -> list[AnyRow]:
+    """A page of jobs (see services/paging.py); withdrawn ones are never listed."""
+    shown = replace(window, stages=[s for s in window.stages if s in SHOWN],
+                    finished=FINISHED)
+    return await staged_page(conn, jobs, [jobs.c.order_id, jobs.c.stage, jobs.c.driver,
+                                          jobs.c.address], shown)
 
 
 async def in_stage(conn: AsyncConnection, stage: Stage, *, changed_before: datetime,

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from pizza.contracts.kitchen import OrderPreparedV1, OrderPreparingV1
 from pizza.eventing.service import route_causes
+from pizza.services import paging
 from pizza.services.kitchen import service, tickets
 from pizza.web.errors import ApiError
 
@@ -69,11 +70,32 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
+ListedStage = Literal["new", "preparing", "prepared"]
+
+
 @router.get("/tickets", response_model=list[Ticket])
-async def list_tickets() -> list[Ticket]:
-    """Tickets the kitchen holds (not withdrawn), newest last."""
-    async with service.read() as conn:
-        rows = await tickets.open_tickets(conn)
+async def list_tickets(
+    request: Request, response: Response,
+    stage: Annotated[list[ListedStage] | None, Query(description="only these stages")] = None,
+    finished_within: paging.FinishedWithin = None,
+    order: paging.SortOrder = "oldest",
+    before: paging.Cursor = None,
+    after: paging.Cursor = None,
+    limit: paging.Limit = None,
+) -> list[Ticket]:
+    """Tickets the kitchen holds (not withdrawn), newest last; without parameters all of
+    them. A board asks for a page (see services/paging.py): e.g.
+    ``?finishedWithin=600&limit=100`` is the work to do and what was prepared in the last
+    ten minutes, ``?stage=prepared&order=latest&limit=20`` the history."""
+    window = paging.Window(stages=paging.stages_or(stage, tickets.SHOWN),
+                           finished_within=finished_within, order=order, before=before,
+                           after=after, limit=limit)
+    try:
+        async with service.read() as conn:
+            rows = await tickets.ticket_page(conn, window)
+    except paging.UnknownCursor as unknown:
+        raise paging.unknown_cursor(str(unknown)) from None
+    rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
     return [_ticket(row) for row in rows]
 
 

@@ -10,6 +10,7 @@ the row publishes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -20,9 +21,12 @@ from pizza.contracts.orders import OrderConfirmedV1
 from pizza.eventing import Context
 from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.kitchen.tables import tickets
+from pizza.services.paging import Window, staged_page
 
 Stage = Literal["new", "preparing", "prepared", "withdrawn"]
 AnyRow = Row[*tuple[Any, ...]]
+SHOWN: tuple[Stage, ...] = ("new", "preparing", "prepared")  # the list's stages
+FINISHED: tuple[Stage, ...] = ("prepared",)  # done in the kitchen: drops off the board
 # A cancelled order is withdrawn whatever the kitchen did with it, even a prepared one:
 # orders accepted the cancellation before it heard of OrderPrepared, and orders is the
 # authority (see orders/cancelling.py). The boxed pizza is not handed over.
@@ -158,15 +162,13 @@ async def stage_of(conn: AsyncConnection, order_id: str) -> str | None:
     return result.scalar_one_or_none()
 
 
-async def open_tickets(conn: AsyncConnection) -> Sequence[AnyRow]:
-    """Every ticket the kitchen still shows (not withdrawn), oldest first."""
-    result = await conn.execute(
-        select(tickets.c.order_id, tickets.c.stage, tickets.c["items"], tickets.c.fulfilment,
-               tickets.c.created_at)
-        .where(tickets.c.stage != "withdrawn")
-        .order_by(tickets.c.created_at, tickets.c.order_id)
-    )
-    return result.all()
+async def ticket_page(conn: AsyncConnection, window: Window) -> list[AnyRow]:
+    """A page of tickets (see services/paging.py); withdrawn ones are never listed."""
+    shown = replace(window, stages=[s for s in window.stages if s in SHOWN],
+                    finished=FINISHED)
+    return await staged_page(conn, tickets, [
+        tickets.c.order_id, tickets.c.stage, tickets.c["items"], tickets.c.fulfilment,
+        tickets.c.created_at], shown)
 
 
 async def in_stage(conn: AsyncConnection, stage: Stage, *, changed_before: datetime,

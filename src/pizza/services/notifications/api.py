@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from pizza.services import paging
 from pizza.services.notifications.mailbox import Letter, letters_for
 
 router: APIRouter = APIRouter(tags=["notifications"])
@@ -34,10 +36,28 @@ def _timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+RowId = Annotated[int | None, Query(ge=1, le=2**62, description="a row of the list, "
+                                                                "as a Link header names it")]
+
+
 @router.get("/api/mailbox", response_model=list[MailboxLetter])
 async def read_mailbox(
+    request: Request, response: Response,
     to: str | None = Query(default=None, max_length=320,
                            description="only mail to this address"),
+    q: str | None = Query(default=None, max_length=100,
+                          description="only mail whose address or subject contains this "
+                                      "(any case)"),
+    order: paging.SortOrder = "oldest",
+    before: RowId = None,
+    after: RowId = None,
+    limit: paging.Limit = None,
 ) -> list[MailboxLetter]:
-    """Emails the SMTP sink received, oldest first: all of them, or one address's."""
-    return [MailboxLetter.of(letter) for letter in await letters_for(to)]
+    """Emails the SMTP sink received, oldest first: all of them, or one address's. The
+    operator's page reads pages instead (``?order=latest&limit=20&q=...``); a Link
+    rel=next header names the next page while there is one (services/paging.py)."""
+    search = (q or "").strip() or None
+    letters = await letters_for(to, search=search, latest=order == "latest", before=before,
+                                after=after, limit=None if limit is None else limit + 1)
+    letters = paging.trim(letters, limit, request, response, lambda x: x.id, order)
+    return [MailboxLetter.of(letter) for letter in letters]

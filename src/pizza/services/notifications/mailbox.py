@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pizza.config import settings
@@ -61,6 +61,7 @@ class Letter:
     body: str
     received_at: datetime
     message_id: str | None = None
+    id: int | None = None  # the mailbox row: a page's cursor
 
 
 def _letters(envelope: Envelope) -> list[Letter]:
@@ -116,15 +117,29 @@ async def _first_time(conn: AsyncConnection, letter: Letter) -> bool:
     return seen is not None
 
 
-async def letters_for(to: str | None) -> list[Letter]:
-    """What arrived, oldest first; only one address's mail when ``to`` is given."""
-    query = select(mailbox).order_by(mailbox.c.id)
+async def letters_for(to: str | None, *, search: str | None = None, latest: bool = False,
+                      before: int | None = None, after: int | None = None,
+                      limit: int | None = None) -> list[Letter]:
+    """What arrived, oldest first (``latest``: latest first); only one address's mail
+    when ``to`` is given, only mail whose address or subject contains ``search`` (any
+    case) when that is; only rows before or after a row id; at most ``limit``."""
+    query = select(mailbox)
     if to is not None:
         query = query.where(func.lower(mailbox.c.to) == to.strip().lower())
+    if search:
+        query = query.where(or_(mailbox.c.to.icontains(search, autoescape=True),
+                                mailbox.c.subject.icontains(search, autoescape=True)))
+    if before is not None:
+        query = query.where(mailbox.c.id < before)
+    if after is not None:
+        query = query.where(mailbox.c.id > after)
+    query = query.order_by(mailbox.c.id.desc() if latest else mailbox.c.id)
+    if limit is not None:
+        query = query.limit(limit)
     async with service.read() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [Letter(to=r["to"], sender=r["from"], subject=r["subject"], body=r["body"],
-                   received_at=r["received_at"]) for r in rows]
+                   received_at=r["received_at"], id=r["id"]) for r in rows]
 
 
 class _SinkHandler:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from pizza.contracts.pickup import OrderCollectedV1
 from pizza.eventing.service import route_causes
+from pizza.services import paging
 from pizza.services.pickup import service, shelf
 from pizza.web.errors import ApiError
 
@@ -24,11 +25,33 @@ class PickupOrder(BaseModel):
     stage: shelf.Stage
 
 
+ListedStage = Literal["waiting", "collected"]
+
+
 @router.get("/orders", response_model=list[PickupOrder])
-async def list_waiting() -> list[PickupOrder]:
-    """Orders waiting at the counter, oldest first."""
-    async with service.read() as conn:
-        rows = await shelf.waiting_orders(conn)
+async def list_waiting(
+    request: Request, response: Response,
+    stage: Annotated[list[ListedStage] | None,
+                     Query(description="only these stages (default: waiting)")] = None,
+    finished_within: paging.FinishedWithin = None,
+    order: paging.SortOrder = "oldest",
+    before: paging.Cursor = None,
+    after: paging.Cursor = None,
+    limit: paging.Limit = None,
+) -> list[PickupOrder]:
+    """Orders waiting at the counter, oldest first; without parameters all of them. A
+    board asks for a page (see services/paging.py): e.g.
+    ``?stage=waiting&stage=collected&finishedWithin=600&limit=100``, or the history
+    ``?stage=collected&order=latest&limit=20``."""
+    window = paging.Window(stages=paging.stages_or(stage, ("waiting",)),
+                           finished_within=finished_within, order=order, before=before,
+                           after=after, limit=limit)
+    try:
+        async with service.read() as conn:
+            rows = await shelf.shelf_page(conn, window)
+    except paging.UnknownCursor as unknown:
+        raise paging.unknown_cursor(str(unknown)) from None
+    rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
     return [PickupOrder(order_id=row.order_id, stage=row.stage) for row in rows]
 
 

@@ -9,6 +9,7 @@ however many clicks or processes race.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -18,10 +19,13 @@ from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.pickup import OrderCollectedV1, OrderReadyForCollectionV1
 from pizza.eventing import Context
 from pizza.eventing.storage import AsyncConnection, upsert
+from pizza.services.paging import Window, staged_page
 from pizza.services.pickup.tables import counter
 
 Stage = Literal["waiting", "collected", "withdrawn"]
 AnyRow = Row[*tuple[Any, ...]]
+SHOWN: tuple[Stage, ...] = ("waiting", "collected")  # what a list may ask for
+FINISHED: tuple[Stage, ...] = ("collected",)  # done: drops off the board
 
 
 class OrderNotFound(LookupError):
@@ -112,14 +116,12 @@ async def collect_one(ctx: Context, order_id: str) -> bool:
     raise CollectionRefused("order-withdrawn", f"order {order_id} was cancelled", stage)
 
 
-async def waiting_orders(conn: AsyncConnection) -> Sequence[AnyRow]:
-    """Orders waiting at the counter, oldest first."""
-    result = await conn.execute(
-        select(counter.c.order_id, counter.c.stage)
-        .where(counter.c.stage == "waiting")
-        .order_by(counter.c.created_at, counter.c.order_id)
-    )
-    return result.all()
+async def shelf_page(conn: AsyncConnection, window: Window) -> list[AnyRow]:
+    """A page of the counter's orders (see services/paging.py); withdrawn ones are never
+    listed."""
+    shown = replace(window, stages=[s for s in window.stages if s in SHOWN],
+                    finished=FINISHED)
+    return await staged_page(conn, counter, [counter.c.order_id, counter.c.stage], shown)
 
 
 async def in_stage(conn: AsyncConnection, stage: Stage, *, changed_before: datetime,
