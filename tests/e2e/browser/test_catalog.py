@@ -58,7 +58,7 @@ async def test_the_catalog_lists_both_order_confirmed_versions_and_the_deprecati
 async def test_the_board_leads_from_placing_an_order_to_order_confirmed(
         browser: Browser, shop: Pizza, check_a11y: Callable[[Page], Awaitable[None]],
         screenshot: Callable[[Page, str], Awaitable[Path]]) -> None:
-    page = await open_catalog(browser, shop, viewport={"width": 2400, "height": 1200})
+    page = await open_catalog(browser, shop, viewport={"width": 2600, "height": 1200})
     placing = flow_of(page, "POST /api/orders")
     notes = [" ".join(text.split()) for text in
              await placing.get_by_role("listitem").all_inner_texts()]
@@ -76,8 +76,8 @@ async def test_the_board_leads_from_placing_an_order_to_order_confirmed(
     assert "Orange (event)" in legend and "Blue (command)" in legend
     await check_a11y(page)
     board = page.get_by_role("region", name="Sticky notes of the board")
-    folder = (await screenshot(page, "catalog-wide")).parent
-    await board.screenshot(path=str(folder / "event-storming.png"))
+    picture = await screenshot(page, "event-storming")  # then only the board, wide
+    await board.screenshot(path=str(picture))
 
 
 async def test_on_a_phone_the_board_scrolls_sideways_and_the_page_does_not(
