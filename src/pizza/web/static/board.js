@@ -2,9 +2,9 @@
 // step, live without reloads, and a paged history of finished work.
 //
 // The page says what it lists in <script type="application/json" id="board-config">. The
-// board reads only a small window of its list (work still to do, and what finished in the
-// last FINISHED_SECONDS, at most LIMIT items) every POLL_MS while the tab is visible; the
-// rest is history, read one page at a time. Rows are kept by order id and moved, not
+// board reads only a small window of its list every POLL_MS while the tab is visible: the
+// work still to do (at most LIMIT) and the latest LATELY that finished in the last
+// FINISHED_SECONDS; the rest is history, read one page at a time. Rows are kept by order id and moved, not
 // redrawn, so focus and a half-typed name survive an update.
 "use strict";
 (() => {
@@ -13,8 +13,9 @@
   const POLL_MS = 1500;
   const FINISHED_SECONDS = 600;
   const LIMIT = 100;
+  const LATELY = 8;  // finished items shown on the board at most (the rest: history)
   const HISTORY_PAGE = 10;
-  const HISTORY_EVERY = 5;  // polls between refreshes of the history's first page
+  const HISTORY_EVERY = 20;  // polls between refreshes of the history's first page
 
   const $ = (id) => document.getElementById(id);
   const config = JSON.parse($("board-config").textContent);
@@ -81,12 +82,14 @@
   // Put every item in its column, in the list's order (oldest first); drop the rest.
   function show(items) {
     const seen = new Set();
+    let finishedNow = false;
     for (const item of items) {
       if (!byStage[item.stage]) continue;
       seen.add(item.orderId);
       const known = rows.get(item.orderId);
       const sig = signature(item);
       if (known && known.signature === sig) continue;
+      if (item.stage === config.finished) finishedNow = true;
       const node = rowFor(item);
       if (known) {
         const hadFocus = known.node.contains(document.activeElement);
@@ -126,6 +129,7 @@
       focusAfter = null;
     }
     board.setAttribute("aria-busy", "false");
+    if (finishedNow && past.page === 0) loadHistory();
   }
 
   // --- the buttons -------------------------------------------------------------------
@@ -195,12 +199,17 @@
     return match ? match[1] : null;
   }
 
-  function boardQuery() {
-    const query = new URLSearchParams();
-    for (const stage of config.stages) query.append("stage", stage);
-    query.set("finishedWithin", String(FINISHED_SECONDS));
-    query.set("limit", String(LIMIT));
-    return config.list + "?" + query;
+  // Two small reads: the work still to do (oldest first, as it should be done) and what
+  // finished lately (latest first), so finished work never crowds out work to do.
+  function boardQueries() {
+    const doing = new URLSearchParams({limit: String(LIMIT)});
+    for (const stage of config.stages) {
+      if (stage !== config.finished) doing.append("stage", stage);
+    }
+    const lately = new URLSearchParams({stage: config.finished, order: "latest",
+                                        finishedWithin: String(FINISHED_SECONDS),
+                                        limit: String(LATELY)});
+    return [config.list + "?" + doing, config.list + "?" + lately];
   }
 
   let timer = null;
@@ -212,10 +221,12 @@
     if (document.hidden && !now) return;  // visibilitychange starts it again
     busy = true;
     try {
-      const answer = await Pizza.api("GET", boardQuery());
-      if (answer.ok && Array.isArray(answer.body)) {
-        show(answer.body);
-        status(nextLink(answer)
+      const [doing, lately] = await Promise.all(
+        boardQueries().map((url) => Pizza.api("GET", url)));
+      const answer = doing.ok ? lately : doing;
+      if (doing.ok && lately.ok && Array.isArray(doing.body) && Array.isArray(lately.body)) {
+        show(doing.body.concat(lately.body));
+        status(nextLink(doing)
           ? "Showing the oldest " + LIMIT + "; more are waiting behind them." : "");
         polls += 1;
         if (polls % HISTORY_EVERY === 0 && past.page === 0) loadHistory();
@@ -232,7 +243,7 @@
   });
 
   // --- history: finished work, a page at a time -----------------------------------------
-  const past = {page: 0, urls: [], next: null};
+  const past = {page: 0, urls: [], next: null, asked: 0};
   function historyStart() {
     const query = new URLSearchParams({stage: config.finished, order: "latest",
                                        limit: String(HISTORY_PAGE)});
@@ -242,7 +253,9 @@
   async function loadHistory() {
     const url = past.urls[past.page] || historyStart();
     past.urls[past.page] = url;
+    const asked = ++past.asked;
     const answer = await Pizza.api("GET", url);
+    if (asked !== past.asked) return;  // a later read (another page) answers instead
     const list = $("history");
     if (!answer.ok || !Array.isArray(answer.body)) {
       list.replaceChildren(el("li", {class: "error"}, "History: " + answer.message));
