@@ -117,6 +117,14 @@ def test_every_message_a_service_produces_is_drawn_from_a_route_or_a_handler() -
         assert produced <= caused, f"{service.name}: {sorted(produced - caused)}"
 
 
+def test_every_route_that_changes_something_says_what_it_puts_on_the_bus() -> None:
+    """Else the board would silently miss a command: ``route_causes()`` with nothing is
+    how a route says it changes only its own service's state."""
+    silent = [f"{service.name}: {op.method} {op.path}" for service in load()
+              for op in operations(service) if op.method != "GET" and not op.declared]
+    assert not silent, "declare openapi_extra=route_causes(...) on " + ", ".join(silent)
+
+
 def test_a_repeated_event_is_drawn_but_not_followed_again(system: dict[str, Any]) -> None:
     for drawn in system["flows"]:
         followed = [p[-1]["label"] + str(p[-1]["version"]) for p in walk(drawn)

@@ -29,7 +29,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from pizza.eventing.catalog import Registry, registry
-from pizza.eventing.service import READ_MODEL, Handler, Key, Service, caused_by_route
+from pizza.eventing.service import (
+    READ_MODEL,
+    ROUTE_CAUSES,
+    Handler,
+    Key,
+    Service,
+    caused_by_route,
+)
 from pizza.web import access
 
 # The sticky notes, left to right, in the colours of the workshops (the page's legend).
@@ -76,6 +83,7 @@ class Operation:
     summary: str
     causes: tuple[Key, ...]
     read_model: bool  # a GET route reading what the service's handlers recorded
+    declared: bool  # says what it causes (route_causes), even if that is nothing
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,8 @@ def operations(service: Service) -> list[Operation]:
             found.append(Operation(
                 method.upper(), path, str(op.get("summary", "")),
                 tuple(caused_by_route(op)),
-                method.upper() == "GET" and op.get(READ_MODEL, True) is not False))
+                method.upper() == "GET" and op.get(READ_MODEL, True) is not False,
+                ROUTE_CAUSES in op))
     return found
 
 
