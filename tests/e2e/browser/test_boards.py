@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from playwright.async_api import Locator, Page, Route
-from running_pizza import Pizza
+from running_pizza import Pizza, eventually
 
 Screenshot = Callable[[Page, str], Awaitable[Path]]
 A11y = Callable[[Page], Awaitable[None]]
@@ -143,3 +143,54 @@ async def test_the_operator_finds_an_orders_emails_in_the_mailbox(
     await operator.get_by_role("button", name="Search").click()
     await operator.get_by_text("No email matching").wait_for()
     assert await rows.count() == 0
+
+
+async def test_history_and_mailbox_page_older_and_newer(
+        shop: Pizza, sign_in: SignIn) -> None:
+    orders = [await shop.place(f"h{n}", pickup=True) for n in range(12)]
+
+    async def all_in(path: str) -> bool:
+        listed = {item["orderId"] for item in (await shop.http.get(path)).json()}
+        return listed >= set(orders)
+
+    await eventually(lambda: all_in("/api/kitchen/tickets?stage=new"))
+    for order_id in orders:
+        assert (await shop.http.post(f"/api/kitchen/tickets/{order_id}/prepared")
+                ).status_code == 202
+    await eventually(lambda: all_in("/api/pickup/orders"))
+    for order_id in orders:
+        assert (await shop.http.post(f"/api/pickup/orders/{order_id}/collected")
+                ).status_code == 202
+
+    counter = await sign_in("counter", next="/pickup")
+    history = counter.locator("#history [data-history-id]")
+    await counter.locator(f'#history [data-history-id="{orders[-1]}"]').wait_for()
+    assert await history.count() == 10
+    lately = counter.locator("#col-collected [data-order-id]")
+    await lately.nth(7).wait_for()
+    assert await lately.count() == 8, "the latest few finished; the rest in the history"
+    await counter.get_by_role("button", name="Older").click()
+    await counter.locator(f'#history [data-history-id="{orders[0]}"]').wait_for()
+    assert await history.evaluate_all("rs => rs.map(r => r.dataset.historyId)") == [
+        orders[1], orders[0]]
+    assert await counter.get_by_role("button", name="Older").is_disabled()
+    await counter.get_by_role("button", name="Newer").click()
+    await counter.locator(f'#history [data-history-id="{orders[-1]}"]').wait_for()
+    assert await counter.get_by_role("button", name="Newer").is_disabled()
+
+    async def every_email() -> bool:  # a receipt and a thank-you per order
+        return len((await shop.http.get("/api/mailbox")).json()) >= 2 * len(orders)
+
+    await eventually(every_email)
+    operator = await sign_in("operator", next="/mailbox", phone=True)
+    rows = operator.locator("#mail-rows tr.mail")
+    await rows.nth(19).wait_for()
+    assert await rows.count() == 20
+    await operator.get_by_role("button", name="Older").click()
+    await operator.get_by_text("Page 2").wait_for()
+    assert await rows.count() == 2 * len(orders) - 20
+    assert await operator.evaluate(
+        "document.documentElement.scrollWidth <= window.innerWidth"), "fits a phone"
+    await operator.get_by_role("button", name="Newer").click()
+    await operator.get_by_text("Page 1").wait_for()
+    await rows.nth(19).wait_for()
