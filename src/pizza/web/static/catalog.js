@@ -43,12 +43,12 @@
       [entry.kind === "command" ? "Sent by" : "Produced by", names(entry.producers, "no one yet")],
     ];
     if (entry.target) rows.push(["Taken by", entry.target]);
-    rows.push(["Consumers (declared in the code)", names(entry.consumers, "none")]);
-    rows.push(["Live consumers (announced on the broker)",
+    rows.push(["Declared consumers", names(entry.consumers, "none")]);
+    rows.push(["Live consumers",
                entry.liveConsumers === null || entry.liveConsumers === undefined
                  ? "not known here" : names(entry.liveConsumers, "none")]);
     if (entry.personal && entry.personal.length) {
-      rows.push(["Personal fields (sealed)", entry.personal.join(", ")]);
+      rows.push(["Personal fields", entry.personal.join(", ") + " (sealed)"]);
     }
     const label = entry.type + " v" + entry.version;
     return el("div", {class: "version", "data-message": entry.type + ".v" + entry.version},
