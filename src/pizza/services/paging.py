@@ -13,7 +13,9 @@ parameters a list answers what it always did. A board asks for less:
   ``Link: <...>; rel="next"`` (RFC 8288) with the next page's relative URL;
 - ``before`` / ``after`` (an orderId from the list, as the Link header gives it): only
   items before or after that one in the list's sort key. ``order=latest`` pages on with
-  ``before``; ``order=oldest`` with ``after``.
+  ``before``; ``order=oldest`` with ``after``. An id the service never saw has nothing
+  before or after it: the page is empty (items are never deleted, so a cursor from a
+  Link header stays good).
 
 Every query stays on the ``(stage, updated_at)`` index each table already has for the
 simulation, or on the few rows of work still to do.
@@ -30,7 +32,6 @@ from fastapi import Query, Request, Response
 from sqlalchemy import Select, Table, and_, or_, select
 
 from pizza.eventing.storage import AsyncConnection
-from pizza.web.errors import ApiError
 
 Order = Literal["oldest", "latest"]
 MAX_LIMIT = 200
@@ -47,10 +48,6 @@ SortOrder = Annotated[Order, Query(
     description="oldest: by arrival, oldest first (the default); "
                 "latest: by the last change of stage, latest first (history)")]
 Cursor = Annotated[str | None, Query(max_length=100, description="an orderId from the list")]
-
-
-class UnknownCursor(LookupError):
-    """A ``before``/``after`` cursor that names nothing in the list."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,7 @@ async def staged_page(conn: AsyncConnection, table: Table, columns: Sequence[Any
             continue
         at = (await conn.execute(select(key).where(table.c.order_id == cursor))).scalar()
         if at is None:
-            raise UnknownCursor(cursor)
+            return []  # nothing is known to come before or after what is not here
         if earlier:
             query = query.where(or_(key < at, and_(key == at, table.c.order_id < cursor)))
         else:
@@ -109,12 +106,6 @@ def trim(rows: list[Any], limit: int | None, request: Request, response: Respons
         **{onward: cursor_of(page[-1])})
     response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
     return page
-
-
-def unknown_cursor(cursor: str) -> ApiError:
-    """A cursor that names nothing is a bad request like any other bad parameter."""
-    return ApiError(422, "invalid-request", "before/after names no item of this list",
-                    [{"field": "query.before/after", "problem": "no such item"}])
 
 
 def stages_or(asked: Sequence[str] | None, default: Sequence[str]) -> list[str]:

@@ -108,11 +108,8 @@ async def list_jobs(
     window = paging.Window(stages=paging.stages_or(stage, jobs.ACTIVE),
                            finished_within=finished_within, order=order, before=before,
                            after=after, limit=limit)
-    try:
-        async with service.read() as conn:
-            rows = await jobs.job_page(conn, window)
-    except paging.UnknownCursor as unknown:
-        raise paging.unknown_cursor(str(unknown)) from None
+    async with service.read() as conn:
+        rows = await jobs.job_page(conn, window)
     rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
     return [_job(row) for row in rows]
 

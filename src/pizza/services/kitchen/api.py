@@ -90,11 +90,8 @@ async def list_tickets(
     window = paging.Window(stages=paging.stages_or(stage, tickets.SHOWN),
                            finished_within=finished_within, order=order, before=before,
                            after=after, limit=limit)
-    try:
-        async with service.read() as conn:
-            rows = await tickets.ticket_page(conn, window)
-    except paging.UnknownCursor as unknown:
-        raise paging.unknown_cursor(str(unknown)) from None
+    async with service.read() as conn:
+        rows = await tickets.ticket_page(conn, window)
     rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
     return [_ticket(row) for row in rows]
 

@@ -46,11 +46,8 @@ async def list_waiting(
     window = paging.Window(stages=paging.stages_or(stage, ("waiting",)),
                            finished_within=finished_within, order=order, before=before,
                            after=after, limit=limit)
-    try:
-        async with service.read() as conn:
-            rows = await shelf.shelf_page(conn, window)
-    except paging.UnknownCursor as unknown:
-        raise paging.unknown_cursor(str(unknown)) from None
+    async with service.read() as conn:
+        rows = await shelf.shelf_page(conn, window)
     rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
     return [PickupOrder(order_id=row.order_id, stage=row.stage) for row in rows]
 
