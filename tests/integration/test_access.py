@@ -69,6 +69,9 @@ EXPECTED: dict[tuple[str, str], Any] = {
     ("GET", "/api/pickup/orders"): {"counter", "operator"},
     ("POST", "/api/pickup/orders/{orderId}/collected"): {"counter", "operator"},
     ("GET", "/api/mailbox"): {"operator"},
+    ("GET", "/api/events"): {"operator"},  # ours: the journal of every message (/events)
+    ("GET", "/api/events/stream"): {"operator"},
+    ("GET", "/api/events/story/{orderId}"): {"operator"},
     ("POST", "/api/admin/replay/{service}"): {"operator"},
     ("POST", "/api/admin/customers/{customerId}/forget"): {"operator"},
     ("GET", "/metrics"): {"operator"},
@@ -167,7 +170,11 @@ async def test_every_route_answers_each_role_as_the_contract_says(
                         "postcode": "E1 6AN"}
             elif path.endswith("/out-for-delivery"):
                 body = {"driver": "Dee"}
-            params = {"customerId": customer} if path == "/api/orders" else None
+            params: dict[str, Any] | None = None
+            if path == "/api/orders":
+                params = {"customerId": customer}
+            elif path == "/api/events/stream":
+                params = {"seconds": 0}  # ends at once, the entries so far sent
             return http.request(method, path, headers=headers, params=params,
                                 json=body if method == "POST" else None)
 

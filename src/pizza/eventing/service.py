@@ -131,6 +131,10 @@ class Service:
         self.tables = tables
         self.description = description
         self.subscriptions: dict[str, Subscription] = {}
+        # Queues the service drains with its own code, not handlers (e.g. a journal of
+        # every message): queue name -> subject, wildcards allowed. Declared so that the
+        # broker lets it use exactly these (transport/permissions.py).
+        self.taps: dict[str, str] = {}
         self.publishes: list[type[Message]] = []
         self.sends: list[type[Command]] = []
         self.on_start: list[Hook] = []

@@ -77,8 +77,10 @@ def publishes_to(service: Service) -> list[str]:
 
 def queues(service: Service) -> list[tuple[str, str]]:
     """(stream, durable consumer name) of every queue of the service."""
-    return sorted((stream_for(sub.subject), queue_name(service.name, sub.name))
-                  for sub in service.subscriptions.values())
+    return sorted([(stream_for(sub.subject), queue_name(service.name, sub.name))
+                   for sub in service.subscriptions.values()]
+                  + [(stream_for(subject), queue_name(service.name, name))
+                     for name, subject in service.taps.items()])
 
 
 def _consumer_api(stream: str, name: str) -> list[str]:

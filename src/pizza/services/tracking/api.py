@@ -1,4 +1,5 @@
-"""HTTP side of the query model: one order, its live stream, a customer's orders.
+"""HTTP side of the query model: one order, its live stream, a customer's orders; and the
+journal of every message on the bus (operator only: the /events page).
 
 ``GET /api/orders?customerId=...`` is not in CONTRACT.md: a convenience listing the
 customer's visible orders, newest confirmation first, at most 50.
@@ -9,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
-from fastapi import APIRouter, Path, Query
+import orjson
+from fastapi import APIRouter, Header, Path, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from pizza.contracts.bounds import UUID_PATTERN
-from pizza.services.tracking import readmodel
+from pizza.services.tracking import journal, readmodel
 from pizza.services.tracking.projection import OrderView
 from pizza.services.tracking.stream import follow
 from pizza.web.access import CurrentCaller
@@ -29,6 +32,7 @@ PING_SECONDS = 15
 # the stream right after its 202, a moment before the query side has seen the order.
 # An id that is not an order id (orders makes UUIDs) can never appear: 404 at once.
 APPEAR_SECONDS = 5.0
+STREAM_SECONDS = 300.0  # the longest a journal stream lasts before its client reconnects
 _ORDER_ID = re.compile(UUID_PATTERN)
 
 
@@ -97,3 +101,73 @@ async def list_orders(caller: CurrentCaller,
     if not caller.may_act_for(customer_id):
         return []
     return await readmodel.current().store.for_customer(customer_id, LIST_LIMIT)
+
+
+# -- the journal of every message (the operator's /events page; operator only) ----------
+
+EventsOrder = Query(None, alias="orderId", min_length=1, max_length=64,
+                    description="only this order's story (its correlationId)")
+EventsType = Query(None, alias="type", min_length=1, max_length=64,
+                   description="only messages of this type, e.g. OrderConfirmed")
+
+
+@router.get("/api/events", summary="The newest messages seen on the bus (metadata only)",
+            tags=["events"])
+async def list_events(order_id: str | None = EventsOrder, type_: str | None = EventsType,
+                      limit: int = Query(100, ge=1, le=journal.MAX_LIMIT),
+                      before: int | None = Query(None, ge=1, description=(
+                          "only entries numbered (seq) below this: the next page"))
+                      ) -> list[dict[str, Any]]:
+    """Newest first: ``{seq, kind, id, type, version, source, time, correlationId,
+    causationId, subject, deadLetter}`` (``deadLetter``: ``{reason, consumer}`` or null).
+    Kept for 24 hours and at most 20,000 entries."""
+    return await journal.newest(journal.current().db, order_id=order_id, type_=type_,
+                                limit=limit, before=before)
+
+
+@router.get("/api/events/stream", summary="Server-Sent Events: each new journal entry",
+            response_class=EventSourceResponse, tags=["events"])
+async def stream_events(order_id: str | None = EventsOrder, type_: str | None = EventsType,
+                        after: int | None = Query(None, ge=0, description=(
+                            "start after this entry (seq); default: from now")),
+                        seconds: float = Query(STREAM_SECONDS, ge=0, le=STREAM_SECONDS,
+                                               description="how long this connection lasts"),
+                        last_event_id: int | None = Header(None, alias="Last-Event-ID", ge=0)
+                        ) -> EventSourceResponse:
+    """``event: entry`` with one entry (as ``GET /api/events`` gives it, its ``id`` the
+    entry's seq) per message, in the order they arrived, from now (or after ``after``) on.
+    A connection ends after ``seconds`` (at most 300); a browser's EventSource then
+    reconnects with ``Last-Event-ID`` and goes on after the last entry it got."""
+    running = journal.current()
+    start = last_event_id if last_event_id is not None else after
+    if start is None:
+        start = await journal.last_seq(running.db)
+    return EventSourceResponse(_journal_entries(running, start, order_id, type_, seconds),
+                               ping=PING_SECONDS)
+
+
+async def _journal_entries(running: journal.Journal, after: int, order_id: str | None,
+                           type_: str | None, seconds: float) -> AsyncIterator[ServerSentEvent]:
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + seconds
+    while True:
+        entries = await journal.since(running.db, after, order_id=order_id, type_=type_)
+        for entry in entries:
+            after = entry["seq"]
+            yield ServerSentEvent(event="entry", id=str(after), retry=1000,
+                                  data=orjson.dumps(entry).decode())
+        remaining = ends_at - loop.time()
+        if remaining <= 0:
+            return
+        if len(entries) < journal.MAX_LIMIT:
+            await running.wait(min(remaining, journal.POLL_SECONDS))
+
+
+@router.get("/api/events/story/{orderId}", summary="One order's story, every message",
+            tags=["events"])
+async def order_story(order_id: str = OrderId) -> dict[str, Any]:
+    """``{"orderId", "messages": [...]}``: every message whose correlationId is the order,
+    in time order (entries as ``GET /api/events`` gives them, at most 500); each
+    ``causationId`` names the message that caused it. Empty until the journal saw it."""
+    messages = await journal.story(journal.current().db, order_id)
+    return {"orderId": order_id, "messages": messages}
