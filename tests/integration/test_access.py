@@ -52,6 +52,8 @@ EXPECTED: dict[tuple[str, str], Any] = {
                                           "/sign-in")},
     ("GET", "/.well-known/jwks.json"): ANYONE,  # ours: the issuer's public key
     ("GET", "/api/session"): set(ROLES),  # ours: who the token belongs to
+    ("POST", "/api/accounts"): ANYONE,  # ours: a customer creates an account
+    ("POST", "/api/session"): ANYONE,  # ours: a customer signs in with email and password
     ("POST", "/api/delivery-addresses"): OWN,  # the body's customerId must be the token's
     ("POST", "/api/orders"): OWN,
     ("GET", "/api/orders"): OWN,  # ours: a customer's own orders (?customerId=)

@@ -65,6 +65,7 @@ _ID = r"[^/]+"
 RULES: tuple[Rule, ...] = (
     _rule(READ, r"/api/health|/api/menu|/api/catalog(/storming)?|/asyncapi\.json", ANYONE),
     _rule(READ, r"/api/session", EVERY_ROLE),  # ours: who a token belongs to
+    _rule("POST", r"/api/accounts|/api/session", ANYONE),  # ours: customers sign up, in
     _rule(READ, r"/docs(/.*)?|/redoc|/openapi\.json|/\.well-known/jwks\.json", ANYONE),
     _rule("POST", r"/api/delivery-addresses|/api/orders", CUSTOMER),
     # A customer's own orders (the route checks whose), and their points.

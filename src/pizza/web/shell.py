@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from pizza import config
 from pizza.eventing import Service
-from pizza.web import access, errors, identity, site
+from pizza.web import access, accounts, errors, identity, site
 from pizza.web import catalog as catalog_routes
 
 
@@ -49,6 +49,8 @@ def add_public_routes(app: FastAPI, services: Sequence[Service]) -> None:
         async def jwks() -> dict[str, Any]:
             """The public key of this system's own token issuer (JSON Web Key Set)."""
             return issuer.jwks()
+
+        accounts.add_routes(app, issuer)  # customers sign up and in with our issuer
 
     @app.get("/api/session", tags=["system"])
     async def session(caller: access.CurrentCaller) -> dict[str, Any]:
