@@ -97,11 +97,24 @@ async def test_the_operator_sees_an_order_s_messages_live_and_its_story_cause_to
     await shop.reaches(order_id, "completed")
     await expect(rows.filter(has_text="LoyaltyPointsAdded")).to_have_count(1, timeout=WAIT_MS)
     await expect(rows.filter(has_text="EmailSent")).to_have_count(2, timeout=WAIT_MS)
-    # The kitchen's queue gives up on OrderPreparing: its dead letter, as the kernel
-    # stores one (the message's own bytes, why in the headers), shows live, in red.
+    # Filtered by type: only that type's messages, and they still come live.
+    await page.get_by_label("Message type").fill("EmailSent")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.locator("#events-body tr")).to_have_count(2)
+    await page.get_by_role("button", name="Clear").click()
+    await expect(rows.filter(has_text="OrderPrepared")).to_have_count(1)
+
+    # Paused, nothing new is shown; resumed, what came meanwhile is. The kitchen's queue
+    # gives up on OrderPreparing: its dead letter, as the kernel stores one (the message's
+    # own bytes, why in the headers), shows in red.
+    await page.get_by_role("button", name="Pause").click()
     await dead_letter(shop, order_id, "OrderPreparing", "kitchen", "order-preparing")
+    await expect(page.get_by_role("status").first).to_have_text(
+        "Paused: 1 new message waiting.", timeout=WAIT_MS)
     dead_row = page.locator(f'#events-body tr.dead-letter[data-correlation-id="{order_id}"]')
-    await expect(dead_row).to_contain_text("handler-failed", timeout=WAIT_MS)
+    await expect(dead_row).to_have_count(0)
+    await page.get_by_role("button", name="Resume").click()
+    await expect(dead_row).to_contain_text("handler-failed")
     await check_a11y(page)
     await screenshot(page, "events")
 
