@@ -8,6 +8,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -137,6 +138,11 @@ def up(
         reaching.forget_url()
 
 
+# The page a sign-in link (pizza token --link) leads each role to.
+LINK_PAGES = {"kitchen": "/kitchen", "driver": "/delivery", "counter": "/pickup",
+              "operator": "/events", "customer": "/"}
+
+
 @app.command()
 def token(
     role: Annotated[str, typer.Option(
@@ -144,6 +150,12 @@ def token(
     customer: Annotated[str | None, typer.Option(
         help="The customer id a customer's token acts for.")] = None,
     ttl: Annotated[float, typer.Option(help="Seconds the token is valid.")] = 3600.0,
+    link: Annotated[bool, typer.Option(
+        "--link", help="Print a sign-in link to the web app (the role's page) instead: "
+        "how staff sign in.")] = False,
+    url: Annotated[str | None, typer.Option(
+        help="With --link: the system's base URL (default: the one `pizza up` on "
+        "$PIZZA_HOME serves).")] = None,
 ) -> None:
     """Print a bearer token that the system on this PIZZA_HOME accepts (one line)."""
     from pizza.web.identity import issue_token
@@ -155,7 +167,11 @@ def token(
     if ttl <= 0 or ttl > 366 * 86400:
         raise typer.BadParameter("between 1 second and a year", param_hint="--ttl")
     try:
-        print(issue_token(role, customer, ttl=ttl))
+        made = issue_token(role, customer, ttl=ttl)
+        if link:  # the token rides in the fragment, which no server or log ever sees
+            page = quote(LINK_PAGES.get(role, "/"), safe="/")
+            made = f"{reaching.system_url(url)}/sign-in?next={page}#token={made}"
+        print(made)
     except ValueError as wrong:
         raise typer.BadParameter(str(wrong)) from None
     except OSError as error:
