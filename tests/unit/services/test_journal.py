@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import func, select, update
 
@@ -244,3 +245,41 @@ async def test_old_entries_and_those_beyond_the_newest_are_pruned(system: System
     assert await journal.prune(db, now, keep_hours=24, keep_rows=3, batch=2) == 2
     assert [e["seq"] for e in await events(system)] == [e["seq"] for e in found[:3]]
     assert await journal.prune(db, now, keep_hours=24, keep_rows=3) == 0
+
+
+def sent(body: str) -> list[tuple[int, dict[str, Any]]]:
+    """The (id, entry) of each ``entry`` event of a Server-Sent Events body."""
+    found = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if fields.get("event") == "entry":
+            found.append((int(fields["id"]), orjson.loads(fields["data"])))
+    return found
+
+
+async def test_the_stream_sends_what_came_after_the_last_entry_seen(system: System) -> None:
+    for kind in ("OrderConfirmed", "OrderPreparing", "OrderPrepared"):
+        await put_event(system, message(kind, "orders" if kind == "OrderConfirmed" else
+                                        "kitchen", ORDER, version=2 if kind ==
+                                        "OrderConfirmed" else 1))
+    await put_event(system, message("OrderPreparing", "kitchen", OTHER))
+    newest_first = await journal_holds(system, 4)
+    oldest = newest_first[-1]["seq"]
+
+    # seconds=0: what is there now, then the connection ends (a browser reconnects).
+    response = await system.http.get("/api/events/stream",
+                                     params={"after": oldest, "seconds": 0})
+    assert response.status_code == 200
+    assert sent(response.text) == [(e["seq"], e) for e in reversed(newest_first[:3])]
+    # A reconnecting EventSource says what it saw last; that wins over ?after=.
+    resumed = await system.http.get("/api/events/stream",
+                                    params={"after": oldest, "seconds": 0},
+                                    headers={"Last-Event-ID": str(newest_first[1]["seq"])})
+    assert [seq for seq, _ in sent(resumed.text)] == [newest_first[0]["seq"]]
+    mine = await system.http.get("/api/events/stream", params={
+        "after": 0, "seconds": 0, "orderId": ORDER, "type": "OrderPreparing"})
+    assert [e["correlationId"] + e["type"] for _, e in sent(mine.text)] == \
+        [ORDER + "OrderPreparing"]
+    # From now: nothing old.
+    fresh = await system.http.get("/api/events/stream", params={"seconds": 0})
+    assert sent(fresh.text) == []
