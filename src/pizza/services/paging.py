@@ -19,16 +19,22 @@ parameters a list answers what it always did. A board asks for less:
 
 Every query stays on the ``(stage, updated_at)`` index each table already has for the
 simulation, or on the few rows of work still to do.
+
+A board asks the same question every second or two and the answer seldom changes, so a
+list answers with an ``ETag`` (and ``Cache-Control: private, no-cache``): the browser
+asks again with ``If-None-Match`` and an unchanged answer is a bodiless ``304``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request, Response
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Select, Table, and_, or_, select
 
 from pizza.eventing.storage import AsyncConnection
@@ -111,3 +117,23 @@ def trim(rows: list[Any], limit: int | None, request: Request, response: Respons
 def stages_or(asked: Sequence[str] | None, default: Sequence[str]) -> list[str]:
     """The stages asked for (each once), or the list's default ones."""
     return list(dict.fromkeys(asked)) if asked else list(default)
+
+
+# Documented on each list's OpenAPI entry.
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "unchanged since the ETag named in If-None-Match"}}
+
+
+def answer(items: Sequence[BaseModel], request: Request, response: Response) -> Response:
+    """The list as JSON with a weak ETag of its bytes; ``304`` with no body if the caller
+    already holds exactly this answer (If-None-Match). Keeps ``response``'s Link header."""
+    body = TypeAdapter(list[Any]).dump_json(
+        [item.model_dump(mode="json", by_alias=True) for item in items])
+    tag = 'W/"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    headers = {"ETag": tag, "Cache-Control": "private, no-cache", "Vary": "Authorization"}
+    if "Link" in response.headers:
+        headers["Link"] = response.headers["Link"]
+    held = {t.strip() for t in request.headers.get("if-none-match", "")[:1000].split(",")}
+    if tag in held or tag.removeprefix("W/") in held:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)

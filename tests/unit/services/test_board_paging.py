@@ -128,6 +128,24 @@ async def test_the_kitchen_list_pages_oldest_first_with_after(kitchen_system: Sy
     assert await ids(system, "/api/kitchen/tickets", after="no-such-order") == []
 
 
+async def test_an_unchanged_list_is_answered_304_without_a_body(
+        kitchen_system: System) -> None:
+    system = kitchen_system
+    await publish(system, confirmed(order_n(1)))
+    path = "/api/kitchen/tickets?stage=new&limit=10"
+    first = await system.http.get(path)
+    tag = first.headers["ETag"]
+    assert "no-cache" in first.headers["Cache-Control"]
+    again = await system.http.get(path, headers={"If-None-Match": tag})
+    assert (again.status_code, again.content, again.headers["ETag"]) == (304, b"", tag)
+
+    await publish(system, confirmed(order_n(2)))
+    changed = await system.http.get(path, headers={"If-None-Match": tag})
+    assert changed.status_code == 200
+    assert [t["orderId"] for t in changed.json()] == [order_n(1), order_n(2)]
+    assert changed.headers["ETag"] != tag
+
+
 @pytest.mark.parametrize("params", [
     {"limit": 0}, {"limit": 201}, {"stage": "withdrawn"}, {"order": "random"},
     {"finishedWithin": 0}, {"before": "x" * 101},

@@ -89,7 +89,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 ListedStage = Literal["awaiting", "out", "delivered"]
 
 
-@router.get("/api/delivery/jobs", response_model=list[Job])
+@router.get("/api/delivery/jobs", response_model=list[Job], responses=paging.NOT_MODIFIED)
 async def list_jobs(
     request: Request, response: Response,
     stage: Annotated[list[ListedStage] | None,
@@ -100,7 +100,7 @@ async def list_jobs(
     before: paging.Cursor = None,
     after: paging.Cursor = None,
     limit: paging.Limit = None,
-) -> list[Job]:
+) -> Response:
     """Jobs awaiting a driver or on the road, oldest first; without parameters all of
     them. A board asks for a page (see services/paging.py): e.g.
     ``?stage=awaiting&stage=out&stage=delivered&finishedWithin=600&limit=100``, or the
@@ -111,7 +111,7 @@ async def list_jobs(
     async with service.read() as conn:
         rows = await jobs.job_page(conn, window)
     rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
-    return [_job(row) for row in rows]
+    return paging.answer([_job(row) for row in rows], request, response)
 
 
 def _job(row: Any) -> Job:

@@ -73,7 +73,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 ListedStage = Literal["new", "preparing", "prepared"]
 
 
-@router.get("/tickets", response_model=list[Ticket])
+@router.get("/tickets", response_model=list[Ticket], responses=paging.NOT_MODIFIED)
 async def list_tickets(
     request: Request, response: Response,
     stage: Annotated[list[ListedStage] | None, Query(description="only these stages")] = None,
@@ -82,7 +82,7 @@ async def list_tickets(
     before: paging.Cursor = None,
     after: paging.Cursor = None,
     limit: paging.Limit = None,
-) -> list[Ticket]:
+) -> Response:
     """Tickets the kitchen holds (not withdrawn), newest last; without parameters all of
     them. A board asks for a page (see services/paging.py): e.g.
     ``?finishedWithin=600&limit=100`` is the work to do and what was prepared in the last
@@ -93,7 +93,7 @@ async def list_tickets(
     async with service.read() as conn:
         rows = await tickets.ticket_page(conn, window)
     rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
-    return [_ticket(row) for row in rows]
+    return paging.answer([_ticket(row) for row in rows], request, response)
 
 
 def _ticket(row: Any) -> Ticket:

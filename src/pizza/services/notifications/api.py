@@ -40,7 +40,8 @@ RowId = Annotated[int | None, Query(ge=1, le=2**62, description="a row of the li
                                                                 "as a Link header names it")]
 
 
-@router.get("/api/mailbox", response_model=list[MailboxLetter])
+@router.get("/api/mailbox", response_model=list[MailboxLetter],
+            responses=paging.NOT_MODIFIED)
 async def read_mailbox(
     request: Request, response: Response,
     to: str | None = Query(default=None, max_length=320,
@@ -52,7 +53,7 @@ async def read_mailbox(
     before: RowId = None,
     after: RowId = None,
     limit: paging.Limit = None,
-) -> list[MailboxLetter]:
+) -> Response:
     """Emails the SMTP sink received, oldest first: all of them, or one address's. The
     operator's page reads pages instead (``?order=latest&limit=20&q=...``); a Link
     rel=next header names the next page while there is one (services/paging.py)."""
@@ -60,4 +61,4 @@ async def read_mailbox(
     letters = await letters_for(to, search=search, latest=order == "latest", before=before,
                                 after=after, limit=None if limit is None else limit + 1)
     letters = paging.trim(letters, limit, request, response, lambda x: x.id, order)
-    return [MailboxLetter.of(letter) for letter in letters]
+    return paging.answer([MailboxLetter.of(letter) for letter in letters], request, response)

@@ -28,7 +28,7 @@ class PickupOrder(BaseModel):
 ListedStage = Literal["waiting", "collected"]
 
 
-@router.get("/orders", response_model=list[PickupOrder])
+@router.get("/orders", response_model=list[PickupOrder], responses=paging.NOT_MODIFIED)
 async def list_waiting(
     request: Request, response: Response,
     stage: Annotated[list[ListedStage] | None,
@@ -38,7 +38,7 @@ async def list_waiting(
     before: paging.Cursor = None,
     after: paging.Cursor = None,
     limit: paging.Limit = None,
-) -> list[PickupOrder]:
+) -> Response:
     """Orders waiting at the counter, oldest first; without parameters all of them. A
     board asks for a page (see services/paging.py): e.g.
     ``?stage=waiting&stage=collected&finishedWithin=600&limit=100``, or the history
@@ -49,7 +49,8 @@ async def list_waiting(
     async with service.read() as conn:
         rows = await shelf.shelf_page(conn, window)
     rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
-    return [PickupOrder(order_id=row.order_id, stage=row.stage) for row in rows]
+    return paging.answer([PickupOrder(order_id=row.order_id, stage=row.stage) for row in rows],
+                         request, response)
 
 
 @router.post("/orders/{orderId}/collected", status_code=202, response_model=PickupOrder,

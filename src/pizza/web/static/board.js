@@ -64,6 +64,22 @@
     return [];
   }
 
+  // GET a list, sending the ETag of the answer held for this URL: an unchanged list comes
+  // back as a bodiless 304 and the held answer is used again.
+  const held = new Map();  // url -> the last 200 answer for it
+  async function getList(url) {
+    const before = held.get(url);
+    const etag = before && before.headers.get("ETag");
+    const answer = await Pizza.api("GET", url, undefined,
+                                   etag ? {"If-None-Match": etag} : undefined);
+    if (answer.status === 304 && before) return before;
+    if (answer.ok) {
+      if (held.size > 50) held.clear();
+      held.set(url, answer);
+    }
+    return answer;
+  }
+
   const signature = (item) => JSON.stringify(item);
 
   function rowFor(item) {
@@ -222,7 +238,7 @@
     busy = true;
     try {
       const [doing, lately] = await Promise.all(
-        boardQueries().map((url) => Pizza.api("GET", url)));
+        boardQueries().map(getList));
       const answer = doing.ok ? lately : doing;
       if (doing.ok && lately.ok && Array.isArray(doing.body) && Array.isArray(lately.body)) {
         show(doing.body.concat(lately.body));
@@ -254,7 +270,7 @@
     const url = past.urls[past.page] || historyStart();
     past.urls[past.page] = url;
     const asked = ++past.asked;
-    const answer = await Pizza.api("GET", url);
+    const answer = await getList(url);
     if (asked !== past.asked) return;  // a later read (another page) answers instead
     const list = $("history");
     if (!answer.ok || !Array.isArray(answer.body)) {
