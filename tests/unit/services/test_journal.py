@@ -210,6 +210,8 @@ async def test_garbage_and_forgeries_are_not_recorded_and_the_journal_goes_on(
     await put(system, "pizza.events.kitchen.Nonsense.v1", b"not json", "garbage-1")
     await put(system, "pizza.events.kitchen.Nonsense.v1",
               b'{"metadata": {"id": "' + b"x" * 500 + b'"}, "data": {}}', "garbage-2")
+    huge = message("Nonsense", "kitchen", ORDER, version=2**40)  # no column holds it
+    await put(system, "pizza.events.kitchen.Nonsense.v1", huge.encode(), "garbage-3")
     forged = message("OrderShipped", "orders", ORDER)  # claims orders, sent on kitchen's
     await put(system, "pizza.events.kitchen.OrderShipped.v1", forged.encode(), "forged-1")
     # An unreadable dead letter is still shown (as unreadable), its strings cut to bounds.

@@ -41,6 +41,7 @@ from pizza.eventing.catalog import (
     REPLIES_PREFIX,
 )
 from pizza.eventing.envelope import Envelope, MalformedMessage, format_time
+from pizza.eventing.outage import database_unavailable
 from pizza.eventing.storage import Database, upsert
 from pizza.eventing.transport.base import (
     DEAD_CONSUMER,
@@ -71,6 +72,7 @@ BATCH = 128  # messages fetched (and written in one transaction) at a time
 POLL_SECONDS = 1.0
 MAX_LIMIT = 500  # rows one answer holds at most
 STORY_LIMIT = 500  # messages of one order's story
+MAX_VERSION = 2**31 - 1  # what the version column holds (metadata sets no bound)
 
 _LIMITS = {"key": 200, "subject": 255, "dead_reason": 32, "dead_consumer": 128}
 
@@ -116,6 +118,8 @@ def entry(delivery: Delivery, now: datetime) -> dict[str, Any] | None:
             return None  # its real consumers dead-letter it; that dead letter shows here
         if kind == "event" and subject.split(".")[2:3] != [meta.source]:
             return None  # a forgery: its consumers dead-letter it as forged
+        if meta.version > MAX_VERSION:
+            return None  # no such version: its consumers dead-letter it
         return {
             "key": meta.id, "kind": kind, "message_id": meta.id, "type": meta.type,
             "version": meta.version, "source": meta.source, "time": _time(meta.time, now),
@@ -132,7 +136,7 @@ def entry(delivery: Delivery, now: datetime) -> dict[str, Any] | None:
         "key": _cut(key, _LIMITS["key"]), "kind": kind,
         "message_id": meta.id if meta else None,
         "type": meta.type if meta else "(unreadable)",
-        "version": meta.version if meta else 0,
+        "version": meta.version if meta and meta.version <= MAX_VERSION else 0,
         "source": _cut(service, 64), "time": format_time(now),
         "correlation_id": meta.correlation_id if meta else None,
         "causation_id": meta.id if meta else None,  # died of that message
@@ -279,7 +283,7 @@ class Journal:
                         continue
                     now = datetime.now(UTC)
                     rows = [row for d in deliveries if (row := entry(d, now)) is not None]
-                    new = await record(self.db, rows)
+                    new = await self._record(name, rows)
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # the broker or the database is away: later
@@ -299,6 +303,24 @@ class Journal:
         finally:
             with contextlib.suppress(Exception):
                 await queue.close()
+
+    async def _record(self, name: str, rows: list[dict[str, Any]]) -> int:
+        """Write the batch; if the database refuses it (not an outage: those raise, and
+        the batch is tried again), row by row, leaving out a row it refuses, so that one
+        bad message never stops the journal."""
+        try:
+            return await record(self.db, rows)
+        except Exception as error:
+            if database_unavailable(error) is not None:
+                raise  # away (or maybe): the batch is tried again later
+            if len(rows) == 1:
+                log.warning("%s: left out a message the database refused: %s", name,
+                            " ".join(str(error).split())[:200])
+                return 0
+        new = 0
+        for row in rows:
+            new += await self._record(name, [row])
+        return new
 
     async def _prune_now_and_then(self) -> None:
         while True:
