@@ -36,9 +36,10 @@ async def test_orders_move_across_the_boards_by_clicks_without_reloads(
     to_deliver = await shop.place("ada")
     to_collect = await shop.place("bob", pickup=True)
     to_cancel = await shop.place("cy", pickup=True)
+    still_new = await shop.place("dan", pickup=True)  # nobody starts it
 
     kitchen = await sign_in("kitchen", next="/kitchen")
-    for order_id in (to_deliver, to_collect, to_cancel):
+    for order_id in (to_deliver, to_collect, to_cancel, still_new):
         await row(kitchen, "new", order_id).wait_for()
     await never_reloaded(kitchen)
     await check_a11y(kitchen)
@@ -51,12 +52,15 @@ async def test_orders_move_across_the_boards_by_clicks_without_reloads(
         await row(kitchen, "new", order_id).get_by_role("button", name="Start cooking").click()
         await row(kitchen, "preparing", order_id).get_by_role(
             "button", name="Prepared").wait_for()
-    await screenshot(kitchen, "kitchen")
-    for order_id in (to_deliver, to_collect):
-        await row(kitchen, "preparing", order_id).get_by_role("button", name="Prepared").click()
-        await row(kitchen, "prepared", order_id).wait_for()
+    await row(kitchen, "preparing", to_deliver).get_by_role("button", name="Prepared").click()
+    await row(kitchen, "prepared", to_deliver).wait_for()
     assert await row(kitchen, "prepared", to_deliver).get_by_role("button").count() == 0
     await kitchen.locator(f'#history [data-history-id="{to_deliver}"]').wait_for()
+    await kitchen.locator("#toast").wait_for(state="hidden")
+    await screenshot(kitchen, "kitchen")  # a ticket in each column, one in the history
+    await row(kitchen, "preparing", to_collect).get_by_role("button", name="Prepared").click()
+    await row(kitchen, "prepared", to_collect).wait_for()
+    assert await row(kitchen, "new", still_new).count() == 1
 
     driver = await sign_in("driver", next="/delivery")
     waiting = row(driver, "awaiting", to_deliver)
@@ -70,6 +74,7 @@ async def test_orders_move_across_the_boards_by_clicks_without_reloads(
     on_the_road = row(driver, "out", to_deliver)
     await on_the_road.get_by_text("Driver: Asha").wait_for()
     await check_a11y(driver)
+    await driver.locator("#toast").wait_for(state="hidden")
     await screenshot(driver, "delivery")
     await on_the_road.get_by_role("button", name="Delivered").click()
     await row(driver, "delivered", to_deliver).wait_for()
