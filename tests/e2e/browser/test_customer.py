@@ -182,18 +182,22 @@ async def test_a_lost_answer_and_a_second_press_make_one_order(
     assert [o["orderId"] for o in await orders_of(shop, "ada")] == [order_id]
 
 
-async def test_signed_out_visitors_are_asked_to_sign_in(browser: Browser, shop: Pizza) -> None:
+async def test_who_may_order(browser: Browser, shop: Pizza, sign_in: SignIn) -> None:
+    """A visitor signed out, or signed in as staff, is asked to sign in as a customer; an
+    operator may order for a customer id they type."""
     page = await (await browser.new_context(base_url=shop.process.url)).new_page()
     await page.goto("/")
     link = page.get_by_role("link", name="Sign in to order")
     await expect(link).to_have_attribute("href", "/sign-in?next=/")
 
+    kitchen = await sign_in("kitchen")
+    await expect(kitchen.get_by_text("orders are placed by customers")).to_be_visible()
+    await expect(kitchen.get_by_role("link", name="Sign in to order")).to_be_visible()
 
-async def test_an_operator_orders_for_a_customer(sign_in: SignIn, shop: Pizza) -> None:
-    page = await sign_in("operator")
-    await page.get_by_label("Customer id").fill("bob")
-    order_id = await place_order(page, "pickup")
-    await expect(page.locator("#order-status")).to_have_text("confirmed", timeout=WAIT_MS)
+    operator = await sign_in("operator")
+    await operator.get_by_label("Customer id").fill("bob")
+    order_id = await place_order(operator, "pickup")
+    await expect(operator.locator("#order-status")).to_have_text("confirmed", timeout=WAIT_MS)
     assert [o["orderId"] for o in await orders_of(shop, "bob")] == [order_id]
 
 
