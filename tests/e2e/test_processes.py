@@ -54,6 +54,12 @@ async def test_each_service_runs_in_its_own_process_and_comes_back_when_killed(
     assert health["status"] == "ok"
     assert {p["state"] for p in health["processes"].values()} == {"running"}
 
+    # The catalog's live consumers come from the broker, asked by a service's process.
+    catalog = (await pizza.http.get("/api/catalog")).json()
+    live = {(m["type"], m["version"]): m["liveConsumers"] for m in catalog}
+    assert "kitchen" in live[("OrderConfirmed", 1)]
+    assert "tracking" in live[("OrderConfirmed", 2)]
+
     # The operator's view gathers every process's numbers through the one origin.
     tool = await asyncio.create_subprocess_exec(
         PIZZA, "status", "--once", env={**pizza.process.env, "COLUMNS": "200"},
