@@ -4,8 +4,9 @@
 // The page says what it lists in <script type="application/json" id="board-config">. The
 // board reads only a small window of its list every POLL_MS while the tab is visible: the
 // work still to do (at most LIMIT) and the latest LATELY that finished in the last
-// FINISHED_SECONDS; the rest is history, read one page at a time. Rows are kept by order id and moved, not
-// redrawn, so focus and a half-typed name survive an update.
+// FINISHED_SECONDS; the rest is history, read one page at a time. Each read carries the
+// ETag of the last answer, so an unchanged list comes back as a bodiless 304. Rows are
+// kept by order id and moved, not redrawn, so focus survives an update.
 "use strict";
 (() => {
   if (!Pizza.allowed) return;
@@ -21,6 +22,11 @@
   const config = JSON.parse($("board-config").textContent);
   const el = Pizza.el;
   const short = (orderId) => "#" + String(orderId).slice(0, 8);
+  const when = (iso) => {  // the time today, the date and time before
+    const moment = new Date(iso);
+    return moment.toDateString() === new Date().toDateString() ? Pizza.clock(iso)
+      : moment.toLocaleString("en-GB", {dateStyle: "short", timeStyle: "short"});
+  };
   const byStage = {};
   const rows = new Map();  // orderId -> {item, node, signature}
   let focusAfter = null;   // {orderId}: put focus back on this row once it has moved
@@ -49,7 +55,7 @@
           (line) => el("li", null, line.quantity + " × " + line.name))),
         el("p", {class: "meta muted"},
            el("span", {class: "badge"}, item.fulfilment === "pickup" ? "Pickup" : "Delivery"),
-           " ordered ", el("time", {datetime: item.createdAt}, Pizza.clock(item.createdAt))),
+           " ordered ", el("time", {datetime: item.createdAt}, when(item.createdAt))),
       ];
     }
     if (config.kind === "delivery") {
