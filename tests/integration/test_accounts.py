@@ -99,6 +99,12 @@ async def test_a_customer_signs_up_then_signs_in_as_the_same_customer(
     assert (tmp_path / "identity" / "accounts.db").stat().st_mode & 0o077 == 0
 
 
+async def test_the_sign_in_page_offers_accounts_with_our_own_issuer(
+        http: httpx.AsyncClient) -> None:
+    page = (await http.get("/sign-in")).text
+    assert "Create an account" in page and "identity provider" not in page
+
+
 async def test_two_accounts_with_one_password_have_different_ids_and_hashes(
         http: httpx.AsyncClient, tmp_path: Path) -> None:
     for email in ("ada@example.com", "bob@example.com"):
@@ -283,4 +289,6 @@ async def test_with_an_outside_identity_provider_there_are_no_accounts(
         paths = (await http.get("/openapi.json")).json()["paths"]
         assert "/api/accounts" not in paths
         assert "post" not in paths.get("/api/session", {})
+        page = (await http.get("/sign-in")).text
+        assert "paste the access token" in page and "Create an account" not in page
     assert stored(tmp_path) == []

@@ -20,6 +20,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from pizza import config
+
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
@@ -71,6 +73,7 @@ def _render(page: Page) -> Callable[[Request], Awaitable[HTMLResponse]]:
         return templates.TemplateResponse(request, page.template, {
             "page": page, "pages": [p for p in PAGES if p.nav],
             "params": request.path_params,
+            "oidc": bool(config.settings().oidc_issuer),  # sign-in: the provider's tokens
         })
 
     render.__name__ = f"page_{page.template.removesuffix('.html')}"
