@@ -39,6 +39,9 @@ async def test_orders_move_across_the_boards_by_clicks_without_reloads(
     still_new = await shop.place("dan", pickup=True)  # nobody starts it
 
     kitchen = await sign_in("kitchen", next="/kitchen")
+    lists: list[str] = []  # every read of the ticket list the board makes
+    kitchen.on("request", lambda request: lists.append(request.url)
+               if request.method == "GET" and "/api/kitchen/tickets" in request.url else None)
     for order_id in (to_deliver, to_collect, to_cancel, still_new):
         await row(kitchen, "new", order_id).wait_for()
     await never_reloaded(kitchen)
@@ -94,6 +97,7 @@ async def test_orders_move_across_the_boards_by_clicks_without_reloads(
 
     for page in (kitchen, driver, counter):
         assert await still_the_same(page), "the board followed without a reload"
+    assert lists and all("limit=" in url for url in lists), "never the whole list"
 
 
 async def test_a_click_on_a_stale_row_says_in_words_that_it_moved_on(
