@@ -31,6 +31,7 @@ email (whether or not it has an account) against :data:`FAILED_SIGN_INS`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import os
@@ -143,9 +144,11 @@ def password_matches(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-# Compared against when the email has no account, so that an unknown email costs what a
-# wrong password does.
-_NOBODY = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _nobody() -> str:
+    """Compared against when the email has no account, so that an unknown email costs
+    what a wrong password does (made at first use: importing this costs no hash)."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def email_key(email: str) -> str:
@@ -207,7 +210,7 @@ class Accounts:
             row = (await conn.execute(
                 select(accounts.c.customer_id, accounts.c.password)
                 .where(accounts.c.email_key == email_key(email)))).first()
-        stored = row.password if row is not None else _NOBODY
+        stored = row.password if row is not None else _nobody()
         matches = await asyncio.to_thread(password_matches, password, stored)
         return row.customer_id if row is not None and matches else None
 
