@@ -367,6 +367,7 @@ class Consumer:
     async def _in_one_transaction(self, batch: list[Received]) -> None:
         contexts: list[Context] = []
         spent: list[float] = []  # seconds in each handler, for the metrics
+        recording = tracing.recording()  # once a batch: it looks at the environment
         async with self.db.begin() as conn:
             new = await inbox.claim(conn, self.name, [r.envelope.metadata.id for r in batch])
             for item in batch:
@@ -380,7 +381,7 @@ class Consumer:
                     self.service, self.subscription.name, meta, item.message))
                 started = time.perf_counter()
                 try:
-                    if tracing.recording():
+                    if recording:
                         with tracing.processing(self.service, item.delivery.subject, meta,
                                                 self.name):
                             await item.handler(item.message, ctx)
@@ -399,8 +400,11 @@ class Consumer:
         if self.metrics is not None:
             self.metrics.handled(spent)
         self.stats.duplicates += len(batch) - len(contexts)
-        for item in batch:
-            await _settle(item.delivery.ack())
+        for item in batch:  # after the commit, never before; no coroutine of our own each
+            try:
+                await item.delivery.ack()
+            except Exception as error:
+                _unsettled(error)
 
     async def _failed(self, item: Received, error: Exception) -> None:
         """One message's handler raised: retry it later, or dead-letter it."""
@@ -472,12 +476,16 @@ async def _settle(verb: Awaitable[None]) -> None:
     try:
         await verb
     except Exception as error:
-        global _unsettled_logged_at
-        now = time.monotonic()
-        if now - _unsettled_logged_at > 10.0:  # one line, not one per message
-            _unsettled_logged_at = now
-            log.warning("could not settle a message with the broker (the inbox makes its "
-                        "redelivery harmless): %s", error)
+        _unsettled(error)
+
+
+def _unsettled(error: Exception) -> None:
+    global _unsettled_logged_at
+    now = time.monotonic()
+    if now - _unsettled_logged_at > 10.0:  # one line, not one per message
+        _unsettled_logged_at = now
+        log.warning("could not settle a message with the broker (the inbox makes its "
+                    "redelivery harmless): %s", error)
 
 
 _unsettled_logged_at = -1e9

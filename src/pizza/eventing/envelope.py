@@ -91,16 +91,29 @@ class Metadata:
                 "metadata.type and .source must be strings, .version a positive integer, "
                 ".id a non-empty string")
         get = raw.get
-        optional = {name: get(name) for name in _OPTIONAL}
-        for name, value in (("id", message_id), ("type", kind), ("source", source),
-                            ("time", time), *optional.items()):
-            if value is not None and (type(value) is not str or len(value) > _LIMITS[name]):
-                # Refused at the edge, before anything is looked up, stored or logged.
-                raise MalformedMessage(f"metadata.{name} must be a string of at most "
-                                       f"{_LIMITS[name]} characters")
-        return cls(kind, version, source, message_id, time,
-                   optional["correlationId"] or message_id, optional["causationId"],
-                   optional["traceparent"], optional["replyTo"])
+        correlation, causation = get("correlationId"), get("causationId")
+        traceparent, reply_to = get("traceparent"), get("replyTo")
+        # Refused at the edge, before anything is looked up, stored or logged. The usual
+        # message passes one expression; only a refusal looks for the field to name.
+        if not (len(message_id) <= 64 and len(kind) <= 64 and len(source) <= 64
+                and type(time) is str and len(time) <= 40
+                and (correlation is None or (type(correlation) is str and len(correlation) <= 64))
+                and (causation is None or (type(causation) is str and len(causation) <= 64))
+                and (traceparent is None or (type(traceparent) is str and len(traceparent) <= 64))
+                and (reply_to is None or (type(reply_to) is str and len(reply_to) <= 255))):
+            _refuse(raw)
+        return cls(kind, version, source, message_id, time, correlation or message_id,
+                   causation, traceparent, reply_to)
+
+
+def _refuse(raw: Any) -> None:
+    """Name the first metadata field over its bound (or not a string)."""
+    for name in ("id", "type", "source", "time", *_OPTIONAL):
+        value = raw.get(name)
+        if value is not None and (type(value) is not str or len(value) > _LIMITS[name]):
+            raise MalformedMessage(f"metadata.{name} must be a string of at most "
+                                   f"{_LIMITS[name]} characters")
+    raise MalformedMessage("metadata is out of bounds")  # not reached: the checks agree
 
 
 # Bounds on metadata: ids are UUIDs (36), subjects fit the outbox's column (255).

@@ -20,6 +20,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import aiosqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 class _RunNow:
@@ -44,6 +45,18 @@ class InlineConnection(aiosqlite.Connection):
 
     def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
         return self._connect().__await__()  # no worker thread to start
+
+
+async def driver(conn: AsyncConnection) -> sqlite3.Connection | None:
+    """The sqlite3 connection under ``conn`` if it is one of ours (None for any other), for
+    the few statements whose SQLAlchemy layers cost more than SQLite's own work (the inbox
+    claim). It is the same connection, in the same transaction: BEGIN and COMMIT stay
+    SQLAlchemy's."""
+    raw = await conn.get_raw_connection()
+    found = raw.driver_connection
+    if isinstance(found, InlineConnection):
+        return found._conn  # aiosqlite's handle on the sqlite3 connection it wraps
+    return None
 
 
 def connector(path: str) -> Callable[[], Any]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,10 @@ _tracer = trace.get_tracer("pizza.eventing")
 NATS = "nats"
 # (service, story) pairs whose latest context a process keeps, for work on them later.
 MAX_STORIES = 50_000  # about 15 MB
-_stories: dict[tuple[str, str], str] = {}  # (service, correlationId) -> traceparent
+# (service, correlationId) -> traceparent, least recently told first. An OrderedDict: a
+# dict's oldest key is found by walking past every slot deleted before it, which made
+# each message handled cost a scan once the stories were full.
+_stories: OrderedDict[tuple[str, str], str] = OrderedDict()
 # The extra that brings the OTLP exporter, named when it is missing.
 OTLP_EXTRA = "pip install -e '.[otlp]'  (or: pip install 'pizza[otlp]')"
 
@@ -137,10 +141,10 @@ def remember(service: str, story: str | None, traceparent: str | None) -> None:
     if not story or not traceparent:
         return
     key = (service, story)
-    _stories.pop(key, None)
     _stories[key] = traceparent
+    _stories.move_to_end(key)
     if len(_stories) > MAX_STORIES:
-        del _stories[next(iter(_stories))]
+        _stories.popitem(last=False)
 
 
 def remembered(service: str, story: str) -> str | None:

@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import nats
+import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
@@ -105,16 +107,42 @@ class NatsDelivery(Delivery):
 
 
 class NatsQueue(Queue):
-    """A bound pull subscription that heals: if its durable consumer (or the stream) is
-    removed on the server, the next fetch recreates it with the declared settings."""
+    """A pull queue that heals: if its durable consumer (or the stream) is removed on the
+    server, the next fetch recreates it with the declared settings.
 
-    def __init__(self, transport: NatsTransport, spec: QueueSpec,
-                 subscription: JetStreamContext.PullSubscription) -> None:
+    Pulling is done here, on nats-py's public verbs, instead of with its ``fetch``: that
+    waits for each message with a task of its own (a uuid, a task, a timer and a turn of
+    the event loop per message), which cost a consumer more CPU than handling the
+    message. Here one subscription's callback appends what arrives to a list, and a fetch
+    waits once for the batch. A request asks for what is there now (``no_wait``), and the
+    broker answers with up to ``batch`` messages and, when it had fewer, a status that
+    ends the answer; only when nothing was there does a request wait (``expires``), and
+    the fetch returns at its first message. Messages that arrive after a fetch returned
+    are the next fetch's, in the order the broker sent them."""
+
+    def __init__(self, transport: NatsTransport, spec: QueueSpec) -> None:
         self._transport = transport
         self._spec = spec
-        self._subscription = subscription
+        self._next = f"{JS_API}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.name}"
+        self._inbox = ""
+        self._subscription: Subscription | None = None
+        self._arrived: list[Msg] = []  # messages and status replies, in arrival order
+        self._wanted = 0  # the waiting fetch is woken at this many arrivals
+        self._waiter: asyncio.Future[None] | None = None
         self._fine_at = time.time()  # wall clock: the server's start time is one too
         self._checked_at = time.monotonic()
+
+    async def open(self) -> None:
+        nc = self._transport.nc
+        self._inbox = nc.new_inbox()
+        self._subscription = await nc.subscribe(self._inbox, cb=self._arrive)
+
+    async def _arrive(self, msg: Msg) -> None:
+        self._arrived.append(msg)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and (
+                len(self._arrived) >= self._wanted or _status(msg) is not None):
+            waiter.set_result(None)
 
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
         if time.monotonic() - self._checked_at > RECONCILE_EVERY:
@@ -122,10 +150,7 @@ class NatsQueue(Queue):
             self._checked_at = time.monotonic()
             await self._heal()
         try:
-            messages = await self._subscription.fetch(batch, timeout=timeout)
-        except (TimeoutError, NatsTimeout):
-            self._fine_at = time.time()
-            return []
+            messages = await self._pull(batch, timeout)
         except (ServiceUnavailableError, NotFoundError, NoRespondersError):
             # The pull request found no consumer to answer it: removed on the server.
             if await self._heal():
@@ -133,6 +158,71 @@ class NatsQueue(Queue):
             raise
         self._fine_at = time.time()
         return [NatsDelivery(msg) for msg in messages]
+
+    async def _pull(self, batch: int, timeout: float) -> list[Msg]:
+        if self._subscription is None:
+            await self.open()
+        got = self._take(batch)
+        if got is not None:  # left from an earlier request: no need to ask
+            return got
+        deadline = time.monotonic() + timeout
+        nc = self._transport.nc
+        await nc.publish(self._next, orjson.dumps({"batch": batch, "no_wait": True}),
+                         reply=self._inbox)
+        if not await self._wait(batch, deadline):
+            return []
+        got = self._take(batch)
+        if got is not None:
+            return got
+        # Nothing there now: one request that waits for the first message (or expires).
+        left = deadline - time.monotonic()
+        if left <= 0.01:
+            return []
+        expires = int((left - 0.005) * 1e9)
+        await nc.publish(self._next, orjson.dumps({"batch": batch, "expires": expires}),
+                         reply=self._inbox)
+        while True:
+            if not await self._wait(1, deadline):
+                return []
+            got = self._take(batch)
+            if got is not None:
+                return got
+
+    async def _wait(self, count: int, deadline: float) -> bool:
+        """Until ``count`` arrivals (or any status) are in hand; False at the deadline."""
+        if len(self._arrived) >= count or any(_status(m) for m in self._arrived):
+            return True
+        loop = asyncio.get_running_loop()
+        self._wanted = count
+        self._waiter = loop.create_future()
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await self._waiter
+        except TimeoutError:
+            return bool(self._arrived)
+        finally:
+            self._waiter = None
+        return True
+
+    def _take(self, batch: int) -> list[Msg] | None:
+        """Up to ``batch`` messages from what arrived (status replies read and dropped);
+        None if there were none. A status that says the consumer is gone raises."""
+        arrived = self._arrived
+        got: list[Msg] = []
+        used = 0
+        for msg in arrived:
+            if len(got) >= batch:
+                break
+            used += 1
+            status = _status(msg)
+            if status is None:
+                got.append(msg)
+            elif status == _SERVICE_UNAVAILABLE and not got:
+                del arrived[:used]
+                raise ServiceUnavailableError
+            # 404 (none now), 408 (expired), 409 (ended), 100 (heartbeat): an answer's end
+        del arrived[:used]
+        return got or None
 
     async def _heal(self) -> bool:
         """Recreate a missing stream or consumer, and reconcile drifted settings; True if
@@ -156,17 +246,38 @@ class NatsQueue(Queue):
         return created
 
     async def pending(self) -> tuple[int, int]:
-        info = await self._subscription.consumer_info()
+        info = await self._transport.js.consumer_info(self._spec.stream, self._spec.name)
         return info.num_pending or 0, info.num_ack_pending or 0
 
     async def counts(self) -> QueueCounts:
-        info = await self._subscription.consumer_info()
+        info = await self._transport.js.consumer_info(self._spec.stream, self._spec.name)
         return QueueCounts(info.num_pending or 0, info.num_ack_pending or 0,
                            info.num_redelivered or 0)
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._subscription.unsubscribe()
+        """Stop receiving. Messages that arrived and were never fetched are handed back at
+        once (``nak``), not left to wait for their ack timer."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        left, self._arrived = self._arrived, []
+        for msg in left:
+            if _status(msg) is None:
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+
+
+JS_API = "$JS.API"  # NatsTransport uses no JetStream domain or prefix of its own
+_STATUS = "Status"
+_SERVICE_UNAVAILABLE = "503"
+
+
+def _status(msg: Msg) -> str | None:
+    """A status reply's code (``404`` no messages, ``408`` expired, ...), None for a
+    message."""
+    headers = msg.headers
+    return headers.get(_STATUS) if headers else None
 
 
 def _drifted(actual: ConsumerConfig, declared: ConsumerConfig) -> list[str]:
@@ -461,8 +572,9 @@ class NatsTransport(Transport):
 
     async def queue(self, spec: QueueSpec) -> Queue:
         await self._patiently(f"queue {spec.name}", lambda: self._declare_queue(spec))
-        subscription = await self.js.pull_subscribe_bind(durable=spec.name, stream=spec.stream)
-        return NatsQueue(self, spec, subscription)
+        queue = NatsQueue(self, spec)
+        await queue.open()
+        return queue
 
     def _subjects(self, spec: QueueSpec) -> list[str]:
         """The queue's subject and its own retry subject; a server older than 2.10 knows
