@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, text
 
-from pizza.eventing import inbox, personal, tracing
+from pizza.eventing import inbox, inline_sqlite, personal, tracing
 from pizza.eventing.catalog import DEAD_LETTERS_PREFIX
 from pizza.eventing.storage import AsyncConnection, Database, outbox
 from pizza.eventing.transport.base import (
@@ -294,6 +294,14 @@ class Relay:
                 self._cleanup.set()
 
     async def _read(self, conn: AsyncConnection, after: int = 0) -> list[Row]:
+        direct = await inline_sqlite.driver(conn) if self.db.is_sqlite else None
+        if direct is not None:
+            # SQLite on its own connection: SQLAlchemy's rows, and its parsing of every
+            # created_at, were a third of the relay's CPU, more than publishing the rows.
+            return [Row(Outgoing(message_id, subject, payload, traceparent, seq),
+                        _stored_time(created_at))
+                    for seq, message_id, subject, payload, traceparent, created_at
+                    in direct.execute(_READ_SQLITE, (after, self.batch))]
         result = await conn.execute(
             select(outbox.c.seq, outbox.c.message_id, outbox.c.subject, outbox.c.payload,
                    outbox.c.traceparent, outbox.c.created_at)
@@ -383,6 +391,17 @@ class Relay:
         removed = await inbox.prune(self.db, datetime.now(UTC) - self.inbox_retention)
         if removed:
             log.info("pruned %d inbox rows of %s", removed, self.db.service)
+
+
+_READ_SQLITE = (f"SELECT seq, message_id, subject, payload, traceparent, created_at "
+                f"FROM {outbox.name} WHERE seq > ? ORDER BY seq LIMIT ?")
+
+
+def _stored_time(stored: str | datetime) -> datetime:
+    """A created_at as SQLite keeps it (SQLAlchemy writes ``2026-11-30 12:00:00.123456``,
+    in UTC) as an aware datetime."""
+    moment = stored if isinstance(stored, datetime) else datetime.fromisoformat(stored)
+    return _aware(moment)
 
 
 def _aware(moment: datetime) -> datetime:
