@@ -400,6 +400,8 @@ _READ_SQLITE = (f"SELECT seq, message_id, subject, payload, traceparent, created
 def _stored_time(stored: str | datetime) -> datetime:
     """A created_at as SQLite keeps it (SQLAlchemy writes ``2026-11-30 12:00:00.123456``,
     in UTC) as an aware datetime."""
+    if isinstance(stored, str) and len(stored) == 26:  # the usual: parsed aware at once
+        return datetime.fromisoformat(stored + "+00:00")
     moment = stored if isinstance(stored, datetime) else datetime.fromisoformat(stored)
     return _aware(moment)
 
