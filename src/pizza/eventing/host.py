@@ -121,9 +121,7 @@ class ServiceHost:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop fetching and finish what is in flight, then the service's own hooks (its
         stores), then one last relay of the outbox."""
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await _cancel(self._background, timeout)
         self._background = []
         await self._stop_consumers(timeout)
         for hook in self.service.on_stop:
@@ -155,6 +153,25 @@ class ServiceHost:
         if ctx.outgoing:
             self.relay.wake()
         run_commit_callbacks([ctx])
+
+
+async def _cancel(tasks: list[asyncio.Task[None]], timeout: float) -> None:
+    """Cancel ``tasks`` and wait for them to end, cancelling again every half second: a
+    library that swallows a cancellation (Python 3.11's ``wait_for`` can, when its inner
+    call ends at the same moment) would otherwise leave a job running and a clean stop
+    waiting for ever. One still running after ``timeout`` is left behind, said once."""
+    pending = {task for task in tasks if not task.done()}
+    deadline = asyncio.get_running_loop().time() + timeout
+    while pending and asyncio.get_running_loop().time() < deadline:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=0.5)
+    if pending:
+        log.warning("stopping: %s did not end within %.0f s; left behind",
+                    ", ".join(sorted(task.get_name() for task in pending)), timeout)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning("%s ended with %r", task.get_name(), task.exception())
 
 
 async def _keep_doing(job: Background) -> None:
