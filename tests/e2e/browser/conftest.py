@@ -38,7 +38,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+async def browser(shop: Pizza) -> AsyncIterator[Browser]:
+    """Chromium, started after the test's system and closed before it stops: a page's
+    open event streams would otherwise hold up the system's clean stop."""
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=EXECUTABLE,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 from running_pizza import Pizza, eventually
 
 SignIn = Callable[..., Awaitable[Page]]
@@ -32,7 +33,11 @@ async def place_order(page: Page, fulfilment: str) -> str:
     """Place an order on / by clicking; the id of the order its tracking page follows."""
     await fill_order(page, fulfilment)
     await page.get_by_role("button", name="Place order").click()
-    await page.wait_for_url("**/orders/*")
+    try:
+        await page.wait_for_url("**/orders/*", timeout=WAIT_MS)
+    except PlaywrightTimeout:
+        said = await page.get_by_role("alert").all_inner_texts()
+        raise AssertionError(f"the order page never came; the page says {said}") from None
     return page.url.rsplit("/", 1)[1]
 
 
