@@ -122,14 +122,13 @@ def up(
             smtp_sink=True, loyalty_saas=True, children=supervisor.base_env))
     url = f"http://{host}:{port}"
     console.print(f"[bold green]Plant-Based Pizza[/] on [link={url}]{url}[/]")
-    console.print(f"  API docs   {url}/docs")
-    console.print(f"  health     {url}/api/health")
-    console.print(f"  mailbox    {url}/api/mailbox")
-    console.print(f"  catalog    {url}/api/catalog")
+    console.print(f"  order      {url}/   (customers sign up there)")
+    console.print(f"  staff      {url}/kitchen  /delivery  /pickup  /mailbox  /events")
+    console.print(f"  catalog    {url}/catalog   API docs {url}/docs")
     console.print(f"  state      {os.environ.get('PIZZA_HOME', '.pizza')}"
                   + ("   (simulating staff)" if changes["simulate"] else ""))
-    console.print("  sign in    pizza token --role operator   (or customer, kitchen, driver, "
-                  "counter)")
+    console.print("  sign in    pizza token --role kitchen --link   (or driver, counter, "
+                  "operator; a customer: --role customer --customer ID)")
     console.print("Ctrl-C stops it cleanly.")
     reaching.record_url(url)  # the tools on this PIZZA_HOME find the system here
     try:
