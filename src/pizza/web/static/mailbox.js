@@ -20,21 +20,7 @@
                  : moment.toLocaleString("en-GB", {dateStyle: "short", timeStyle: "medium"});
   };
 
-  // GET a list, sending the ETag of the answer held for this URL: an unchanged list comes
-  // back as a bodiless 304 and the held answer is used again.
-  const held = new Map();  // url -> the last 200 answer for it
-  async function getList(url) {
-    const before = held.get(url);
-    const etag = before && before.headers.get("ETag");
-    const answer = await Pizza.api("GET", url, undefined,
-                                   etag ? {"If-None-Match": etag} : undefined);
-    if (answer.status === 304 && before) return before;
-    if (answer.ok) {
-      if (held.size > 50) held.clear();
-      held.set(url, answer);
-    }
-    return answer;
-  }
+  const getList = Pizza.getList;
 
   function firstUrl() {
     const query = new URLSearchParams({order: "latest", limit: String(PAGE)});

@@ -95,6 +95,21 @@ const Pizza = (() => {
             message: answer.ok ? "" : problemText(data, answer.status)};
   }
 
+  // GET a list, sending the ETag of the answer held for this URL: an unchanged list comes
+  // back as a bodiless 304 and the held answer is used again (the boards poll with it).
+  const held = new Map();  // url -> the last 200 answer for it
+  async function getList(url) {
+    const before = held.get(url);
+    const etag = before && before.headers.get("ETag");
+    const answer = await api("GET", url, undefined, etag ? {"If-None-Match": etag} : undefined);
+    if (answer.status === 304 && before) return before;
+    if (answer.ok) {
+      if (held.size > 50) held.clear();
+      held.set(url, answer);
+    }
+    return answer;
+  }
+
   // Follow Server-Sent Events; EventSource cannot send headers, so the token goes in the
   // query (only /stream routes accept it). Reconnects by itself after an outage.
   function stream(path, eventName, onData) {
@@ -158,6 +173,6 @@ const Pizza = (() => {
   // start only when ``Pizza.allowed``.
   const allowed = guardPage();
 
-  return {allowed, session, signIn, signOut, has, toSignIn, api, stream, el, toast,
+  return {allowed, session, signIn, signOut, has, toSignIn, api, getList, stream, el, toast,
           problemText, money, clock};
 })();
