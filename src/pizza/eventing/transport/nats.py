@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -114,12 +115,13 @@ class NatsQueue(Queue):
     Pulling is done here, on nats-py's public verbs, instead of with its ``fetch``: that
     waits for each message with a task of its own (a uuid, a task, a timer and a turn of
     the event loop per message), which cost a consumer more CPU than handling the
-    message. Here one subscription's callback appends what arrives to a list, and a fetch
-    waits once for the batch. A request asks for what is there now (``no_wait``), and the
-    broker answers with up to ``batch`` messages and, when it had fewer, a status that
-    ends the answer; only when nothing was there does a request wait (``expires``), and
-    the fetch returns at its first message. Messages that arrive after a fetch returned
-    are the next fetch's, in the order the broker sent them."""
+    message. Here one subscription's callback collects what arrives, and a fetch waits
+    once for the batch. What a fetch returns is what nats-py's returned, with the same
+    request (``no_wait`` with ``expires``): what is there, up to the batch, at once (the
+    broker ends its answer with a 404); when nothing was there, the broker holds the
+    request until something comes (then the same) or it expires (a 408: nothing).
+    Messages that arrive after a fetch returned are the next fetch's, in the order the
+    broker sent them."""
 
     def __init__(self, transport: NatsTransport, spec: QueueSpec) -> None:
         self._transport = transport
@@ -127,8 +129,9 @@ class NatsQueue(Queue):
         self._next = f"{JS_API}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.name}"
         self._inbox = ""
         self._subscription: Subscription | None = None
-        self._arrived: list[Msg] = []  # messages and status replies, in arrival order
-        self._wanted = 0  # the waiting fetch is woken at this many arrivals
+        self._arrived: list[Msg] = []  # messages, in arrival order
+        self._statuses: list[str] = []  # status replies since the fetch began
+        self._wanted = 0  # the waiting fetch is woken at this many messages
         self._waiter: asyncio.Future[None] | None = None
         self._fine_at = time.time()  # wall clock: the server's start time is one too
         self._checked_at = time.monotonic()
@@ -139,10 +142,15 @@ class NatsQueue(Queue):
         self._subscription = await nc.subscribe(self._inbox, cb=self._arrive)
 
     async def _arrive(self, msg: Msg) -> None:
-        self._arrived.append(msg)
+        status = _status(msg)
+        if status is None:
+            self._arrived.append(msg)
+            if len(self._arrived) < self._wanted:
+                return
+        else:
+            self._statuses.append(status)
         waiter = self._waiter
-        if waiter is not None and not waiter.done() and (
-                len(self._arrived) >= self._wanted or _status(msg) is not None):
+        if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
@@ -163,67 +171,63 @@ class NatsQueue(Queue):
     async def _pull(self, batch: int, timeout: float) -> list[Msg]:
         if self._subscription is None:
             await self.open()
-        got = self._take(batch)
-        if got is not None:  # left from an earlier request: no need to ask
-            return got
+        if self._arrived:  # left from an earlier request: no need to ask
+            return self._take(batch)
+        self._statuses.clear()  # the ends of earlier requests say nothing now
         deadline = time.monotonic() + timeout
-        nc = self._transport.nc
-        await nc.publish(self._next, orjson.dumps({"batch": batch, "no_wait": True}),
-                         reply=self._inbox)
-        if not await self._wait(batch, deadline):
-            return []
-        got = self._take(batch)
-        if got is not None:
-            return got
-        # Nothing there now: one request that waits for the first message (or expires).
-        left = deadline - time.monotonic()
-        if left <= 0.01:
-            return []
-        expires = int((left - 0.005) * 1e9)
-        await nc.publish(self._next, orjson.dumps({"batch": batch, "expires": expires}),
-                         reply=self._inbox)
-        while True:
-            if not await self._wait(1, deadline):
-                return []
-            got = self._take(batch)
-            if got is not None:
-                return got
+        await self._request(batch, deadline, no_wait=True)
+        lingering = False
+        while len(self._arrived) < batch:
+            if not await self._wait(batch, deadline):
+                break  # time is up: what came in meanwhile
+            statuses, self._statuses = self._statuses, []
+            if _SERVICE_UNAVAILABLE in statuses and not self._arrived:
+                raise ServiceUnavailableError  # no consumer answers: heal
+            if _REQUEST_TIMEOUT in statuses:
+                break  # our request expired
+            if _NO_MESSAGES in statuses:
+                if self._arrived or lingering:
+                    break  # what there was, all of it
+                lingering = True  # nothing there now: a request that waits for some
+                if deadline - time.monotonic() < 0.02:
+                    break
+                await self._request(batch, deadline, no_wait=False)
+            # else a heartbeat, or the end of another request: go on waiting
+        return self._take(batch)
+
+    async def _request(self, batch: int, deadline: float, *, no_wait: bool) -> None:
+        """Ask for ``batch`` messages; the broker ends the request a little before our
+        deadline (a 408), so it never outlives the fetch that made it."""
+        expires = max(1_000_000, int((deadline - time.monotonic() - 0.005) * 1e9))
+        request: dict[str, Any] = {"batch": batch, "expires": expires}
+        if no_wait:
+            request["no_wait"] = True  # a 404 at once when there is nothing
+        await self._transport.nc.publish(self._next, orjson.dumps(request),
+                                         reply=self._inbox)
 
     async def _wait(self, count: int, deadline: float) -> bool:
-        """Until ``count`` arrivals (or any status) are in hand; False at the deadline."""
-        if len(self._arrived) >= count or any(_status(m) for m in self._arrived):
+        """Until ``count`` messages or a status reply are in hand; False at the deadline."""
+        if len(self._arrived) >= count or self._statuses:
             return True
-        loop = asyncio.get_running_loop()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
         self._wanted = count
-        self._waiter = loop.create_future()
+        self._waiter = asyncio.get_running_loop().create_future()
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            async with asyncio.timeout(left):
                 await self._waiter
         except TimeoutError:
-            return bool(self._arrived)
+            return False
         finally:
             self._waiter = None
+            self._wanted = 0
         return True
 
-    def _take(self, batch: int) -> list[Msg] | None:
-        """Up to ``batch`` messages from what arrived (status replies read and dropped);
-        None if there were none. A status that says the consumer is gone raises."""
-        arrived = self._arrived
-        got: list[Msg] = []
-        used = 0
-        for msg in arrived:
-            if len(got) >= batch:
-                break
-            used += 1
-            status = _status(msg)
-            if status is None:
-                got.append(msg)
-            elif status == _SERVICE_UNAVAILABLE and not got:
-                del arrived[:used]
-                raise ServiceUnavailableError
-            # 404 (none now), 408 (expired), 409 (ended), 100 (heartbeat): an answer's end
-        del arrived[:used]
-        return got or None
+    def _take(self, batch: int) -> list[Msg]:
+        got = self._arrived[:batch]
+        del self._arrived[:batch]
+        return got
 
     async def _heal(self) -> bool:
         """Recreate a missing stream or consumer, and reconcile drifted settings; True if
@@ -264,14 +268,15 @@ class NatsQueue(Queue):
                 await subscription.unsubscribe()
         left, self._arrived = self._arrived, []
         for msg in left:
-            if _status(msg) is None:
-                with contextlib.suppress(Exception):
-                    await msg.nak()
+            with contextlib.suppress(Exception):
+                await msg.nak()
 
 
 JS_API = "$JS.API"  # NatsTransport uses no JetStream domain or prefix of its own
 _STATUS = "Status"
 _SERVICE_UNAVAILABLE = "503"
+_NO_MESSAGES = "404"
+_REQUEST_TIMEOUT = "408"
 
 
 def _status(msg: Msg) -> str | None:
@@ -279,6 +284,15 @@ def _status(msg: Msg) -> str | None:
     message."""
     headers = msg.headers
     return headers.get(_STATUS) if headers else None
+
+
+@dataclass(slots=True)
+class _Publishing:
+    """One publish call's broker answers, by the message's index in the batch."""
+
+    all_in: asyncio.Future[None]
+    answers: dict[int, Msg] = field(default_factory=dict)
+    expected: int = 1 << 62  # known once everything is sent
 
 
 # Messages published and not yet acknowledged by the broker, at most (nats-py's own
@@ -344,6 +358,11 @@ class NatsTransport(Transport):
         self._js: JetStreamContext | None = None
         self._closing = False
         self._old_server_told = False
+        # The broker's answers to what we publish: one subscription per connection.
+        self._answers_to = ""
+        self._answers_on: NATS | None = None
+        self._publishing: dict[str, _Publishing] = {}
+        self._batches = 0
 
     @property
     def nc(self) -> NATS:
@@ -494,30 +513,24 @@ class NatsTransport(Transport):
                       timeout: float = 5.0) -> list[str | None]:
         """Send the batch and report each message's fate from the front (see
         ``Transport.publish``). Every message goes out with a reply subject of its own
-        under one inbox of this batch, the broker's acks arrive on one subscription, and
-        the batch waits once for all of them (at most ``PUBLISH_WINDOW`` unanswered at a
-        time). nats-py's ``publish_async`` does the same per message with a semaphore, a
-        random token, a future and a parsed ack object each, which cost more CPU than the
-        rest of the relay."""
+        (``<inbox>.<batch>.<index>``), the broker's acks arrive on one subscription made
+        once per connection, and the batch waits once for all of them (at most
+        ``PUBLISH_WINDOW`` unanswered at a time). nats-py's ``publish_async`` does the
+        same per message with a semaphore, a random token, a future and a parsed ack
+        object each, which cost more CPU than the rest of the relay."""
         if not messages or not self.connected:
             return []
         nc = self.nc
         limit = min(MAX_MESSAGE_BYTES, nc.max_payload - 4096)
         refused: dict[int, str] = {}
-        answers: dict[int, Msg] = {}
-        inbox = nc.new_inbox()
-        cut = len(inbox) + 1
-        expected = len(messages) + 1  # known once everything is sent
-        all_in: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        async def answered(msg: Msg) -> None:
-            answers[int(msg.subject[cut:])] = msg
-            if len(answers) >= expected and not all_in.done():
-                all_in.set_result(None)
-
+        self._batches += 1
+        token = str(self._batches)
+        inbox = f"{await self._answers_inbox()}.{token}"
+        batch = _Publishing(asyncio.get_running_loop().create_future())
+        answers = batch.answers
         sent = 0
         deadline = time.monotonic() + timeout
-        subscription = await nc.subscribe(f"{inbox}.*", cb=answered)
+        self._publishing[token] = batch
         try:
             try:
                 for index, message in enumerate(messages):
@@ -535,14 +548,13 @@ class NatsTransport(Transport):
             except Exception as error:  # connection lost mid-batch: what went out may be
                 log.warning("publish interrupted after %d of %d: %s",  # acknowledged
                             sent + len(refused), len(messages), error)
-            expected = sent
+            batch.expected = sent
             if len(answers) < sent:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                        await all_in
+                        await batch.all_in
         finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            del self._publishing[token]
         outcomes: list[str | None] = []
         for index in range(len(messages)):
             if index in refused:
@@ -560,6 +572,25 @@ class NatsTransport(Transport):
                 break  # in doubt: the relay tries again later
             outcomes.append(reason)
         return outcomes
+
+    async def _answers_inbox(self) -> str:
+        """The inbox under which the broker answers our publishes (``<inbox>.<batch>.<n>``),
+        subscribed once per connection (nats-py subscribes it again after a reconnect)."""
+        nc = self.nc
+        if self._answers_on is not nc:
+            self._answers_to = nc.new_inbox()
+            await nc.subscribe(f"{self._answers_to}.>", cb=self._answered)
+            self._answers_on = nc
+        return self._answers_to
+
+    async def _answered(self, msg: Msg) -> None:
+        token, _, index = msg.subject[len(self._answers_to) + 1:].partition(".")
+        batch = self._publishing.get(token)
+        if batch is None:  # a batch that gave up waiting: its rows are in doubt anyway
+            return
+        batch.answers[int(index)] = msg
+        if len(batch.answers) >= batch.expected and not batch.all_in.done():
+            batch.all_in.set_result(None)
 
     @staticmethod
     async def _answers_in(answers: dict[int, Msg], sent: int, deadline: float) -> None:
