@@ -13,11 +13,12 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from running_pizza import Pizza
 
 from pizza.web.identity import issue_token
@@ -26,6 +27,11 @@ CHROMIUM = os.environ.get("PIZZA_CHROMIUM", "/usr/bin/chromium")
 EXECUTABLE = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 
 pytestmark = pytest.mark.e2e
+
+# How long a page may take to show what a test waits for. Whole systems start and run
+# beside each other on a shared 2-core machine: patience is not a timing goal.
+PATIENCE_MS = 60_000
+expect.set_options(timeout=30_000)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,6 +52,14 @@ async def browser(shop: Pizza) -> AsyncIterator[Browser]:
             executable_path=EXECUTABLE,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"])
+        opened = launched.new_context
+
+        async def new_context(**options: Any) -> BrowserContext:
+            context = await opened(**options)
+            context.set_default_timeout(PATIENCE_MS)
+            return context
+
+        launched.new_context = new_context  # type: ignore[method-assign]
         yield launched
         await launched.close()
 
