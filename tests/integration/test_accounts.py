@@ -292,3 +292,32 @@ async def test_with_an_outside_identity_provider_there_are_no_accounts(
         page = (await http.get("/sign-in")).text
         assert "paste the access token" in page and "Create an account" not in page
     assert stored(tmp_path) == []
+
+
+async def test_forgetting_a_customer_deletes_their_account(
+        http: httpx.AsyncClient, tmp_path: Path) -> None:
+    from pizza.web.identity import LocalIssuer
+
+    made = await http.post("/api/accounts", json={"email": "gone@example.com",
+                                                  "password": PASSWORD})
+    assert made.status_code == 201, made.text
+    customer = made.json()["customerId"]
+    kept = await http.post("/api/accounts", json={"email": "kept@example.com",
+                                                  "password": PASSWORD})
+    operator = LocalIssuer(tmp_path / "identity").issue("operator")
+
+    # Only the operator's accepted request forgets: a customer's own try is refused.
+    refused = await http.post(f"/api/admin/customers/{customer}/forget",
+                              headers=bearer(made.json()["token"]))
+    assert refused.status_code == 403
+    assert [row[1] for row in stored(tmp_path)].count("gone@example.com") == 1
+
+    forgot = await http.post(f"/api/admin/customers/{customer}/forget",
+                             headers=bearer(operator))
+    assert forgot.status_code == 202, forgot.text
+    assert [row[0] for row in stored(tmp_path)] == [kept.json()["customerId"]]
+    assert_error(await http.post("/api/session", json={"email": "gone@example.com",
+                                                       "password": PASSWORD}), 401)
+    again = await http.post("/api/accounts", json={"email": "gone@example.com",
+                                                   "password": PASSWORD})
+    assert again.status_code == 201 and again.json()["customerId"] != customer

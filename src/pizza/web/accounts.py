@@ -34,11 +34,14 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import logging
 import os
+import re
 import secrets
 import time
 import unicodedata
 import uuid
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,6 +63,8 @@ from pizza import config
 from pizza.web import access
 from pizza.web.errors import error_response
 from pizza.web.identity import DEFAULT_TTL, LocalIssuer
+
+log = logging.getLogger("pizza.web.accounts")
 
 MAX_EMAIL = 254  # RFC 5321's longest path, less its angle brackets
 MIN_PASSWORD = 8
@@ -214,6 +219,14 @@ class Accounts:
         matches = await asyncio.to_thread(password_matches, password, stored)
         return row.customer_id if row is not None and matches else None
 
+    async def forget(self, customer_id: str) -> bool:
+        """Delete the customer's account (email and password hash); True if there was one."""
+        engine = await self._ready()
+        async with engine.begin() as conn:
+            deleted = await conn.execute(
+                accounts.delete().where(accounts.c.customer_id == customer_id))
+        return bool(deleted.rowcount)
+
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
@@ -310,4 +323,46 @@ def add_routes(app: FastAPI, issuer: LocalIssuer, *, ttl: float = DEFAULT_TTL) -
             return response
         return signed_in(customer_id)
 
+    app.add_middleware(ForgetAccount, store=store)
     return store
+
+
+# -- forgetting ------------------------------------------------------------------------------
+
+_FORGET = re.compile(r"/api/admin/customers/([^/]+)/forget")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+
+
+class ForgetAccount:
+    """When the system accepts to forget a customer (``POST
+    /api/admin/customers/{id}/forget`` answered ``202``, so an operator asked and the
+    orders service took it on), their account goes too: the email and password hash are
+    personal data that this process, not a service on the bus, holds. Outermost, so it
+    sees the answer the caller gets, after the access gate and any forwarding."""
+
+    def __init__(self, app: Any, store: Accounts) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        match = (_FORGET.fullmatch(scope["path"])
+                 if scope["type"] == "http" and scope["method"] == "POST" else None)
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        accepted = False
+
+        async def sending(message: Message) -> None:
+            nonlocal accepted
+            if message["type"] == "http.response.start":
+                accepted = message["status"] == 202
+            await send(message)
+
+        await self.app(scope, receive, sending)
+        if accepted:
+            try:
+                await self.store.forget(match.group(1))
+            except Exception as error:  # said, and asked again by the next forget
+                log.warning("could not delete the account of a forgotten customer: %s",
+                            type(error).__name__)
