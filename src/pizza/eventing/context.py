@@ -66,11 +66,15 @@ class Context:
         return self.cause.correlation_id if self.cause else self.correlation_id
 
     def publish(self, event: Event, *, correlation_id: str | None = None,
-                personal_data_of: str | None = None, erases: str | None = None) -> Metadata:
+                caused_by: str | None = None, personal_data_of: str | None = None,
+                erases: str | None = None) -> Metadata:
         """Publish an event (when the transaction commits).
 
         ``correlation_id`` continues a story known by its id when no message caused this
         one, e.g. a click in the kitchen about an order whose id was stored with the ticket.
+        ``caused_by``: likewise, the id of the message this one follows on from (its
+        causationId), e.g. the OrderConfirmed that opened the ticket a click moves on;
+        a message being handled is the cause whatever this says.
         ``personal_data_of``: whose personal fields it carries (sealed with their key).
         ``erases``: the data subject this event forgets; their key is purged just before
         it goes out, after everything written before it (see personal.py).
@@ -81,8 +85,8 @@ class Context:
             raise ValueError(f"{self.service} cannot publish {event.info.type}: "
                              f"{event.info.owner} owns it")
         return self._emit(event, event.info.subject, reply_to=None,
-                          correlation_id=correlation_id, personal_data_of=personal_data_of,
-                          erases=erases)
+                          correlation_id=correlation_id, caused_by=caused_by,
+                          personal_data_of=personal_data_of, erases=erases)
 
     def send(self, command: Command, *, reply_to: str | None = "",
              personal_data_of: str | None = None) -> Metadata:
@@ -111,8 +115,8 @@ class Context:
         return self._emit(answer, self.cause.reply_to, reply_to=None)
 
     def _emit(self, message: Message, subject: str, reply_to: str | None,
-              correlation_id: str | None = None, personal_data_of: str | None = None,
-              erases: str | None = None) -> Metadata:
+              correlation_id: str | None = None, caused_by: str | None = None,
+              personal_data_of: str | None = None, erases: str | None = None) -> Metadata:
         info = message.info
         personal_fields = personal.personal_fields(type(message))
         if personal_fields and not personal_data_of:
@@ -123,7 +127,7 @@ class Context:
             version=info.version,
             source=self.service,
             correlation_id=correlation_id or self.story_id,
-            causation_id=self.cause.id if self.cause else None,
+            causation_id=self.cause.id if self.cause else caused_by,
             reply_to=reply_to,
         )
         meta.traceparent = tracing.for_message(

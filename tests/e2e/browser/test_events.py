@@ -133,6 +133,13 @@ async def test_the_operator_sees_an_order_s_messages_live_and_its_story_cause_to
 
     took = await linked(page, "OrderPrepared", "OrderReadyForCollection")
     assert took.startswith("+") and took.endswith(("ms", "s"))
+    # What people started by a click follows on from what they acted on.
+    await linked(page, "OrderPreparing", "OrderPrepared")
+    await linked(page, "OrderReadyForCollection", "OrderCollected")
+    confirmed_ids = await node(page, "OrderConfirmed").evaluate_all(
+        "nodes => nodes.map(n => n.dataset.id)")
+    assert await node(page, "OrderPreparing").first.get_attribute(
+        "data-causation") in confirmed_ids
     await linked(page, "OrderCollected", "OrderCompleted")
     await linked(page, "OrderCompleted", "LoyaltyPointsAdded")
     # Each command is paired with its answer.
@@ -160,7 +167,7 @@ async def test_the_operator_sees_an_order_s_messages_live_and_its_story_cause_to
     # The text alternative tells the same story.
     story_rows = page.locator("#story-body tr")
     await expect(story_rows).to_have_count(await picture.locator("g.node").count())
-    ready = story_rows.filter(has_text="OrderReadyForCollection")
+    ready = story_rows.filter(has_text="OrderReadyForCollection").first  # then Collected's
     await expect(ready).to_contain_text("OrderPrepared")
     await expect(story_rows.filter(has_text="SendEmail").first).to_contain_text(
         "Answered by")

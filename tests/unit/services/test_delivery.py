@@ -124,6 +124,20 @@ async def test_a_prepared_delivery_order_becomes_a_job_with_its_address(
     }]
 
 
+async def test_each_click_names_the_message_it_follows_on_from(system: System) -> None:
+    delivery_id = await register(system, HOME)
+    env = await publish(system, prepared(ORDER_1, delivery_id))
+    assert (await send_out(system, ORDER_1)).status_code == 202
+    assert (await system.http.post(
+        f"/api/delivery/jobs/{ORDER_1}/delivered")).status_code == 202
+    await system.settle()
+    out, delivered = (e["metadata"] for e in system.published(DELIVERY)
+                      if e["metadata"]["type"] != "DeliveryAddressRegistered")
+    assert (out["type"], delivered["type"]) == ("OrderOutForDelivery", "OrderDelivered")
+    assert out["causationId"] == env.metadata.id
+    assert delivered["causationId"] == out["id"]
+
+
 async def test_a_pickup_order_is_not_delivered(system: System) -> None:
     await publish(system, prepared(ORDER_1, None, fulfilment="pickup"))
     assert await jobs(system) == []

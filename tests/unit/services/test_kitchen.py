@@ -94,6 +94,20 @@ async def test_start_publishes_preparing_once_in_the_orders_story(system: System
     assert (await tickets(system))[0]["stage"] == "preparing"
 
 
+async def test_each_click_names_the_message_it_follows_on_from(system: System) -> None:
+    """A click has no message being handled; its event still names its cause, so the
+    order's story on /events reads OrderConfirmed -> OrderPreparing -> OrderPrepared."""
+    env = await publish(system, confirmed(ORDER_1))
+    assert (await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/start")).status_code == 202
+    assert (await system.http.post(
+        f"/api/kitchen/tickets/{ORDER_1}/prepared")).status_code == 202
+    await system.settle()
+    preparing, prepared = (e["metadata"] for e in system.published(KITCHEN))
+    assert (preparing["type"], prepared["type"]) == ("OrderPreparing", "OrderPrepared")
+    assert preparing["causationId"] == env.metadata.id
+    assert prepared["causationId"] == preparing["id"]
+
+
 async def test_prepared_from_new_says_preparing_first(system: System) -> None:
     await publish(system, confirmed(ORDER_1))
     response = await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/prepared")

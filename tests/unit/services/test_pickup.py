@@ -90,9 +90,13 @@ async def test_collected_publishes_once_in_the_orders_story(system: System) -> N
         assert response.json() == {"orderId": ORDER_1, "stage": "collected"}
     await system.settle()
     assert types(system) == ["OrderReadyForCollection", "OrderCollected"]
-    collected = system.published(PICKUP)[1]
+    ready, collected = system.published(PICKUP)
     assert collected["data"] == {"orderId": ORDER_1}
     assert collected["metadata"]["correlationId"] == env.metadata.correlation_id
+    # The click's event follows on from the shelf's announcement, which the kitchen's
+    # OrderPrepared caused: one connected story on /events.
+    assert ready["metadata"]["causationId"] == env.metadata.id
+    assert collected["metadata"]["causationId"] == ready["metadata"]["id"]
     assert await waiting(system) == []
 
 

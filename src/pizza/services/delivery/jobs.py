@@ -24,6 +24,7 @@ from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.delivery import addresses
 from pizza.services.delivery.tables import jobs
 from pizza.services.paging import Window, staged_page
+from pizza.services.stories import remember_causes
 
 Stage = Literal["awaiting", "out", "delivered", "withdrawn"]
 AnyRow = Row[*tuple[Any, ...]]
@@ -63,7 +64,8 @@ async def open_job(ctx: Context, prepared: OrderPreparedV1) -> bool:
     now = _now()
     statement = upsert(ctx.db, jobs).values(
         order_id=prepared.order_id, delivery_id=prepared.delivery_id, address=address,
-        stage="awaiting", correlation_id=ctx.story_id, created_at=now, updated_at=now,
+        stage="awaiting", correlation_id=ctx.story_id,
+        cause_id=ctx.cause.id if ctx.cause else None, created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["order_id"])
     result = await ctx.db.execute(statement)
     return bool(result.rowcount)
@@ -97,20 +99,23 @@ async def send_out(ctx: Context, drivers: Mapping[str, str]) -> list[str]:
     by_driver: dict[str, list[str]] = defaultdict(list)
     for order_id, driver in drivers.items():
         by_driver[driver].append(order_id)
-    left = []
+    published: dict[str, str] = {}
     for driver, order_ids in by_driver.items():
         for row in await _advance(ctx.db, order_ids, "awaiting", "out", driver=driver):
-            ctx.publish(OrderOutForDeliveryV1(order_id=row.order_id, driver=driver),
-                        correlation_id=row.correlation_id)
-            left.append(row.order_id)
-    return left
+            published[row.order_id] = ctx.publish(
+                OrderOutForDeliveryV1(order_id=row.order_id, driver=driver),
+                correlation_id=row.correlation_id, caused_by=row.cause_id).id
+    await remember_causes(ctx.db, jobs, published)
+    return list(published)
 
 
 async def deliver(ctx: Context, order_ids: Sequence[str]) -> list[str]:
     """The drivers handed these orders over; the ones delivered now."""
     moved = await _advance(ctx.db, order_ids, "out", "delivered")
-    for row in moved:
-        ctx.publish(OrderDeliveredV1(order_id=row.order_id), correlation_id=row.correlation_id)
+    await remember_causes(ctx.db, jobs, {
+        row.order_id: ctx.publish(OrderDeliveredV1(order_id=row.order_id),
+                                  correlation_id=row.correlation_id, caused_by=row.cause_id).id
+        for row in moved})
     return [row.order_id for row in moved]
 
 
@@ -152,7 +157,7 @@ async def _advance(conn: AsyncConnection, order_ids: Sequence[str], before: Stag
         update(jobs)
         .where(jobs.c.order_id.in_(order_ids), jobs.c.stage == before)
         .values(stage=after, updated_at=_now(), **changes)
-        .returning(jobs.c.order_id, jobs.c.correlation_id)
+        .returning(jobs.c.order_id, jobs.c.correlation_id, jobs.c.cause_id)
     )
     return result.all()
 

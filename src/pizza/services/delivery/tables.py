@@ -32,6 +32,7 @@ jobs = Table(
     Column("stage", String(16), nullable=False),
     Column("driver", String(100)),
     Column("correlation_id", String(64)),  # the order's story, for events published later
+    Column("cause_id", String(64)),  # its story's newest message: the next event's cause
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),  # when the stage changed
     Index("ix_jobs_stage_updated", "stage", "updated_at"),

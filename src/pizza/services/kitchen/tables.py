@@ -21,6 +21,9 @@ tickets = Table(
     # The order's story: events the kitchen publishes later, from a click or the
     # simulation, carry it so the whole order shares one correlationId.
     Column("correlation_id", String(64)),
+    # The last message of the ticket's story (the OrderConfirmed that opened it, then each
+    # event it published): what the next click's event follows on from (its causationId).
+    Column("cause_id", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),  # when the stage changed
     # The list of open tickets and the simulation both look tickets up by stage and age.

@@ -22,6 +22,7 @@ from pizza.eventing import Context
 from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.kitchen.tables import tickets
 from pizza.services.paging import Window, staged_page
+from pizza.services.stories import remember_causes
 
 Stage = Literal["new", "preparing", "prepared", "withdrawn"]
 AnyRow = Row[*tuple[Any, ...]]
@@ -58,6 +59,7 @@ async def open_ticket(ctx: Context, order: OrderConfirmedV1) -> bool:
     statement = upsert(ctx.db, tickets).values(
         order_id=order.order_id, items=items, fulfilment=order.fulfilment,
         delivery_id=order.delivery_id, stage="new", correlation_id=ctx.story_id,
+        cause_id=ctx.cause.id if ctx.cause else None,
         created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["order_id"])
     result = await ctx.db.execute(statement)
@@ -89,8 +91,10 @@ async def start(ctx: Context, order_ids: Sequence[str]) -> list[str]:
     One statement for many tickets, so the simulated staff keep up under load.
     """
     moved = await _advance(ctx.db, order_ids, "new", "preparing")
-    for row in moved:
-        ctx.publish(OrderPreparingV1(order_id=row.order_id), correlation_id=row.correlation_id)
+    await remember_causes(ctx.db, tickets, {
+        row.order_id: ctx.publish(OrderPreparingV1(order_id=row.order_id),
+                                  correlation_id=row.correlation_id, caused_by=row.cause_id).id
+        for row in moved})
     return [row.order_id for row in moved]
 
 
@@ -102,12 +106,16 @@ async def finish(ctx: Context, order_ids: Sequence[str]) -> list[str]:
     """
     await start(ctx, order_ids)
     moved = await _advance(ctx.db, order_ids, "preparing", "prepared")
+    published = {}
     for row in moved:
         fulfilment = cast(Literal["delivery", "pickup"], row.fulfilment)
-        ctx.publish(OrderPreparedV1(order_id=row.order_id, fulfilment=fulfilment,
-                                    delivery_id=row.delivery_id),
-                    correlation_id=row.correlation_id)
+        published[row.order_id] = ctx.publish(
+            OrderPreparedV1(order_id=row.order_id, fulfilment=fulfilment,
+                            delivery_id=row.delivery_id),
+            correlation_id=row.correlation_id, caused_by=row.cause_id).id
+    await remember_causes(ctx.db, tickets, published)
     return [row.order_id for row in moved]
+
 
 
 async def start_one(ctx: Context, order_id: str) -> bool:
@@ -140,7 +148,7 @@ async def _advance(conn: AsyncConnection, order_ids: Sequence[str], before: Stag
         .where(tickets.c.order_id.in_(order_ids), tickets.c.stage == before)
         .values(stage=after, updated_at=_now())
         .returning(tickets.c.order_id, tickets.c.correlation_id, tickets.c.fulfilment,
-                   tickets.c.delivery_id)
+                   tickets.c.delivery_id, tickets.c.cause_id)
     )
     return result.all()
 

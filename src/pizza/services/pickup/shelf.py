@@ -21,6 +21,7 @@ from pizza.eventing import Context
 from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.paging import Window, staged_page
 from pizza.services.pickup.tables import counter
+from pizza.services.stories import remember_causes
 
 Stage = Literal["waiting", "collected", "withdrawn"]
 AnyRow = Row[*tuple[Any, ...]]
@@ -61,7 +62,8 @@ async def put_out(ctx: Context, prepared: OrderPreparedV1) -> bool:
     result = await ctx.db.execute(statement)
     if not result.rowcount:
         return False
-    ctx.publish(OrderReadyForCollectionV1(order_id=prepared.order_id))
+    ready = ctx.publish(OrderReadyForCollectionV1(order_id=prepared.order_id))
+    await remember_causes(ctx.db, counter, {prepared.order_id: ready.id})
     return True
 
 
@@ -94,11 +96,13 @@ async def collect(ctx: Context, order_ids: Sequence[str]) -> list[str]:
         update(counter)
         .where(counter.c.order_id.in_(order_ids), counter.c.stage == "waiting")
         .values(stage="collected", updated_at=_now())
-        .returning(counter.c.order_id, counter.c.correlation_id)
+        .returning(counter.c.order_id, counter.c.correlation_id, counter.c.cause_id)
     )
     moved = result.all()
-    for row in moved:
-        ctx.publish(OrderCollectedV1(order_id=row.order_id), correlation_id=row.correlation_id)
+    await remember_causes(ctx.db, counter, {
+        row.order_id: ctx.publish(OrderCollectedV1(order_id=row.order_id),
+                                  correlation_id=row.correlation_id, caused_by=row.cause_id).id
+        for row in moved})
     return [row.order_id for row in moved]
 
 

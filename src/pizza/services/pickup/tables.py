@@ -15,6 +15,7 @@ counter = Table(
     Column("order_id", String(100), primary_key=True),
     Column("stage", String(16), nullable=False),
     Column("correlation_id", String(64)),  # the order's story, for events published later
+    Column("cause_id", String(64)),  # its story's newest message: the next event's cause
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),  # when the stage changed
     Index("ix_counter_stage_updated", "stage", "updated_at"),
