@@ -33,6 +33,7 @@ PING_SECONDS = 15
 # An id that is not an order id (orders makes UUIDs) can never appear: 404 at once.
 APPEAR_SECONDS = 5.0
 STREAM_SECONDS = 300.0  # the longest a journal stream lasts before its client reconnects
+MAX_SEQ = 2**62  # an entry number (seq) the database can hold; anything above is refused
 _ORDER_ID = re.compile(UUID_PATTERN)
 
 
@@ -115,7 +116,7 @@ EventsType = Query(None, alias="type", min_length=1, max_length=64,
             tags=["events"])
 async def list_events(order_id: str | None = EventsOrder, type_: str | None = EventsType,
                       limit: int = Query(100, ge=1, le=journal.MAX_LIMIT),
-                      before: int | None = Query(None, ge=1, description=(
+                      before: int | None = Query(None, ge=1, le=MAX_SEQ, description=(
                           "only entries numbered (seq) below this: the next page"))
                       ) -> list[dict[str, Any]]:
     """Newest first: ``{seq, kind, id, type, version, source, time, correlationId,
@@ -128,22 +129,34 @@ async def list_events(order_id: str | None = EventsOrder, type_: str | None = Ev
 @router.get("/api/events/stream", summary="Server-Sent Events: each new journal entry",
             response_class=EventSourceResponse, tags=["events"])
 async def stream_events(order_id: str | None = EventsOrder, type_: str | None = EventsType,
-                        after: int | None = Query(None, ge=0, description=(
+                        after: int | None = Query(None, ge=0, le=MAX_SEQ, description=(
                             "start after this entry (seq); default: from now")),
                         seconds: float = Query(STREAM_SECONDS, ge=0, le=STREAM_SECONDS,
                                                description="how long this connection lasts"),
-                        last_event_id: int | None = Header(None, alias="Last-Event-ID", ge=0)
+                        last_event_id: str | None = Header(
+                            None, alias="Last-Event-ID", max_length=40, description=(
+                                "the last entry (seq) a reconnecting EventSource got; "
+                                "anything else is ignored"))
                         ) -> EventSourceResponse:
     """``event: entry`` with one entry (as ``GET /api/events`` gives it, its ``id`` the
     entry's seq) per message, in the order they arrived, from now (or after ``after``) on.
     A connection ends after ``seconds`` (at most 300); a browser's EventSource then
     reconnects with ``Last-Event-ID`` and goes on after the last entry it got."""
     running = journal.current()
-    start = last_event_id if last_event_id is not None else after
+    resumed = _seq(last_event_id)
+    start = resumed if resumed is not None else after
     if start is None:
         start = await journal.last_seq(running.db)
     return EventSourceResponse(_journal_entries(running, start, order_id, type_, seconds),
                                ping=PING_SECONDS)
+
+
+def _seq(header: str | None) -> int | None:
+    """The entry number an EventSource sends back (the ``id`` we gave), else None: the
+    header is the browser's to send, so anything else starts the stream as if it were
+    not there rather than refusing it."""
+    text = (header or "").strip()
+    return int(text) if text.isdigit() and int(text) <= MAX_SEQ else None
 
 
 async def _journal_entries(running: journal.Journal, after: int, order_id: str | None,
