@@ -1,7 +1,8 @@
 """The AsyncAPI 3.0.0 document of every channel, message and operation, from the declarations.
 
 * A channel per subject: each event type and version, each command, and each service's
-  reply subject (``pizza.replies.<service>``) with the answers that come back to it.
+  reply subject (``pizza.replies.<service>``) with the answers that come back to it; the
+  subjects of the system's namespace (``namespace.py``; ``pizza`` by default).
 * A message per type and version (``OrderConfirmedV1``): its payload is the envelope,
   ``metadata`` (one shared schema in components) and ``data`` (the message's schema).
   Pydantic's ``$defs`` move to ``components/schemas``, their ``$ref`` rewritten, since a
@@ -20,8 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from pizza.eventing.catalog import REPLIES_PREFIX, Message, Registry
+from pizza.eventing.catalog import Message, Registry
 from pizza.eventing.governance import TRACEPARENT, metadata_schema, personal_field_names
+from pizza.eventing.namespace import DEFAULT, Namespace
 from pizza.eventing.service import Service
 from pizza.eventing.settings import nats_servers
 
@@ -33,8 +35,8 @@ def message_id(cls: type[Message]) -> str:
     return f"{cls.info.type}V{cls.info.version}"
 
 
-def reply_channel(service: str) -> str:
-    return f"{REPLIES_PREFIX}.{service}"
+def reply_channel(service: str, namespace: Namespace = DEFAULT) -> str:
+    return namespace.reply_subject(service)
 
 
 def _rewrite(node: Any, names: dict[str, str]) -> Any:
@@ -117,7 +119,7 @@ def _ref(channel: str, message: str) -> dict[str, str]:
 
 def _replies_to(service: Service, registry: Registry) -> list[type[Message]]:
     """The answers that come back to ``service``: those it handles, those its targets give."""
-    subject = reply_channel(service.name)
+    subject = reply_channel(service.name)  # as subscriptions declare it: the default's
     handled = {key for sub in service.subscriptions.values() if sub.subject == subject
                for key in sub.handlers}
     targets = {command.info.owner for command in service.sends}
@@ -144,9 +146,11 @@ def servers(broker: str) -> dict[str, Any]:
 
 
 def asyncapi(registry: Registry, services: Sequence[Service], title: str,
-             version: str, broker: str | None = None) -> dict[str, Any]:
+             version: str, broker: str | None = None,
+             namespace: Namespace = DEFAULT) -> dict[str, Any]:
     """The AsyncAPI 3.0.0 document of ``registry``'s messages and ``services``' operations;
-    ``broker``: the NATS URL in use (one server or a cluster's), named as its servers."""
+    ``broker``: the NATS URL in use (one server or a cluster's), named as its servers;
+    ``namespace``: the system whose subjects the channels are."""
     schemas: dict[str, Any] = {
         "Metadata": metadata_schema(),
         "NatsHeaders": {
@@ -174,20 +178,20 @@ def asyncapi(registry: Registry, services: Sequence[Service], title: str,
 
     for cls in registry:
         if cls.info.kind == "event":
-            channel(cls.info.subject, [cls], f"{cls.info.type} v{cls.info.version} events "
-                    f"published by {cls.info.owner}.")
+            channel(namespace.subject(cls.info), [cls], f"{cls.info.type} "
+                    f"v{cls.info.version} events published by {cls.info.owner}.")
         elif cls.info.kind == "command":
-            channel(cls.info.subject, [cls], f"{cls.info.type} v{cls.info.version} commands "
-                    f"to {cls.info.owner}.")
+            channel(namespace.subject(cls.info), [cls], f"{cls.info.type} "
+                    f"v{cls.info.version} commands to {cls.info.owner}.")
     for service in services:
         answers = _replies_to(service, registry)
         if answers:
-            channel(reply_channel(service.name), answers,
+            channel(reply_channel(service.name, namespace), answers,
                     f"Answers to the commands {service.name} sends (its replyTo).")
 
     operations: dict[str, Any] = {}
     for service in services:
-        operations.update(_operations(service, registry, carried))
+        operations.update(_operations(service, registry, carried, namespace))
 
     return {
         "asyncapi": "3.0.0",
@@ -204,13 +208,14 @@ def asyncapi(registry: Registry, services: Sequence[Service], title: str,
 
 
 def _operations(service: Service, registry: Registry,
-                carried: dict[str, list[type[Message]]]) -> dict[str, Any]:
+                carried: dict[str, list[type[Message]]],
+                namespace: Namespace) -> dict[str, Any]:
     """The send and receive operations of one service."""
     name = service.name
     ops: dict[str, Any] = {}
     for cls in service.publishes:
-        if cls.info.kind == "event" and cls.info.subject in carried:
-            address = cls.info.subject
+        address = namespace.subject(cls.info)
+        if cls.info.kind == "event" and address in carried:
             ops[f"{name}.send.{message_id(cls)}"] = {
                 "action": "send", "channel": {"$ref": f"#/channels/{address}"},
                 "summary": f"{name} publishes {cls.info.type} v{cls.info.version}.",
@@ -224,7 +229,7 @@ def _operations(service: Service, registry: Registry,
                 "summary": f"{name} answers on the commands' replyTo.",
                 "messages": [_ref(address, message_id(cls)) for cls in mine]}
     for command in service.sends:
-        address = command.info.subject
+        address = namespace.subject(command.info)
         if address not in carried:
             continue
         operation: dict[str, Any] = {
@@ -232,7 +237,7 @@ def _operations(service: Service, registry: Registry,
             "summary": f"{name} sends {command.info.type} v{command.info.version} to "
                        f"{command.info.owner}.",
             "messages": [_ref(address, message_id(command))]}
-        back = reply_channel(name)
+        back = reply_channel(name, namespace)
         answers_back = [cls for cls in carried.get(back, ())
                         if cls.info.owner == command.info.owner]
         if answers_back:
@@ -243,13 +248,14 @@ def _operations(service: Service, registry: Registry,
     for sub in service.subscriptions.values():
         classes = [cls for cls in (registry.get(*key) for key in sub.messages)
                    if cls is not None]
-        on = [cls for cls in classes if cls in carried.get(sub.subject, ())]
+        subject = namespace.local(sub.subject)
+        on = [cls for cls in classes if cls in carried.get(subject, ())]
         if not on:
             continue
         ops[f"{name}.receive.{sub.name}"] = {
-            "action": "receive", "channel": {"$ref": f"#/channels/{sub.subject}"},
+            "action": "receive", "channel": {"$ref": f"#/channels/{subject}"},
             "summary": f"{name} drains its durable queue {name}-{sub.name}.",
-            "messages": [_ref(sub.subject, message_id(cls)) for cls in on],
+            "messages": [_ref(subject, message_id(cls)) for cls in on],
             "x-durable": f"{name}-{sub.name}",
             "x-max-in-flight": sub.max_in_flight,
             "x-max-attempts": sub.max_attempts,

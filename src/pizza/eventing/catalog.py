@@ -10,7 +10,6 @@ message's JSON Schema and subject, and decodes a received envelope into its clas
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,22 +19,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from pizza.eventing.envelope import Envelope, MalformedMessage
+from pizza.eventing.namespace import DEFAULT, MAX_SUBJECT_LENGTH, Namespace, subject_is_valid
+
+__all__ = ["MAX_SUBJECT_LENGTH", "subject_is_valid"]  # where callers have found them
 
 Kind = Literal["event", "command", "reply"]
-EVENTS_PREFIX = "pizza.events"
-COMMANDS_PREFIX = "pizza.commands"
-REPLIES_PREFIX = "pizza.replies"
-DEAD_LETTERS_PREFIX = "pizza.deadletters"
-MAX_SUBJECT_LENGTH = 255  # the outbox's subject column
-
-# A NATS subject token: printable ASCII but for the separator and the wildcards.
-_SUBJECT = re.compile(r"[!-)+-\-/-=?-~]+(\.[!-)+-\-/-=?-~]+)*")
-
-
-def subject_is_valid(subject: str) -> bool:
-    """A concrete NATS subject: dot-separated tokens, no wildcards, no spaces or controls."""
-    return (0 < len(subject) <= MAX_SUBJECT_LENGTH and subject.isascii()
-            and _SUBJECT.fullmatch(subject) is not None)
+# The default namespace's prefixes (CONTRACT.md's), for code outside the kernel that
+# names them; the kernel itself takes a Namespace (namespace.py).
+EVENTS_PREFIX = DEFAULT.events
+COMMANDS_PREFIX = DEFAULT.commands
+REPLIES_PREFIX = DEFAULT.replies
+DEAD_LETTERS_PREFIX = DEFAULT.dead_letters
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -49,17 +43,17 @@ def subject_matches(pattern: str, subject: str) -> bool:
     return len(wanted) == len(tokens)
 
 
-def is_reply_subject(subject: str) -> bool:
+def is_reply_subject(subject: str, namespace: Namespace = DEFAULT) -> bool:
     """Where an answer may go: one of our services' reply subjects, and nowhere else."""
-    return (subject.startswith(f"{REPLIES_PREFIX}.") and subject_is_valid(subject)
-            and subject.count(".") == REPLIES_PREFIX.count(".") + 1)
+    return namespace.is_reply_subject(subject)
 
 
 def forgery(subject: str, source: str, info: MessageInfo) -> str | None:
     """Why a received message's ``metadata.source`` is not who sent it, or None.
 
     Only what is proven is checked. The broker lets only a service publish on
-    ``pizza.events.<itself>.>``, so an event's subject names its source, and the catalog
+    ``<namespace>.events.<itself>.>``, so an event's subject names its source (its third
+    token in every namespace: a namespace is one token), and the catalog
     says who produces each event and answer (an answer comes from the command's target).
     A command's subject names its target, not its sender: nothing to check there.
     """
@@ -86,19 +80,24 @@ class MessageInfo:
     owner: str  # the producing service of an event or reply; the target of a command
     description: str = ""
     deprecated: date | None = None  # the sunset date of a deprecated version
+    # Where it is published in the DEFAULT namespace (CONTRACT.md's ``pizza.*``); a
+    # reply has no subject of its own (it goes to replyTo): the pattern of every reply
+    # subject. A runtime routes by ``Namespace.subject(info)``, which is this in the
+    # default namespace.
+    subject: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind == "event":
+            subject = f"{DEFAULT.events}.{self.owner}.{self.type}.v{self.version}"
+        elif self.kind == "command":
+            subject = f"{DEFAULT.commands}.{self.owner}.{self.type}.v{self.version}"
+        else:
+            subject = f"{DEFAULT.replies}.*"
+        object.__setattr__(self, "subject", subject)
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.type, self.version)
-
-    @property
-    def subject(self) -> str:
-        """Where it is published; a reply has no subject of its own (it goes to replyTo)."""
-        if self.kind == "event":
-            return f"{EVENTS_PREFIX}.{self.owner}.{self.type}.v{self.version}"
-        if self.kind == "command":
-            return f"{COMMANDS_PREFIX}.{self.owner}.{self.type}.v{self.version}"
-        return f"{REPLIES_PREFIX}.*"
 
 
 class Message(BaseModel):
@@ -153,16 +152,17 @@ class Registry:
             schema["description"] = cls.info.description
         return schema
 
-    def decode(self, envelope: Envelope) -> Message:
-        """The typed payload of an envelope, or MalformedMessage if it is not one we know."""
+    def decode(self, envelope: Envelope, namespace: Namespace = DEFAULT) -> Message:
+        """The typed payload of an envelope, or MalformedMessage if it is not one we know
+        (a command's replyTo must be a reply subject of ``namespace``)."""
         meta = envelope.metadata
         cls = self.get(meta.type, meta.version)
         if cls is None:
             raise MalformedMessage(f"unknown message type {meta.type[:64]} v{meta.version}")
         if meta.reply_to is not None and (cls.info.kind != "command"
-                                          or not is_reply_subject(meta.reply_to)):
+                                          or not namespace.is_reply_subject(meta.reply_to)):
             raise MalformedMessage(f"metadata.replyTo {meta.reply_to[:80]!r} is not a reply "
-                                   f"subject ({REPLIES_PREFIX}.<service>) of a command")
+                                   f"subject ({namespace.replies}.<service>) of a command")
         try:
             message: Message = cls.__pydantic_validator__.validate_python(envelope.data)
             return message
@@ -187,13 +187,13 @@ def _declare(kind: Kind, name: str, version: int, owner: str, description: str,
 
 def event(name: str, *, version: int, source: str, description: str = "",
           deprecated: date | None = None) -> Callable[[M], M]:
-    """Declare an event type: published by ``source`` on pizza.events.<source>.<name>.v<n>."""
+    """Declare an event type: published by ``source`` on <namespace>.events.<source>.<name>.v<n>."""
     return _declare("event", name, version, source, description, deprecated)
 
 
 def command(name: str, *, version: int, target: str, description: str = "",
             deprecated: date | None = None) -> Callable[[M], M]:
-    """Declare a command type: sent to ``target`` on pizza.commands.<target>.<name>.v<n>."""
+    """Declare a command type: sent to ``target`` on <namespace>.commands.<target>.<name>.v<n>."""
     return _declare("command", name, version, target, description, deprecated)
 
 

@@ -43,24 +43,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pizza.eventing import inbox, log_context, outbox, personal, topology, tracing
-from pizza.eventing.catalog import (
-    DEAD_LETTERS_PREFIX,
-    Message,
-    MessageInfo,
-    Registry,
-    forgery,
-)
+from pizza.eventing.catalog import Message, MessageInfo, Registry, forgery
 from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.envelope import Envelope, MalformedMessage
+from pizza.eventing.namespace import Namespace
 from pizza.eventing.outage import Outage, database_unavailable
 from pizza.eventing.service import Handler, Reject, Subscription
 from pizza.eventing.storage import Database
 from pizza.eventing.transport.base import (
-    DEAD_ATTEMPTS,
-    DEAD_CONSUMER,
-    DEAD_ERROR,
-    DEAD_REASON,
-    DEAD_SUBJECT,
     BrokerUnavailable,
     Delivery,
     Queue,
@@ -131,11 +121,17 @@ class ConsumerStats:
 
 
 class Consumer:
+    """``namespace``: the system whose subjects and streams it uses (the transport's by
+    default)."""
+
     def __init__(self, service: str, subscription: Subscription, db: Database,
-                 transport: Transport, registry: Registry, relay: outbox.Relay) -> None:
+                 transport: Transport, registry: Registry, relay: outbox.Relay, *,
+                 namespace: Namespace | None = None) -> None:
         self.service = service
         self.subscription = subscription
-        self.spec = topology.queue_spec(service, subscription)
+        self.namespace = namespace = namespace or transport.namespace
+        self.spec = topology.queue_spec(service, subscription, namespace)
+        self._dead_letters = namespace.dead_letter_subject(service, subscription.name)
         self.name = self.spec.name
         self.db = db
         self.transport = transport
@@ -327,7 +323,7 @@ class Consumer:
                     subject = personal.open_data(envelope.data, paths, meta.id, keys or {})
                 except personal.Forgotten:
                     return _Forgotten(envelope, cls.info)
-            message = self.registry.decode(envelope)
+            message = self.registry.decode(envelope, self.namespace)
         except MalformedMessage as error:
             return str(error)
         return Received(delivery, envelope, message, handler, subject)
@@ -339,7 +335,7 @@ class Consumer:
         hook = self.subscription.forgotten
         try:
             async with self.db.begin() as conn:
-                ctx = Context(self.service, conn, meta)
+                ctx = Context(self.service, conn, meta, namespace=self.namespace)
                 if meta.id in await inbox.claim(conn, self.name, [meta.id]) and hook:
                     await hook(ctx)
                 await outbox.write(conn, ctx.outgoing)
@@ -368,6 +364,7 @@ class Consumer:
         contexts: list[Context] = []
         spent: list[float] = []  # seconds in each handler, for the metrics
         recording = tracing.recording()  # once a batch: it looks at the environment
+        namespace = self.namespace
         async with self.db.begin() as conn:
             new = await inbox.claim(conn, self.name, [r.envelope.metadata.id for r in batch])
             for item in batch:
@@ -376,7 +373,7 @@ class Consumer:
                     continue
                 new.discard(meta.id)  # a duplicate inside one batch is handled once
                 ctx = Context(self.service, conn, cause=meta,
-                              data_subject=item.data_subject)
+                              data_subject=item.data_subject, namespace=namespace)
                 about = log_context.current.set(log_context.Handling(
                     self.service, self.subscription.name, meta, item.message))
                 started = time.perf_counter()
@@ -430,20 +427,19 @@ class Consumer:
         await _settle(item.delivery.nak(delay))
 
     async def _dead_letter(self, delivery: Delivery, reason: str, error: str) -> None:
+        namespace = self.namespace
         headers = {
             "Nats-Msg-Id": f"dead-{self.name}-{delivery.headers.get('Nats-Msg-Id', '')}"
                            f"-{delivery.attempt}",
-            DEAD_REASON: reason,
-            DEAD_ERROR: error[:4000],
-            DEAD_ATTEMPTS: str(delivery.attempt),
+            namespace.dead_reason: reason,
+            namespace.dead_error: error[:4000],
+            namespace.dead_attempts: str(delivery.attempt),
             # A retry that failed again is retried from its original subject as well.
-            DEAD_SUBJECT: delivery.subject.removesuffix(self._retry_suffix),
-            DEAD_CONSUMER: self.name,
+            namespace.dead_subject: delivery.subject.removesuffix(self._retry_suffix),
+            namespace.dead_consumer: self.name,
         }
         try:
-            await self.transport.dead_letter(
-                f"{DEAD_LETTERS_PREFIX}.{self.service}.{self.subscription.name}",
-                delivery.data, headers)
+            await self.transport.dead_letter(self._dead_letters, delivery.data, headers)
         except BrokerUnavailable as failure:  # retried when redelivered; logged once
             _broker_outage(self.transport).begin(self.name, failure)
             await _settle(delivery.nak(1.0))

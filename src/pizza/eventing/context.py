@@ -13,15 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pizza.eventing import personal, tracing
-from pizza.eventing.catalog import (
-    REPLIES_PREFIX,
-    Command,
-    Event,
-    Message,
-    Reply,
-    is_reply_subject,
-)
+from pizza.eventing.catalog import Command, Event, Message, Reply
 from pizza.eventing.envelope import Envelope, Metadata
+from pizza.eventing.namespace import DEFAULT, Namespace
 from pizza.eventing.storage import AsyncConnection
 from pizza.eventing.transport.base import Outgoing, unpublishable
 
@@ -35,9 +29,9 @@ class Unpublishable(Reject):
     it is written, so the writer fails, never the relay later."""
 
 
-def reply_subject(service: str) -> str:
+def reply_subject(service: str, namespace: Namespace = DEFAULT) -> str:
     """Where a service receives the answers to the commands it sends."""
-    return f"{REPLIES_PREFIX}.{service}"
+    return namespace.reply_subject(service)
 
 
 @dataclass
@@ -51,6 +45,7 @@ class Context:
     # Whose personal data the handled message carried (their key's reference, see
     # personal.subject_ref), or None: what a service stores to erase it later.
     data_subject: str | None = None
+    namespace: Namespace = DEFAULT  # the system whose subjects its messages go to
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this transaction has committed (never if it rolls back).
@@ -84,7 +79,7 @@ class Context:
         if event.info.owner != self.service:
             raise ValueError(f"{self.service} cannot publish {event.info.type}: "
                              f"{event.info.owner} owns it")
-        return self._emit(event, event.info.subject, reply_to=None,
+        return self._emit(event, self.namespace.subject(event.info), reply_to=None,
                           correlation_id=correlation_id, caused_by=caused_by,
                           personal_data_of=personal_data_of, erases=erases)
 
@@ -97,10 +92,11 @@ class Context:
         """
         if not isinstance(command, Command):
             raise TypeError(f"send() takes a Command, not {type(command).__name__}")
-        answer_to = reply_subject(self.service) if reply_to == "" else reply_to
-        if answer_to is not None and not is_reply_subject(answer_to):
+        namespace = self.namespace
+        answer_to = namespace.reply_subject(self.service) if reply_to == "" else reply_to
+        if answer_to is not None and not namespace.is_reply_subject(answer_to):
             raise Unpublishable(f"replyTo {answer_to[:80]!r} is not a reply subject")
-        return self._emit(command, command.info.subject, reply_to=answer_to,
+        return self._emit(command, namespace.subject(command.info), reply_to=answer_to,
                           personal_data_of=personal_data_of)
 
     def reply(self, answer: Reply) -> Metadata | None:
@@ -109,7 +105,7 @@ class Context:
             raise RuntimeError("reply() is for a handler of a command")
         if not self.cause.reply_to:
             return None
-        if not is_reply_subject(self.cause.reply_to):
+        if not self.namespace.is_reply_subject(self.cause.reply_to):
             raise Unpublishable(f"cannot answer on {self.cause.reply_to[:80]!r}: "
                                 "not a reply subject")
         return self._emit(answer, self.cause.reply_to, reply_to=None)
@@ -135,7 +131,7 @@ class Context:
             acting_on=correlation_id or self.correlation_id,
             cause=self.cause.traceparent if self.cause else None)
         payload = Envelope(meta, message.to_data()).encode()
-        refusal = unpublishable(subject, payload)
+        refusal = unpublishable(subject, payload, namespace=self.namespace)
         if refusal is not None:
             raise Unpublishable(f"{info.type} v{info.version}: {refusal}")
         # The relay seals the personal fields (and purges an erased key) as it publishes:

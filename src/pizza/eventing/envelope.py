@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from pizza.eventing.namespace import DEFAULT, Namespace
+
 
 class MalformedMessage(ValueError):
     """The bytes are not an envelope we can read: a dead letter, never a retry."""
@@ -147,18 +149,22 @@ class Envelope:
 
     # -- CloudEvents 1.0 structured mode -------------------------------------------------
 
-    def to_cloudevent(self) -> dict[str, Any]:
+    def to_cloudevent(self, namespace: Namespace = DEFAULT) -> dict[str, Any]:
         """The same message as a CloudEvents 1.0 structured JSON event, losslessly.
 
         Extension attribute names must be lower-case alphanumerics, so correlationId
         becomes ``correlationid``; ``pizzaversion`` keeps the integer version exact.
+        ``type`` is ``<namespace>.<source>.<type>.v<version>``: the system's namespace
+        (CONTRACT.md's ``pizza`` by default). The extension
+        names stay ``pizzatype`` and ``pizzaversion`` in every namespace: they name the
+        mapping, not the system.
         """
         meta = self.metadata
         event: dict[str, Any] = {
             "specversion": "1.0",
             "id": meta.id,
             "source": meta.source,
-            "type": f"pizza.{meta.source}.{meta.type}.v{meta.version}",
+            "type": namespace.cloudevent_type(meta.source, meta.type, meta.version),
             "time": meta.time,
             "datacontenttype": "application/json",
             "pizzatype": meta.type,

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pizza.eventing.catalog import Message, Registry
 from pizza.eventing.compatibility import MODES, Incompatibility
 from pizza.eventing.compatibility import check as compare
+from pizza.eventing.namespace import DEFAULT, Namespace
 from pizza.eventing.personal import personal_fields
 from pizza.eventing.service import Service
 
@@ -88,9 +89,10 @@ def personal_field_names(cls: type[Message]) -> list[str]:
     return [".".join(path) for path in personal_fields(cls)]
 
 
-def catalog(registry: Registry, services: Sequence[Service]) -> list[dict[str, Any]]:
-    """Every message type and version: subject, producer, consumers, deprecation, the
-    personal fields, schema."""
+def catalog(registry: Registry, services: Sequence[Service],
+            namespace: Namespace = DEFAULT) -> list[dict[str, Any]]:
+    """Every message type and version: subject (in ``namespace``), producer, consumers,
+    deprecation, the personal fields, schema."""
     entries = []
     for cls in registry:
         info = cls.info
@@ -99,7 +101,7 @@ def catalog(registry: Registry, services: Sequence[Service]) -> list[dict[str, A
             "type": info.type,
             "version": info.version,
             "kind": info.kind,
-            "subject": info.subject,
+            "subject": namespace.subject(info),
             "description": info.description,
             "producer": ", ".join(sources) or None,
             "producers": sources,

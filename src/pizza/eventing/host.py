@@ -6,7 +6,8 @@ consumer finish the batch in hand, drains the outbox once more, and closes.
 
 A Runtime owns the bus: it connects to ``PIZZA_NATS_URL`` or starts an embedded
 nats-server under ``$PIZZA_HOME/nats`` (with a user per service), and stops what it
-started.
+started. Its ``namespace`` (``namespace.py``; ``pizza`` by default) names everything it
+uses on the broker, so systems of different namespaces share a server without meeting.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pizza.eventing.context import Context, run_commit_callbacks
 from pizza.eventing.envelope import Metadata
 from pizza.eventing.loop_lag import LoopLag
 from pizza.eventing.metrics import RuntimeMetrics
+from pizza.eventing.namespace import DEFAULT, Namespace
 from pizza.eventing.service import Background, Service
 from pizza.eventing.storage import Database
 from pizza.eventing.transport.base import Transport
@@ -33,15 +35,22 @@ log = logging.getLogger("pizza.eventing.host")
 
 
 class ServiceHost:
+    """``namespace``: the system the service belongs to on the bus; the transport's
+    (``pizza`` unless it was given another), which it must be."""
+
     def __init__(self, service: Service, transport: Transport, *,
                  database_url: str | None = None, schema: str | None = None,
-                 registry: Registry = registry, relay_interval: float = 1.0) -> None:
+                 registry: Registry = registry, relay_interval: float = 1.0,
+                 namespace: Namespace | None = None) -> None:
         self.service = service
         self.transport = transport
+        self.namespace = namespace = _same(namespace, transport)
         self.db = Database(service.name, database_url, schema=schema, tables=service.tables)
-        self.relay = outbox.Relay(self.db, transport, interval=relay_interval)
+        self.relay = outbox.Relay(self.db, transport, interval=relay_interval,
+                                  namespace=namespace)
         self.consumers = [
-            Consumer(service.name, sub, self.db, transport, registry, self.relay)
+            Consumer(service.name, sub, self.db, transport, registry, self.relay,
+                     namespace=namespace)
             for sub in service.subscriptions.values()
         ]
         self._stopping = asyncio.Event()
@@ -145,7 +154,7 @@ class ServiceHost:
         transaction): replies go to its replyTo, caused by it, in its story."""
         async with self.db.begin() as conn:
             ctx = Context(self.service.name, conn, cause=cause,
-                          correlation_id=correlation_id)
+                          correlation_id=correlation_id, namespace=self.namespace)
             if correlation_id is not None:  # later work on a new story continues this span
                 tracing.begin_story(self.service.name, correlation_id)
             yield ctx
@@ -153,6 +162,17 @@ class ServiceHost:
         if ctx.outgoing:
             self.relay.wake()
         run_commit_callbacks([ctx])
+
+
+def _same(namespace: Namespace | None, transport: Transport | None) -> Namespace:
+    """The namespace asked for, which a transport given must already use; else the
+    transport's, else the default."""
+    if namespace is None:
+        return transport.namespace if transport is not None else DEFAULT
+    if transport is not None and transport.namespace != namespace:
+        raise ValueError(f"namespace {namespace} was asked for, but the transport given "
+                         f"uses {transport.namespace}")
+    return namespace
 
 
 async def _cancel(tasks: list[asyncio.Task[None]], timeout: float) -> None:
@@ -197,11 +217,16 @@ class Runtime:
     one process are seven connections, each refused by the broker what its service may
     not do. On PIZZA_NATS_URL the services share one connection, with PIZZA_NATS_CREDS
     if set; a transport passed in (tests) is shared as it is.
+
+    ``namespace``: the system's names on the bus (streams, subjects, buckets, the
+    broker's users); the default is CONTRACT.md's ``pizza``. A transport passed in must
+    use the same one (or gives it, when no namespace is named).
     """
 
     def __init__(self, services: Sequence[Service], *, nats_url: str | None = None,
                  database_url: str | None = None, transport: Transport | None = None,
-                 **host_options: Any) -> None:
+                 namespace: Namespace | None = None, **host_options: Any) -> None:
+        self.namespace = _same(namespace, transport)
         self.services = list(services)
         self.nats_url = nats_url or settings.nats_url()
         self.database_url = database_url
@@ -231,7 +256,8 @@ class Runtime:
         await topology.provision(self.services, lambda service: self.transports[service.name])
         for service in self.services:
             host = ServiceHost(service, self.transports[service.name],
-                               database_url=self.database_url, **self.host_options)
+                               database_url=self.database_url, namespace=self.namespace,
+                               **self.host_options)
             self.metrics.watch(host)
             await host.start()
             self.hosts[service.name] = host
@@ -240,18 +266,20 @@ class Runtime:
         from pizza.eventing.transport import credentials
         from pizza.eventing.transport.nats import NatsTransport
 
+        namespace = self.namespace
         alone = self.services[0].name if len(self.services) == 1 else None
         if self.nats_url is not None:
             given = settings.nats_creds()
             self.transport = NatsTransport(
-                self.nats_url, name=f"pizza-{alone}" if alone else "pizza",
-                credentials=credentials.load(given) if given else None, identity=alone)
+                self.nats_url, name=namespace.connection_name(alone),
+                credentials=credentials.load(given) if given else None, identity=alone,
+                namespace=namespace)
             self.transports = {service.name: self.transport for service in self.services}
             return
         from pizza.eventing.transport.embedded import EmbeddedNats
         from pizza.eventing.transport.permissions import broker_users
 
-        users = broker_users(self.services, settings.credentials_dir())
+        users = broker_users(self.services, settings.credentials_dir(), namespace)
         self.embedded = EmbeddedNats(
             settings.home() / "nats", authorization=users.config,
             credentials=credentials.load(users.seeds[credentials.OPERATOR]),
@@ -261,9 +289,10 @@ class Runtime:
         settings.broker_file().write_text(self.nats_url)
         self.transports = {
             service.name: NatsTransport(
-                self.nats_url, name=f"pizza-{service.name}",
+                self.nats_url, name=namespace.connection_name(service.name),
                 credentials=credentials.load(users.seeds[service.name]),
-                identity=service.name, replicas=1)  # one server: one copy
+                identity=service.name, replicas=1,  # one server: one copy
+                namespace=namespace)
             for service in self.services}
 
     async def stop(self) -> None:

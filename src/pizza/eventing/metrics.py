@@ -39,14 +39,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pizza.eventing.catalog import DEAD_LETTERS_PREFIX
 from pizza.eventing.transport.base import QueueCounts
 
 if TYPE_CHECKING:
     from pizza.eventing.host import Runtime, ServiceHost
 
 SCRAPE_WAIT = 0.5  # seconds: a dependency that is away never holds a scrape up longer
-DEAD_LETTER_STREAM = "PIZZA_DEADLETTERS"
 DEAD_REASONS = ("malformed", "rejected", "handler-failed")
 BREAKER_STATES = ("closed", "half-open", "open")
 # Handlers take from well under a millisecond (a row or two) to seconds (a SaaS call).
@@ -138,8 +136,9 @@ class RuntimeMetrics(Collector):
                 if consumer.queue is not None:
                     ask((name, consumer.subscription.name), consumer.queue.counts())
             if host.transport.connected:  # each service looks at its own dead letters
+                namespace = host.namespace
                 ask(("dead", name), host.transport.stored_by_subject(
-                    DEAD_LETTER_STREAM, f"{DEAD_LETTERS_PREFIX}.{name}.>"))
+                    namespace.dead_letters_stream, f"{namespace.dead_letters}.{name}.>"))
         if asked:
             _done, late = await asyncio.wait(asked.values(), timeout=wait)
             for task in late:
@@ -204,8 +203,9 @@ class RuntimeMetrics(Collector):
         for service, by_subject in sorted(snap.dead_letters.items()):
             known = hosts.get(service)
             names = [c.subscription.name for c in known.consumers] if known else []
+            namespace = known.namespace if known else self.runtime.namespace
             for queue in sorted([*names, "outbox"]):
-                subject = f"{DEAD_LETTERS_PREFIX}.{service}.{queue}"
+                subject = namespace.dead_letter_subject(service, queue)
                 stored.add_metric([service, queue], by_subject.get(subject, 0))
         yield stored
 

@@ -40,14 +40,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, insert, select, text
 
 from pizza.eventing import inbox, inline_sqlite, personal, tracing
-from pizza.eventing.catalog import DEAD_LETTERS_PREFIX
+from pizza.eventing.namespace import Namespace
 from pizza.eventing.storage import AsyncConnection, Database, outbox
 from pizza.eventing.transport.base import (
-    DEAD_ATTEMPTS,
-    DEAD_CONSUMER,
-    DEAD_ERROR,
-    DEAD_REASON,
-    DEAD_SUBJECT,
     DUPLICATE_WINDOW,
     BrokerUnavailable,
     Outgoing,
@@ -102,13 +97,16 @@ class Relay:
     timer, to pick up what a crashed process left behind. On PostgreSQL several processes
     of one service may run a relay each: a session advisory lock, held on a connection
     with no transaction open, lets one drain at a time, which keeps the order.
+    ``namespace``: the system whose dead letters take what the broker refuses (the
+    transport's by default).
     """
 
     def __init__(self, db: Database, transport: Transport, *, batch: int = 5000,
                  interval: float = 1.0, inbox_retention: timedelta = timedelta(days=7),
-                 max_backoff: float = 5.0) -> None:
+                 max_backoff: float = 5.0, namespace: Namespace | None = None) -> None:
         self.db = db
         self.transport = transport
+        self.namespace = namespace = namespace or transport.namespace
         self.batch = batch
         self.interval = interval
         self.max_backoff = max_backoff
@@ -116,7 +114,8 @@ class Relay:
         self.stats = RelayStats()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._lock_key = zlib.crc32(f"pizza-relay-{db.service}".encode()) & 0x7FFFFFFF
+        self._lock_key = zlib.crc32(
+            f"{namespace.prefix}-relay-{db.service}".encode()) & 0x7FFFFFFF
         self._last_prune = 0.0
         self._sent_up_to = 0  # SQLite: rows up to here are settled, maybe not deleted
         self._cleanup = asyncio.Event()
@@ -358,19 +357,20 @@ class Relay:
         """Move a row the broker will never take aside, as a dead letter; False if the
         dead letter itself cannot be stored now (the row stays, and is tried again)."""
         kept = message.payload[:KEPT_OF_REFUSED]
+        namespace = self.namespace
         headers = {
             "Nats-Msg-Id": f"dead-outbox-{message.message_id}",
-            DEAD_REASON: "unpublishable",
-            DEAD_ERROR: reason,
-            DEAD_ATTEMPTS: "1",
-            DEAD_SUBJECT: _printable(message.subject),
-            DEAD_CONSUMER: f"{self.db.service}-outbox",
+            namespace.dead_reason: "unpublishable",
+            namespace.dead_error: reason,
+            namespace.dead_attempts: "1",
+            namespace.dead_subject: _printable(message.subject),
+            namespace.dead_consumer: f"{self.db.service}-outbox",
         }
         if len(kept) < len(message.payload):
-            headers["Pizza-Truncated-From"] = str(len(message.payload))
+            headers[namespace.truncated_from] = str(len(message.payload))
         try:
             await self.transport.dead_letter(
-                f"{DEAD_LETTERS_PREFIX}.{self.db.service}.outbox", kept, headers)
+                namespace.dead_letter_subject(self.db.service, "outbox"), kept, headers)
         except BrokerUnavailable as error:
             self._doubt(str(error)[:300])
             return False

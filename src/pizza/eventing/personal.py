@@ -9,11 +9,12 @@ A message's data may hold personal fields, marked in its declaration::
 Streams are append-only and replicated: a message cannot be taken back once published.
 So a personal field never goes out in the clear. Each person (the *data subject*, e.g. a
 customer) has a key of their own (AES-256-GCM) in the broker's key-value bucket
-``KEYS_BUCKET``, which every process reaches in ``pizza up`` and in distributed mode alike.
-A field is sealed with it and stays a string (``sealed:v1:<ref>:<base64>``), so the
-envelope keeps its shape; ``<ref>`` names the key, not the person (a hash of their id).
-Forgetting the person is purging their key: every copy of their sealed fields, on every
-stream, in every dead letter and backup, becomes unreadable at once.
+``KEYS_BUCKET`` (its namespace's, ``Namespace.keys_bucket``), which every process
+reaches in ``pizza up`` and in distributed mode alike. A field is sealed with it and
+stays a string (``sealed:v1:<ref>:<base64>``), so the envelope keeps its shape;
+``<ref>`` names the key, not the person (a hash of their id). Forgetting the person is
+purging their key: every copy of their sealed fields, on every stream, in every dead
+letter and backup, becomes unreadable at once.
 
 Who does what:
 
@@ -57,10 +58,12 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from pizza.eventing.envelope import MalformedMessage
+from pizza.eventing.namespace import DEFAULT
 from pizza.eventing.transport.base import BrokerUnavailable, Outgoing, Transport
 
-# The key-value bucket holding one key per data subject (the only place keys live).
-KEYS_BUCKET = "PIZZA_KEYS"
+# The key-value bucket holding one key per data subject (the only place keys live), in
+# the default namespace; a transport's namespace names its own.
+KEYS_BUCKET = DEFAULT.keys_bucket
 SEALED = "sealed:v1:"
 # An outbox payload that still has fields to seal, or that erases a key, starts with one of
 # these, then the subject's reference and a NUL, then the envelope. Never on the wire.
@@ -386,6 +389,7 @@ class NatsKeyStore(KeyStore):
 
     def __init__(self, transport: Any) -> None:
         self.transport = transport
+        self.bucket = transport.namespace.keys_bucket
         self._kv: Any = None
 
     async def _bucket(self) -> Any:
@@ -395,10 +399,10 @@ class NatsKeyStore(KeyStore):
         if self._kv is None:
             js = self.transport.js
             try:
-                self._kv = await js.key_value(KEYS_BUCKET)
+                self._kv = await js.key_value(self.bucket)
             except (NotFoundError, BucketNotFoundError):
                 self._kv = await js.create_key_value(KeyValueConfig(
-                    bucket=KEYS_BUCKET, history=1, storage=StorageType.FILE,
+                    bucket=self.bucket, history=1, storage=StorageType.FILE,
                     replicas=self.transport.bucket_replicas(),  # a cluster's: outlives a server
                     description="one key per data subject; purging one forgets them"))
         return self._kv
@@ -411,7 +415,7 @@ class NatsKeyStore(KeyStore):
             raise
         except Exception as error:
             self._kv = None
-            raise KeyStoreUnavailable(f"key store {KEYS_BUCKET}: {type(error).__name__}: "
+            raise KeyStoreUnavailable(f"key store {self.bucket}: {type(error).__name__}: "
                                       f"{str(error)[:200]}") from error
 
     async def get(self, ref: str) -> bytes | None:
@@ -451,25 +455,26 @@ class TransportKeyStore(KeyStore):
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
+        self.bucket = transport.namespace.keys_bucket
         self._lock = asyncio.Lock()
 
     async def get(self, ref: str) -> bytes | None:
         if not self.transport.connected:
             raise KeyStoreUnavailable("the broker is away")
-        return (await self.transport.kv_entries(KEYS_BUCKET)).get(ref)
+        return (await self.transport.kv_entries(self.bucket)).get(ref)
 
     async def get_or_create(self, ref: str) -> bytes:
         async with self._lock:
             found = await self.get(ref)
             if found is None:
                 found = new_key()
-                await self.transport.kv_put(KEYS_BUCKET, ref, found)
+                await self.transport.kv_put(self.bucket, ref, found)
             return found
 
     async def erase(self, ref: str) -> None:
         if not self.transport.connected:
             raise KeyStoreUnavailable("the broker is away")
-        await self.transport.kv_delete(KEYS_BUCKET, ref)
+        await self.transport.kv_delete(self.bucket, ref)
 
 
 _stores: weakref.WeakKeyDictionary[Transport, KeyStore] = weakref.WeakKeyDictionary()

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from pizza.eventing import usage
+from pizza.eventing.namespace import DEFAULT, Namespace
 from pizza.eventing.service import Service, Subscription, queue_name
 from pizza.eventing.transport.base import QueueSpec, Transport
 from pizza.eventing.transport.credentials import Credentials
@@ -27,11 +28,13 @@ from pizza.eventing.transport.credentials import Credentials
 log = logging.getLogger("pizza.eventing.topology")
 
 
-def queue_spec(service: str, subscription: Subscription) -> QueueSpec:
-    """The durable queue of one of ``service``'s subscriptions, as it declares it."""
+def queue_spec(service: str, subscription: Subscription,
+               namespace: Namespace = DEFAULT) -> QueueSpec:
+    """The durable queue of one of ``service``'s subscriptions, as it declares it, in
+    ``namespace`` (a subscription's subject is declared in the default namespace's)."""
     return QueueSpec(name=queue_name(service, subscription.name),
-                     subject=subscription.subject, max_in_flight=subscription.max_in_flight,
-                     start=subscription.start)
+                     subject=namespace.local(subscription.subject),
+                     max_in_flight=subscription.max_in_flight, start=subscription.start)
 
 
 async def provision(services: Sequence[Service],
@@ -43,18 +46,20 @@ async def provision(services: Sequence[Service],
     for service in services:
         transport = transport_of(service)
         for subscription in service.subscriptions.values():
-            await transport.provision(queue_spec(service.name, subscription))
+            await transport.provision(queue_spec(service.name, subscription,
+                                                 transport.namespace))
     log.debug("provisioned the queues of %s", ", ".join(s.name for s in services))
 
 
 async def provision_broker(services: Sequence[Service], url: str,
-                           user: Credentials | None, *, replicas: int | None = None) -> None:
+                           user: Credentials | None, *, replicas: int | None = None,
+                           namespace: Namespace = DEFAULT) -> None:
     """:func:`provision` on the NATS server (or cluster) at ``url``, as ``user`` (the
-    operator: it may create every service's queues)."""
+    operator: it may create every service's queues), for the system of ``namespace``."""
     from pizza.eventing.transport.nats import NatsTransport
 
-    transport = NatsTransport(url, name="pizza-provision", credentials=user,
-                              replicas=replicas)
+    transport = NatsTransport(url, name=namespace.connection_name("provision"),
+                              credentials=user, replicas=replicas, namespace=namespace)
     try:
         await transport.start()
         await provision(services, lambda _service: transport)

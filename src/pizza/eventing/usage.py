@@ -3,8 +3,9 @@
 Producers do not know their consumers, and that is the point, until a producer wants to
 change or retire a version: then it must know whether anyone still reads it. At start
 every service records its declaration in the broker's key-value bucket ``PIZZA_USAGE``
-(one key per service, so every process and machine sees the same answer), and a
-producer asks before it retires a version (``OrderConfirmed`` v1, see the orders service).
+(its namespace's, ``Namespace.usage_bucket``, which the transport names; one key per
+service, so every process and machine sees the same answer), and a producer asks
+before it retires a version (``OrderConfirmed`` v1, see the orders service).
 
 A declaration is the service's, not one process's: it stays while the service is merely
 stopped (its durable queues still hold its messages), and changes when the service starts
@@ -22,10 +23,11 @@ from typing import Any
 import orjson
 
 from pizza.eventing.envelope import utc_now
+from pizza.eventing.namespace import DEFAULT
 from pizza.eventing.service import Service
 from pizza.eventing.transport.base import Transport
 
-BUCKET = "PIZZA_USAGE"
+BUCKET = DEFAULT.usage_bucket  # the default namespace's
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,16 @@ def declaration(service: Service) -> Declaration:
 
 
 async def announce(transport: Transport, service: Service) -> None:
-    await transport.kv_put(BUCKET, service.name, declaration(service).to_json())
+    await transport.kv_put(transport.namespace.usage_bucket, service.name,
+                           declaration(service).to_json())
 
 
 async def forget(transport: Transport, service_name: str) -> None:
-    await transport.kv_delete(BUCKET, service_name)
+    await transport.kv_delete(transport.namespace.usage_bucket, service_name)
 
 
 async def declarations(transport: Transport) -> list[Declaration]:
-    entries = await transport.kv_entries(BUCKET)
+    entries = await transport.kv_entries(transport.namespace.usage_bucket)
     return sorted((Declaration.from_json(raw) for raw in entries.values()),
                   key=lambda d: d.service)
 

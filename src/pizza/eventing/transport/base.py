@@ -9,26 +9,16 @@ import abc
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from pizza.eventing.catalog import (
-    COMMANDS_PREFIX,
-    DEAD_LETTERS_PREFIX,
-    EVENTS_PREFIX,
-    REPLIES_PREFIX,
-    subject_is_valid,
-)
+from pizza.eventing.namespace import DEFAULT, Namespace, stream_of, subject_is_valid
 
 # One stream per kind of traffic: retention and limits differ, and dead letters must
-# never be consumed by the consumers that produced them.
-STREAMS: dict[str, str] = {
-    "PIZZA_EVENTS": f"{EVENTS_PREFIX}.>",
-    "PIZZA_COMMANDS": f"{COMMANDS_PREFIX}.>",
-    "PIZZA_REPLIES": f"{REPLIES_PREFIX}.>",
-    "PIZZA_DEADLETTERS": f"{DEAD_LETTERS_PREFIX}.>",
-}
+# never be consumed by the consumers that produced them. A namespace names its own
+# (``Namespace.streams``); these are the default namespace's, for code outside the kernel.
+STREAMS: dict[str, str] = dict(DEFAULT.streams)
 
 # Seconds within which the broker drops a re-publish of the same message id: longer than
 # any relay retry, so a crash between publish and outbox delete never duplicates.
@@ -39,7 +29,8 @@ DUPLICATE_WINDOW = 120.0
 # (e.g. PIZZA_EVENTS_MAX_AGE=30d, PIZZA_DEADLETTERS_MAX_BYTES=2G; 0 is no limit). The
 # README says why each: events long enough to rebuild a read model from history,
 # commands and replies long enough to outlast a consumer's outage, dead letters long
-# enough for an operator to act on them.
+# enough for an operator to act on them. The settings are named by the kind of stream,
+# whatever the namespace (ACME_EVENTS keeps to PIZZA_EVENTS_MAX_AGE too).
 RETENTION_DEFAULTS: dict[str, tuple[str, str]] = {
     "PIZZA_EVENTS": ("90d", "4G"),
     "PIZZA_COMMANDS": ("3d", "512M"),
@@ -89,10 +80,14 @@ def replicas() -> int:
 
 
 def retention(stream: str, copies: int | None = None) -> Retention:
-    """The declared settings of one of STREAMS (read from the environment now);
-    ``copies`` overrides PIZZA_NATS_REPLICAS (the embedded broker: 1)."""
-    age_default, bytes_default = RETENTION_DEFAULTS[stream]
-    age_name, bytes_name = f"{stream}_MAX_AGE", f"{stream}_MAX_BYTES"
+    """The declared settings of one of a namespace's streams (read from the environment
+    now; by its kind: ``ACME_EVENTS`` as ``PIZZA_EVENTS``); ``copies`` overrides
+    PIZZA_NATS_REPLICAS (the embedded broker: 1)."""
+    setting = f"PIZZA_{stream.rpartition('_')[2]}"
+    if setting not in RETENTION_DEFAULTS:
+        raise KeyError(stream)
+    age_default, bytes_default = RETENTION_DEFAULTS[setting]
+    age_name, bytes_name = f"{setting}_MAX_AGE", f"{setting}_MAX_BYTES"
     max_age = _amount(age_name, os.environ.get(age_name) or age_default, _UNITS,
                       "a duration such as 3600, 12h or 30d")
     size = _amount(bytes_name, os.environ.get(bytes_name) or bytes_default, _SIZES,
@@ -104,12 +99,13 @@ def retention(stream: str, copies: int | None = None) -> Retention:
     return Retention(max_age, int(size) if size > 0 else -1, window,
                      replicas() if copies is None else copies)
 
-# Header names carried by dead letters, next to the original payload.
-DEAD_REASON = "Pizza-Dead-Reason"
-DEAD_ERROR = "Pizza-Dead-Error"
-DEAD_ATTEMPTS = "Pizza-Dead-Attempts"
-DEAD_SUBJECT = "Pizza-Original-Subject"
-DEAD_CONSUMER = "Pizza-Consumer"
+# Header names carried by dead letters, next to the original payload: the default
+# namespace's (a namespace names its own: ``Namespace.dead_reason``, ...).
+DEAD_REASON = DEFAULT.dead_reason
+DEAD_ERROR = DEFAULT.dead_error
+DEAD_ATTEMPTS = DEFAULT.dead_attempts
+DEAD_SUBJECT = DEFAULT.dead_subject
+DEAD_CONSUMER = DEFAULT.dead_consumer
 
 
 def retry_subject(subject: str, consumer: str) -> str:
@@ -126,10 +122,9 @@ def retry_subject(subject: str, consumer: str) -> str:
 
 
 def stream_for(subject: str) -> str:
-    for name, pattern in STREAMS.items():
-        if subject.startswith(pattern[:-1]):
-            return name
-    raise ValueError(f"no stream holds subject {subject!r}")
+    """The stream that holds a subject of any namespace's (``pizza.events.x``:
+    ``PIZZA_EVENTS``; ``acme.events.x``: ``ACME_EVENTS``), or ValueError."""
+    return stream_of(subject)
 
 
 class BrokerUnavailable(ConnectionError):
@@ -142,17 +137,18 @@ class BrokerUnavailable(ConnectionError):
 MAX_MESSAGE_BYTES = 1024 * 1024 - 4096
 
 
-def unpublishable(subject: str, payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> str | None:
+def unpublishable(subject: str, payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES,
+                  namespace: Namespace = DEFAULT) -> str | None:
     """Why the broker would never store this message, or None if it could.
 
     A permanent reason, judged before sending: retrying cannot fix a subject no stream
-    holds or a payload over the limit, so the relay moves such a row aside instead of
-    letting it block every row behind it.
+    of ``namespace`` holds or a payload over the limit, so the relay moves such a row
+    aside instead of letting it block every row behind it.
     """
     if not subject_is_valid(subject):
         return f"not a valid subject: {subject[:120]!r}"
     try:
-        stream_for(subject)
+        namespace.stream_for(subject)
     except ValueError:
         return f"no stream holds subject {subject[:120]!r}"
     if len(payload) > max_bytes:
@@ -182,13 +178,17 @@ class QueueSpec:
     """A subscriber's own durable queue in front of its handler."""
 
     name: str  # durable consumer name, unique in the stream
-    subject: str  # the one subject it takes (replies: the service's reply subject)
+    # The one subject it takes (replies: the service's reply subject), in its namespace.
+    # One in the default namespace's terms (a declaration's) is taken as the transport's
+    # namespace's when the queue is made (``Transport.local``).
+    subject: str
     max_in_flight: int = 64  # delivered but not yet acknowledged, across all processes
     ack_wait: float = 30.0
     start: Literal["new", "all"] = "new"  # where a queue created now begins
 
     @property
     def stream(self) -> str:
+        """Its stream, in the namespace its subject names."""
         return stream_for(self.subject)
 
     @property
@@ -244,6 +244,14 @@ class Queue(abc.ABC):
 
 class Transport(abc.ABC):
     url: str = ""
+    # Whose streams, subjects and buckets it uses on the broker (one system's).
+    namespace: Namespace = DEFAULT
+
+    def local(self, spec: QueueSpec) -> QueueSpec:
+        """``spec`` in this transport's namespace: a subject declared in the default
+        namespace's terms (a subscription's, a tap's) becomes this namespace's."""
+        subject = self.namespace.local(spec.subject)
+        return spec if subject == spec.subject else replace(spec, subject=subject)
 
     @abc.abstractmethod
     async def start(self) -> None:

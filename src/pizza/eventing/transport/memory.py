@@ -1,7 +1,7 @@
 """An in-process stand-in for JetStream, for fast unit tests ONLY.
 
 Never use it in a running system: nothing survives the process, and nothing is shared
-between processes. It models what the kernel relies on: streams per ``STREAMS`` with
+between processes. It models what the kernel relies on: its namespace's streams with
 sequence numbers, de-duplication on ``Nats-Msg-Id`` within the duplicate window, durable
 pull queues (one cursor per name, shared by every handle on it) with a subject filter,
 an in-flight limit, ``ack_wait`` and ``nak`` redelivery with attempt counts, and an
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from pizza.eventing.catalog import subject_matches
+from pizza.eventing.namespace import DEFAULT, Namespace
 from pizza.eventing.transport.base import (
     DUPLICATE_WINDOW,
-    STREAMS,
     BrokerUnavailable,
     Delivery,
     Outgoing,
@@ -28,11 +28,8 @@ from pizza.eventing.transport.base import (
     QueueCounts,
     QueueSpec,
     Transport,
-    stream_for,
     unpublishable,
 )
-
-DEAD_LETTER_STREAM = "PIZZA_DEADLETTERS"
 
 
 @dataclass(slots=True)
@@ -164,11 +161,13 @@ class MemoryQueue(Queue):
 class MemoryTransport(Transport):
     """JetStream's semantics in a dict, for fast unit tests only (see the module doc)."""
 
-    def __init__(self, *, duplicate_window: float = DUPLICATE_WINDOW) -> None:
+    def __init__(self, *, duplicate_window: float = DUPLICATE_WINDOW,
+                 namespace: Namespace = DEFAULT) -> None:
         self.url = "memory://"
+        self.namespace = namespace
         self.duplicate_window = duplicate_window
         self.broker_down = False
-        self._streams = {name: _Stream() for name in STREAMS}
+        self._streams = {name: _Stream() for name in namespace.streams}
         self._consumers: dict[tuple[str, str], _Consumer] = {}
         self._changed = asyncio.Event()
         self._buckets: dict[str, dict[str, bytes]] = {}
@@ -196,7 +195,7 @@ class MemoryTransport(Transport):
         self._wake()
 
     def _store(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-        stream = self._streams[stream_for(subject)]
+        stream = self._streams[self.namespace.stream_for(subject)]
         now = time.monotonic()
         message_id = headers.get("Nats-Msg-Id")
         if message_id is not None:
@@ -213,7 +212,8 @@ class MemoryTransport(Transport):
         for message in messages:
             if self.broker_down:
                 break
-            reason = unpublishable(message.subject, message.payload)
+            reason = unpublishable(message.subject, message.payload,
+                                   namespace=self.namespace)
             if reason is None:
                 self._store(message.subject, message.payload, message.headers())
             outcomes.append(reason)
@@ -229,6 +229,8 @@ class MemoryTransport(Transport):
     async def queue(self, spec: QueueSpec) -> Queue:
         if self.broker_down:
             raise BrokerUnavailable("memory broker is down")
+        spec = self.local(spec)
+        self.namespace.stream_for(spec.subject)  # ValueError: not this system's
         key = (spec.stream, spec.name)
         consumer = self._consumers.get(key)
         if consumer is None:
@@ -242,7 +244,7 @@ class MemoryTransport(Transport):
     async def dead_letter(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         if self.broker_down:
             raise BrokerUnavailable("could not store dead letter: memory broker is down")
-        if stream_for(subject) != DEAD_LETTER_STREAM:
+        if self.namespace.stream_for(subject) != self.namespace.dead_letters_stream:
             raise ValueError(f"{subject!r} is not a dead-letter subject")
         self._store(subject, payload, headers)
         self._wake()
@@ -264,6 +266,7 @@ class MemoryTransport(Transport):
         return counts
 
     async def delete_queue(self, spec: QueueSpec) -> None:
+        spec = self.local(spec)
         self._consumers.pop((spec.stream, spec.name), None)
 
     def messages(self, stream_or_subject_prefix: str) -> list[tuple[str, bytes, dict[str, str]]]:

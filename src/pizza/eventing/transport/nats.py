@@ -45,10 +45,10 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
+from pizza.eventing.namespace import DEFAULT, Namespace
 from pizza.eventing.settings import nats_servers
 from pizza.eventing.transport.base import (
     MAX_MESSAGE_BYTES,
-    STREAMS,
     BrokerUnavailable,
     Delivery,
     Outgoing,
@@ -57,13 +57,12 @@ from pizza.eventing.transport.base import (
     QueueSpec,
     Transport,
     retention,
-    stream_for,
     unpublishable,
 )
 from pizza.eventing.transport.base import (
     replicas as declared_replicas,
 )
-from pizza.eventing.transport.credentials import Credentials, inbox_prefix
+from pizza.eventing.transport.credentials import Credentials
 from pizza.eventing.transport.permissions import lookup_consumer
 
 log = logging.getLogger("pizza.eventing.nats")
@@ -240,7 +239,8 @@ class NatsQueue(Queue):
         spec = self._spec
         since = datetime.fromtimestamp(self._fine_at - spec.ack_wait - HEAL_MARGIN, UTC)
         try:
-            await self._transport._ensure_stream(spec.stream, STREAMS[spec.stream])
+            await self._transport._ensure_stream(
+                spec.stream, self._transport.namespace.streams[spec.stream])
             created = await self._transport._declare_queue(spec, since=since)
         except Exception as error:
             log.debug("could not heal queue %s: %s", spec.name, error)
@@ -343,12 +343,15 @@ class NatsTransport(Transport):
     one service it speaks for, if any: its answers then come to that service's own inbox
     and its outbox's lookups use that service's consumer name (``permissions.py``).
     ``url``: one server, or a cluster's servers separated by commas. ``replicas``: how many
-    servers keep each stream (None: PIZZA_NATS_REPLICAS)."""
+    servers keep each stream (None: PIZZA_NATS_REPLICAS). ``namespace``: the system whose
+    streams, subjects and buckets it uses (``name`` defaults to its prefix)."""
 
-    def __init__(self, url: str, *, name: str = "pizza",
+    def __init__(self, url: str, *, name: str | None = None,
                  credentials: Credentials | None = None, identity: str | None = None,
-                 replicas: int | None = None) -> None:
+                 replicas: int | None = None, namespace: Namespace = DEFAULT) -> None:
         self.url = url
+        self.namespace = namespace
+        name = name or namespace.connection_name()
         self.replicas = replicas
         self.name = name
         self.credentials = credentials
@@ -409,7 +412,7 @@ class NatsTransport(Transport):
             **self._connect_options(),
         )
         self._js = self._nc.jetstream(publish_async_max_pending=8192)
-        for stream, subject in STREAMS.items():
+        for stream, subject in self.namespace.streams.items():
             await self._patiently(f"stream {stream}",
                                   functools.partial(self._ensure_stream, stream, subject))
 
@@ -441,7 +444,7 @@ class NatsTransport(Transport):
     def _connect_options(self) -> dict[str, Any]:
         options = self.credentials.connect_options() if self.credentials else {}
         if self.identity is not None:
-            options["inbox_prefix"] = inbox_prefix(self.identity)
+            options["inbox_prefix"] = self.namespace.inbox_prefix(self.identity)
         return options
 
     async def _ensure_stream(self, name: str, subject: str) -> None:
@@ -522,6 +525,7 @@ class NatsTransport(Transport):
             return []
         nc = self.nc
         limit = min(MAX_MESSAGE_BYTES, nc.max_payload - 4096)
+        namespace = self.namespace
         refused: dict[int, str] = {}
         self._batches += 1
         token = str(self._batches)
@@ -536,7 +540,8 @@ class NatsTransport(Transport):
                 for index, message in enumerate(messages):
                     # Judged before sending: the broker would refuse a bad subject or a
                     # payload over the limit (nats-py raises on them) for good.
-                    reason = unpublishable(message.subject, message.payload, limit)
+                    reason = unpublishable(message.subject, message.payload, limit,
+                                           namespace)
                     if reason is not None:
                         refused[index] = reason
                         continue
@@ -621,7 +626,8 @@ class NatsTransport(Transport):
         wanted = {m.message_id for m in messages}
         by_stream: dict[str, set[str]] = {}
         for message in messages:
-            by_stream.setdefault(stream_for(message.subject), set()).add(message.subject)
+            by_stream.setdefault(self.namespace.stream_for(message.subject),
+                                 set()).add(message.subject)
         found: set[str] = set()
         # A service's own name, so the broker can allow exactly it (one relay of a service
         # looks at a time); a shared connection's lookups each get a name of their own.
@@ -656,13 +662,22 @@ class NatsTransport(Transport):
         return found
 
     async def provision(self, spec: QueueSpec) -> None:
+        spec = self._own(spec)
         await self._patiently(f"queue {spec.name}", lambda: self._declare_queue(spec))
 
     async def queue(self, spec: QueueSpec) -> Queue:
+        spec = self._own(spec)
         await self._patiently(f"queue {spec.name}", lambda: self._declare_queue(spec))
         queue = NatsQueue(self, spec)
         await queue.open()
         return queue
+
+    def _own(self, spec: QueueSpec) -> QueueSpec:
+        """``spec`` in our namespace (``Transport.local``); ValueError if it takes another
+        system's subject."""
+        spec = self.local(spec)
+        self.namespace.stream_for(spec.subject)
+        return spec
 
     def _subjects(self, spec: QueueSpec) -> list[str]:
         """The queue's subject and its own retry subject; a server older than 2.10 knows
@@ -722,6 +737,7 @@ class NatsTransport(Transport):
         return dict(info.state.subjects or {})
 
     async def delete_queue(self, spec: QueueSpec) -> None:
+        spec = self.local(spec)
         with contextlib.suppress(NotFoundError):
             await self.js.delete_consumer(spec.stream, spec.name)
 

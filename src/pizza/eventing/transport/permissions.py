@@ -6,7 +6,8 @@ renders the nats-server ``authorization`` block: one nkey user per service, allo
 
 * publish its own events (``pizza.events.<itself>.>``), the command subjects it sends,
   answers on reply subjects (``pizza.replies.*``, only if it handles a command) and its
-  own dead letters (``pizza.deadletters.<itself>.>``);
+  own dead letters (``pizza.deadletters.<itself>.>``), all in its system's namespace
+  (``namespace.py``: ``pizza`` by default), and nothing of another system's;
 * use the JetStream API only for what the kernel does: look at, create and update the
   streams (it creates and heals them; never delete or purge), create, look at, pull from,
   acknowledge and (for a replay) delete ITS OWN durable consumers, named
@@ -14,8 +15,9 @@ renders the nats-server ``authorization`` block: one nkey user per service, allo
   stream after a long stop (``<service>-outbox-lookup``); write its own key of the usage
   bucket and read the others; read the keys of personal data, and make and purge them
   only if it produces personal data;
-* receive only on its own inbox (``_INBOX_<service>.>``), so it never sees the answers
-  meant for another service.
+* receive only on its own inbox (``_INBOX_<service>.>``; another namespace's
+  ``_INBOX_<namespace>~<service>.>``), so it never sees the answers meant for another
+  service.
 
 The broker then refuses the rest itself (a permissions violation), whatever the code does.
 The ``operator`` user (the tools) may do everything.
@@ -28,18 +30,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pizza.eventing import usage
-from pizza.eventing.catalog import (
-    COMMANDS_PREFIX,
-    DEAD_LETTERS_PREFIX,
-    EVENTS_PREFIX,
-    REPLIES_PREFIX,
-)
-from pizza.eventing.personal import KEYS_BUCKET, personal_fields
+from pizza.eventing.namespace import DEFAULT, Namespace
+from pizza.eventing.personal import personal_fields
 from pizza.eventing.service import Service, queue_name
 from pizza.eventing.transport import credentials
-from pizza.eventing.transport.base import STREAMS, stream_for
-from pizza.eventing.transport.credentials import inbox_prefix
 
 API = "$JS.API"
 
@@ -61,26 +55,26 @@ OPERATOR = Permissions(publish=(">",), subscribe=(">",))
 
 def answers_commands(service: Service) -> bool:
     """Whether it handles a command (and so may answer on the command's replyTo)."""
-    return any(sub.subject.startswith(f"{COMMANDS_PREFIX}.")
+    return any(sub.subject.startswith(f"{DEFAULT.commands}.")  # declared in default terms
                for sub in service.subscriptions.values())
 
 
-def publishes_to(service: Service) -> list[str]:
+def publishes_to(service: Service, namespace: Namespace = DEFAULT) -> list[str]:
     """The message subjects (patterns) the service may publish to."""
-    subjects = [f"{EVENTS_PREFIX}.{service.name}.>"]
-    subjects += sorted({cls.info.subject for cls in service.sends})
+    subjects = [f"{namespace.events}.{service.name}.>"]
+    subjects += sorted({namespace.subject(cls.info) for cls in service.sends})
     if answers_commands(service):
-        subjects.append(f"{REPLIES_PREFIX}.*")
-    subjects.append(f"{DEAD_LETTERS_PREFIX}.{service.name}.>")
+        subjects.append(f"{namespace.replies}.*")
+    subjects.append(f"{namespace.dead_letters}.{service.name}.>")
     return subjects
 
 
-def queues(service: Service) -> list[tuple[str, str]]:
+def queues(service: Service, namespace: Namespace = DEFAULT) -> list[tuple[str, str]]:
     """(stream, durable consumer name) of every queue of the service."""
-    return sorted([(stream_for(sub.subject), queue_name(service.name, sub.name))
-                   for sub in service.subscriptions.values()]
-                  + [(stream_for(subject), queue_name(service.name, name))
-                     for name, subject in service.taps.items()])
+    declared = [(sub.subject, sub.name) for sub in service.subscriptions.values()]
+    declared += [(subject, name) for name, subject in service.taps.items()]
+    return sorted((namespace.stream_for(namespace.local(subject)),
+                   queue_name(service.name, name)) for subject, name in declared)
 
 
 def _consumer_api(stream: str, name: str) -> list[str]:
@@ -95,28 +89,30 @@ def _consumer_api(stream: str, name: str) -> list[str]:
     ]
 
 
-def for_service(service: Service) -> Permissions:
-    own = publishes_to(service)
+def for_service(service: Service, namespace: Namespace = DEFAULT) -> Permissions:
+    own = publishes_to(service, namespace)
     publish = list(own)
-    for stream in STREAMS:
+    for stream in namespace.streams:
         publish += [f"{API}.STREAM.INFO.{stream}", f"{API}.STREAM.CREATE.{stream}",
                     f"{API}.STREAM.UPDATE.{stream}"]
     publish.append(f"{API}.STREAM.NAMES")  # which stream holds a subject (a refusal)
-    for stream, name in queues(service):
+    for stream, name in queues(service, namespace):
         publish += _consumer_api(stream, name)
-    lookups = {stream_for(_concrete(subject)) for subject in own
-               if not subject.startswith(DEAD_LETTERS_PREFIX)}
+    lookups = {namespace.stream_for(_concrete(subject)) for subject in own
+               if not subject.startswith(namespace.dead_letters)}
     for stream in sorted(lookups):
         publish += _consumer_api(stream, lookup_consumer(service.name))
     # The usage registry: its own key; everyone's to read.
-    publish += [f"$KV.{usage.BUCKET}.{service.name}", *_bucket_api(usage.BUCKET)]
+    usage = namespace.usage_bucket
+    publish += [f"$KV.{usage}.{service.name}", *_bucket_api(usage)]
     # The key store of personal data (personal.py): every service opens sealed fields;
     # only one that produces personal fields makes (and, forgetting, purges) keys.
-    publish += _bucket_api(KEYS_BUCKET)
+    keys = namespace.keys_bucket
+    publish += _bucket_api(keys)
     if seals_personal_data(service):
-        publish.append(f"$KV.{KEYS_BUCKET}.>")
+        publish.append(f"$KV.{keys}.>")
     return Permissions(publish=tuple(dict.fromkeys(publish)),
-                       subscribe=(f"{inbox_prefix(service.name)}.>",))
+                       subscribe=(f"{namespace.inbox_prefix(service.name)}.>",))
 
 
 def _bucket_api(bucket: str) -> list[str]:
@@ -165,13 +161,14 @@ class BrokerUsers:
     seeds: dict[str, Path]  # service name (and "operator") -> its seed file
 
 
-def broker_users(services: Sequence[Service], directory: Path) -> BrokerUsers:
+def broker_users(services: Sequence[Service], directory: Path,
+                 namespace: Namespace = DEFAULT) -> BrokerUsers:
     """Seeds for every service and the operator in ``directory`` (made once, kept after),
-    and the authorization block that lets each do what it declares."""
+    and the authorization block that lets each do what it declares in ``namespace``."""
     seeds = {service.name: credentials.ensure_seed(directory, service.name)
              for service in services}
     seeds[credentials.OPERATOR] = credentials.ensure_seed(directory, credentials.OPERATOR)
-    users = [(credentials.public_key(seeds[service.name]), for_service(service))
+    users = [(credentials.public_key(seeds[service.name]), for_service(service, namespace))
              for service in services]
     users.append((credentials.public_key(seeds[credentials.OPERATOR]), OPERATOR))
     return BrokerUsers(authorization(users), seeds)
