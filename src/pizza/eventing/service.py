@@ -1,10 +1,16 @@
 """Declaring a service: its tables, what it handles, what it publishes, its HTTP routes.
 
-    kitchen = Service("kitchen", tables=metadata)
-
-    @kitchen.handles(OrderConfirmedV1, max_in_flight=20)
     async def open_ticket(event: OrderConfirmedV1, ctx: Context) -> None:
         ...
+
+    def create(settings: Settings) -> Service:  # the service's factory
+        kitchen = Service("kitchen", tables=metadata)
+        kitchen.handles(OrderConfirmedV1, max_in_flight=20)(open_ticket)
+        return kitchen
+
+A service is made by a factory from its settings, not at import: two calls make two
+services that share nothing (two systems in one interpreter, or one per test). What a
+handler needs besides the message and its context is given to it there (``inject``).
 
 What a handler or an HTTP route may put on the bus is declared with it (``causes=`` and
 ``openapi_extra=route_causes(...)``): the catalog's event-storming board is drawn from
@@ -17,6 +23,7 @@ service runs inside ``pizza up`` with the others or alone in ``pizza serve``.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -40,6 +47,21 @@ W = TypeVar("W", bound=Callable[[], Awaitable[bool]])
 Key = tuple[str, int]
 # The OpenAPI extension of a route that puts messages on the bus (route_causes).
 ROUTE_CAUSES = "x-pizza-causes"
+
+
+def inject(handler: Callable[..., Awaitable[None]], **dependencies: Any) -> Handler:
+    """``handler(message, ctx, **dependencies)`` as a handler of ``(message, ctx)``, keeping
+    its name and docstring (the queue's name and the catalog's board read them). How a
+    service's factory gives a handler what it was built with (settings, its stores):
+
+        service.handles(SendEmailV1)(inject(handlers.send_email, sender=sender))
+    """
+
+    @functools.wraps(handler)
+    async def injected(message: Any, ctx: Context) -> None:
+        await handler(message, ctx, **dependencies)
+
+    return injected
 
 
 def route_causes(*messages: type[Message], **extra: Any) -> dict[str, Any]:

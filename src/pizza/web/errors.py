@@ -1,4 +1,9 @@
-"""The one error shape of the HTTP API: {"error": {"code", "message", "details"}}."""
+"""The one error shape of the HTTP API: {"error": {"code", "message", "details"}}.
+
+Also the one place where a service's refusals (``pizza.eventing.errors``: NotFound,
+Conflict, Invalid, TooLarge, Unavailable) become HTTP answers: services raise them and
+never import this module.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from pizza.eventing.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from pizza.eventing.outage import database_unavailable
 
 log = logging.getLogger("pizza.web")
@@ -31,6 +44,19 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+
+# The one place a service's refusal (eventing/errors.py) becomes an HTTP status.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404, Conflict: 409, Invalid: 422, TooLarge: 413, Unavailable: 503}
+
+
+def domain_status(error: DomainError) -> int:
+    """The status of a refusal: its kind's, or the nearest kind it derives from."""
+    for kind in type(error).__mro__:
+        if kind in DOMAIN_STATUS:
+            return DOMAIN_STATUS[kind]
+    return 400
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
@@ -90,6 +116,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
         return error_response(error.status, error.code, error.message, error.details)
+
+    @app.exception_handler(DomainError)
+    async def refused(_request: Request, error: DomainError) -> JSONResponse:
+        return error_response(domain_status(error), error.code, error.message, error.details)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
