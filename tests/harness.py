@@ -1,12 +1,15 @@
 """Run services in-process for tests: MemoryTransport (unit) or a real JetStream server.
 
-    async with running([orders.service], tmp_path) as system:
+    async with running([orders.create], tmp_path) as system:
         response = await system.http.post("/api/orders", json=...)
         await system.settle()               # until queues are empty and outboxes drained
         system.published("pizza.events.orders.")   # envelopes that went out
 
-``system.http`` signs in as the operator; ``system.signed_in(role, customer)`` gives the
-headers of another person (tokens from the test's own issuer under ``tmp_path``).
+A service is given made (``orders.create(settings)``) or as its factory
+(``orders.create``), which is then called with ``config.settings()`` as they are when
+``running`` starts. ``system.http`` signs in as the operator;
+``system.signed_in(role, customer)`` gives the headers of another person (tokens from the
+test's own issuer under ``tmp_path``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
+from pizza import config
 from pizza.eventing import Event, Service
 from pizza.eventing.envelope import Envelope, Metadata
 from pizza.eventing.host import Runtime
@@ -42,6 +46,10 @@ class System:
     def signed_in(self, role: str, customer: str | None = None) -> dict[str, str]:
         """Headers that sign a request in as ``role`` (a customer: as ``customer``)."""
         return {"Authorization": f"Bearer {self.issuer.issue(role, customer)}"}
+
+    def service(self, name: str) -> Any:
+        """The running service ``name`` (as its factory made it)."""
+        return self.runtime.hosts[name].service
 
     def published(self, prefix: str) -> list[dict]:
         """Envelopes stored on the bus whose subject starts with ``prefix`` (memory only)."""
@@ -112,8 +120,19 @@ async def eventually(check: Callable[[], Any], timeout: float = 3.0,
         await asyncio.sleep(0.02)
 
 
-def app_for(services: Sequence[Service], issuer: LocalIssuer) -> FastAPI:
+Made = Service | Callable[[config.Settings], Service]
+
+
+def made(services: Sequence[Made]) -> list[Service]:
+    """Each service, made by its factory from the settings of now if it is one."""
+    return [s if isinstance(s, Service) else s(config.settings()) for s in services]
+
+
+def app_for(services: Sequence[Service], issuer: LocalIssuer,
+            runtime: Runtime | None = None) -> FastAPI:
+    """An app serving the services' routes, each reaching its host in ``runtime``."""
     app = FastAPI()
+    app.state.runtime = runtime
     errors.install(app)
     access.install(app, LocalVerifier(issuer))
     for service in services:
@@ -123,9 +142,10 @@ def app_for(services: Sequence[Service], issuer: LocalIssuer) -> FastAPI:
 
 
 @contextlib.asynccontextmanager
-async def running(services: Sequence[Service], tmp_path: Path,
+async def running(services: Sequence[Made], tmp_path: Path,
                   transport: Transport | None = None,
                   database_url: str | None = None) -> AsyncIterator[System]:
+    services = made(services)
     transport = transport or MemoryTransport()
     runtime = Runtime(services, transport=transport,
                       database_url=database_url or None, relay_interval=0.05)
@@ -135,7 +155,7 @@ async def running(services: Sequence[Service], tmp_path: Path,
         os.environ["PIZZA_HOME"] = str(tmp_path)
     await runtime.start()
     issuer = LocalIssuer(tmp_path / "identity")
-    app = app_for(services, issuer)
+    app = app_for(services, issuer, runtime)
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test",
         headers={"Authorization": f"Bearer {issuer.issue('operator')}"})

@@ -4,6 +4,11 @@
 start) with the embedded broker, the SMTP sink and the simulated loyalty SaaS;
 ``pizza serve NAME`` runs one service alone. The services' code is the same in both: this
 module is the only place that knows them all.
+
+Each service package has a factory, ``create(settings)``, that builds its Service from
+the settings it is given (nothing is made when a package is imported). The settings are
+made final first (``Extras.settle``: where the SMTP sink and the loyalty SaaS will be),
+then the services are built from them (``load``), then an app runs them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
@@ -21,11 +26,12 @@ from fastapi.responses import PlainTextResponse, Response
 
 from pizza import config
 from pizza.eventing import Service, tracing
+from pizza.eventing.errors import NotFound
 from pizza.eventing.host import Runtime
 from pizza.eventing.transport.embedded import free_port
 from pizza.log_limits import without_credentials
-from pizza.web import errors, shell
 from pizza.web import metrics as web_metrics
+from pizza.web import shell
 
 log = logging.getLogger("pizza")
 
@@ -34,39 +40,49 @@ HEALTH_WAIT = 0.25  # seconds: a dependency that is away must not hold up the he
 SERVICES = ("orders", "kitchen", "delivery", "pickup", "loyalty", "notifications", "tracking")
 
 
-def load(names: Sequence[str] = SERVICES) -> list[Service]:
-    """Import the named service packages (importing registers handlers and routes)."""
+def load(names: Sequence[str] = SERVICES,
+         settings: config.Settings | None = None) -> list[Service]:
+    """The named services, each made by its package's factory from ``settings`` (by
+    default the environment's, ``config.settings()``): a new set at every call."""
     unknown = [name for name in names if name not in SERVICES]
     if unknown:
         raise ValueError(f"unknown service {', '.join(unknown)}: choose from "
                          f"{', '.join(SERVICES)}")
-    return [importlib.import_module(f"pizza.services.{name}").service for name in names]
+    current = settings if settings is not None else config.settings()
+    return [importlib.import_module(f"pizza.services.{name}").create(current)
+            for name in names]
 
 
 @dataclass
 class Extras:
-    """The outside world `pizza up` brings along: an SMTP sink and the loyalty SaaS."""
+    """The outside world `pizza up` brings along: an SMTP sink and the loyalty SaaS.
+
+    ``settle(settings)`` chooses where they will be, before any service is made from the
+    settings; ``start()`` (when the app starts) starts the SaaS there.
+    """
 
     smtp_sink: bool = False
     loyalty_saas: bool = False
-    # The environment of service processes started apart (gateway.py): told where the
-    # extras are and what `pizza up` was asked (simulate, ...) once they have started.
-    children: dict[str, str] | None = None
+    saas_port: int | None = None  # where start() serves the loyalty SaaS, once settled
     started: list[Any] = field(default_factory=list)
 
-    async def start(self) -> None:
+    def settle(self, settings: config.Settings) -> config.Settings:
+        """``settings`` with the extras in them: the SMTP sink's host and a free port
+        (unless one other than the default was asked for), the loyalty SaaS's URL."""
+        changes: dict[str, Any] = {}
         if self.smtp_sink:
-            settings = config.settings()
             port = free_port() if settings.smtp_port == 8025 else settings.smtp_port
-            config.configure(smtp_port=port, smtp_host="127.0.0.1", smtp_sink=True)
-        if self.loyalty_saas and config.settings().loyalty_saas_url is None:
+            changes.update(smtp_port=port, smtp_host="127.0.0.1", smtp_sink=True)
+        if self.loyalty_saas and settings.loyalty_saas_url is None:
+            self.saas_port = free_port()
+            changes["loyalty_saas_url"] = f"http://127.0.0.1:{self.saas_port}"
+        return replace(settings, **changes)
+
+    async def start(self) -> None:
+        if self.saas_port is not None:
             from pizza.thirdparty import loyalty_saas
 
-            server, task = await loyalty_saas.serve("127.0.0.1", 0)
-            self.started.append((server, task))
-            config.configure(loyalty_saas_url=loyalty_saas.url(server))
-        if self.children is not None:
-            self.children.update(_as_environment(config.settings()))
+            self.started.append(await loyalty_saas.serve("127.0.0.1", self.saas_port))
 
     async def stop(self) -> None:
         from pizza.thirdparty import loyalty_saas
@@ -77,7 +93,7 @@ class Extras:
         self.started.clear()
 
 
-def _as_environment(current: config.Settings) -> dict[str, str]:
+def as_environment(current: config.Settings) -> dict[str, str]:
     """The settings a `pizza serve` child needs, as the PIZZA_* variables it reads. The
     gateway in front of the children limits the rate; they do not again."""
     told = {"PIZZA_SIMULATE": "1" if current.simulate else "0",
@@ -187,8 +203,8 @@ def create_app(services: Sequence[Service], *, extras: Extras | None = None,
         """
         host = runtime.hosts.get(service)
         if host is None:
-            raise errors.ApiError(404, "not-found", f"no service {service!r} runs here",
-                                  {"running": sorted(runtime.hosts)})
+            raise NotFound(f"no service {service!r} runs here",
+                           {"running": sorted(runtime.hosts)})
         await host.replay()
         return {"service": service, "replaying": [c.name for c in host.consumers]}
 

@@ -98,7 +98,7 @@ def up(
         raise typer.BadParameter("0 (a process per service) or 1 (one process)",
                                  param_hint="--processes")
     _claim_home("pizza up")  # first: a second system must not touch this one's broker
-    from pizza.app import SERVICES, Extras, create_app, load
+    from pizza.app import SERVICES, Extras, as_environment, create_app, load
 
     _logging(verbose)
     changes: dict[str, Any] = {"simulate": simulate or config.settings().simulate}
@@ -110,16 +110,19 @@ def up(
         if loyalty not in ("ledger", "saas"):
             raise typer.BadParameter("choose 'ledger' or 'saas'", param_hint="--loyalty")
         changes["loyalty_backend"] = loyalty
-    config.configure(**changes)
+    # Final before any service is made from them: the options, and where the SMTP sink
+    # and the loyalty SaaS will be.
+    extras = Extras(smtp_sink=True, loyalty_saas=True)
+    current = extras.settle(config.configure(**changes))
     if processes == 1:
-        fastapi_app = create_app(load(), extras=Extras(smtp_sink=True, loyalty_saas=True))
+        fastapi_app = create_app(load(settings=current), extras=extras)
     else:
         from pizza.gateway import create_gateway
         from pizza.supervisor import Supervisor
 
-        supervisor = Supervisor(SERVICES, dict(os.environ))
-        fastapi_app = create_gateway(load(), supervisor, Extras(
-            smtp_sink=True, loyalty_saas=True, children=supervisor.base_env))
+        # Each child is told the settings as the PIZZA_* variables `pizza serve` reads.
+        supervisor = Supervisor(SERVICES, {**os.environ, **as_environment(current)})
+        fastapi_app = create_gateway(load(settings=current), supervisor, extras)
     url = f"http://{host}:{port}"
     console.print(f"[bold green]Plant-Based Pizza[/] on [link={url}]{url}[/]")
     console.print(f"  order      {url}/   (customers sign up there)")
@@ -202,8 +205,9 @@ def serve(
     elif settings.database_url() is None:  # its SQLite file under PIZZA_HOME
         _claim_home(f"pizza serve {service}", shared_by=service)
     port = port or SERVICE_PORTS[service]
-    fastapi_app = create_app(load([service]), extras=Extras(
-        smtp_sink=service == "notifications" and config.settings().smtp_sink))
+    extras = Extras(smtp_sink=service == "notifications" and config.settings().smtp_sink)
+    fastapi_app = create_app(load([service], extras.settle(config.settings())),
+                             extras=extras)
     console.print(f"[bold green]{service}[/] on http://{host}:{port}")
     _serve(fastapi_app, host, port)
 

@@ -1,7 +1,8 @@
 """Settings of the pizza system (not the kernel), read from PIZZA_* variables.
 
 ``pizza up`` and ``pizza serve`` may override them with their command-line options via
-``configure()``; services read ``settings()`` when they start, never at import.
+``configure()``. No service reads ``settings()``: the composition root (``app.load``)
+gives a ``Settings`` to each service's factory, which keeps what the service needs.
 """
 
 from __future__ import annotations

@@ -250,9 +250,11 @@ async def test_the_breaker_state_follows_the_breaker(meter: Running) -> None:
 
 
 def test_the_loyalty_service_reports_its_saas_breaker_only_when_it_uses_the_saas() -> None:
+    from pizza.config import Settings
     from pizza.services import loyalty
 
-    assert loyalty.service.breakers["loyalty_saas"]() is None  # the ledger backend
+    ledger = loyalty.create(Settings(loyalty_backend="ledger"))
+    assert ledger.breakers["loyalty_saas"]() is None
 
 
 async def test_two_systems_in_one_interpreter_keep_their_own_registries(

@@ -153,7 +153,7 @@ async def test_an_orders_story_is_one_trace_from_the_http_request(
     monkeypatch.setenv("PIZZA_DELIVERY_ID_DEADLINE", "0")
     services = load()
     async with running(services, tmp_path) as system:
-        app = app_for(services, system.issuer)
+        app = app_for(services, system.issuer, system.runtime)
         tracing.install_http(app)
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://test", headers=system.signed_in("operator"))

@@ -1,7 +1,8 @@
 """``GET /api/catalog`` and ``GET /asyncapi.json``: what flows on the bus, from the code.
 
 Every process answers with the whole system, whichever services it runs (``pizza serve
-kitchen`` too): the declarations of all services are imported, which starts nothing.
+kitchen`` too): the services it does not run are made by their factories, once, for their
+declarations; that starts nothing.
 """
 
 from __future__ import annotations
@@ -54,13 +55,17 @@ async def live_consumers(running: Sequence[Service]) -> dict[tuple[str, int], se
 def router(services: Sequence[Service]) -> APIRouter:
     routes = APIRouter(tags=["catalog"])
 
+    @functools.cache
+    def declared() -> list[Service]:  # made once, at first use: the declarations stay
+        return every_service(services)
+
     @routes.get("/api/catalog")
     async def event_catalog() -> list[dict[str, Any]]:
         """Every event and command type and version: subject, JSON Schema, producer,
         consumers (declared by the code, and ``liveConsumers``: those the running system's
         services announced on the broker, or null if it cannot be asked), deprecation and
         sunset date."""
-        entries = catalog(registry, every_service(services))
+        entries = catalog(registry, declared())
         live = await live_consumers(services)
         for entry in entries:
             entry["liveConsumers"] = (None if live is None else
@@ -69,7 +74,7 @@ def router(services: Sequence[Service]) -> APIRouter:
 
     @functools.cache
     def board() -> dict[str, Any]:  # the declarations do not change while it runs
-        return storming.board(every_service(services))
+        return storming.board(declared())
 
     @routes.get("/api/catalog/storming")
     def event_storming() -> dict[str, Any]:
@@ -82,7 +87,7 @@ def router(services: Sequence[Service]) -> APIRouter:
     async def asyncapi_document() -> dict[str, Any]:
         """The AsyncAPI 3.0 document of every channel, message and operation, and the
         NATS servers in use (PIZZA_NATS_URL, else the embedded broker's)."""
-        return asyncapi(registry, every_service(services), TITLE, VERSION,
+        return asyncapi(registry, declared(), TITLE, VERSION,
                         settings.broker_url())
 
     return routes

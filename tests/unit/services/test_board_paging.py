@@ -20,14 +20,13 @@ from harness import System, publish, running
 from pizza import config
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import OrderCancelledV1, OrderConfirmedV1, OrderLine
-from pizza.eventing.service import Service
-from pizza.services.delivery import service as delivery
+from pizza.services.delivery import create as delivery
 from pizza.services.delivery.tables import jobs
-from pizza.services.kitchen import service as kitchen
+from pizza.services.kitchen import create as kitchen
 from pizza.services.kitchen.tables import tickets
+from pizza.services.notifications import create as notifications
 from pizza.services.notifications import mailbox as sink
-from pizza.services.notifications import service as notifications
-from pizza.services.pickup import service as pickup
+from pizza.services.pickup import create as pickup
 from pizza.services.pickup.tables import counter
 
 
@@ -66,9 +65,9 @@ async def every_page(http: httpx.AsyncClient, url: str) -> list[list[dict[str, A
     return pages
 
 
-async def finished_long_ago(service: Service, table: Table, order_id: str) -> None:
-    """As if this item changed stage an hour ago."""
-    async with service.running().db.begin() as conn:
+async def finished_long_ago(system: System, name: str, table: Table, order_id: str) -> None:
+    """As if this item changed stage an hour ago (in service ``name``'s database)."""
+    async with system.runtime.hosts[name].db.begin() as conn:
         await conn.execute(update(table).where(table.c.order_id == order_id)
                            .values(updated_at=datetime.now(UTC) - timedelta(hours=1)))
 
@@ -89,8 +88,8 @@ async def test_the_kitchen_board_drops_tickets_prepared_long_ago(
     await system.http.post(f"/api/kitchen/tickets/{order_n(1)}/prepared")
     await system.http.post(f"/api/kitchen/tickets/{order_n(2)}/prepared")
     await system.http.post(f"/api/kitchen/tickets/{order_n(3)}/start")
-    await finished_long_ago(kitchen, tickets, order_n(1))
-    await finished_long_ago(kitchen, tickets, order_n(4))  # waiting long: still to do
+    await finished_long_ago(system, "kitchen", tickets, order_n(1))
+    await finished_long_ago(system, "kitchen", tickets, order_n(4))  # waiting long: still to do
 
     board = await ids(system, "/api/kitchen/tickets", finishedWithin=600)
     assert board == [order_n(2), order_n(3), order_n(4)]
@@ -168,7 +167,7 @@ async def test_the_delivery_board_shows_work_and_lately_delivered(tmp_path: Path
                                    json={"driver": "Asha"})
         for n in (1, 2):
             await system.http.post(f"/api/delivery/jobs/{order_n(n)}/delivered")
-        await finished_long_ago(delivery, jobs, order_n(1))
+        await finished_long_ago(system, "delivery", jobs, order_n(1))
 
         path = "/api/delivery/jobs"
         assert await ids(system, path) == [order_n(3), order_n(4)]  # the contract's
@@ -187,7 +186,7 @@ async def test_the_pickup_board_shows_waiting_and_lately_collected(tmp_path: Pat
             await publish(system, prepared(order_n(n), "pickup"))
         for n in (1, 2):
             await system.http.post(f"/api/pickup/orders/{order_n(n)}/collected")
-        await finished_long_ago(pickup, counter, order_n(1))
+        await finished_long_ago(system, "pickup", counter, order_n(1))
 
         path = "/api/pickup/orders"
         assert await ids(system, path) == [order_n(3)]
@@ -216,7 +215,8 @@ def letter(to: str, subject: str) -> sink.Letter:
 
 async def test_the_mailbox_searches_and_pages_latest_first(mail_system: System) -> None:
     http = mail_system.http
-    await sink.store([letter(f"c{n}@example.com", f"Your order {n} 100% plant-based")
+    db = mail_system.runtime.hosts["notifications"].db
+    await sink.store(db, [letter(f"c{n}@example.com", f"Your order {n} 100% plant-based")
                       for n in range(1, 6)] + [letter("ADA@example.com", "Receipt")])
 
     everything = (await http.get("/api/mailbox")).json()

@@ -14,7 +14,7 @@ from harness import System, deliver, eventually, publish, running
 from pizza import config
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import OrderCancelledV1
-from pizza.services.delivery import service as delivery
+from pizza.services.delivery import create as delivery
 from pizza.services.delivery.simulation import DRIVERS
 from pizza.services.delivery.tables import addresses
 
@@ -71,8 +71,8 @@ async def send_out(system: System, order_id: str, driver: str = "Asha") -> Any:
                                   json={"driver": driver})
 
 
-async def stored_addresses() -> int:
-    async with delivery.read() as conn:
+async def stored_addresses(system: System) -> int:
+    async with system.service("delivery").read() as conn:
         return int((await conn.execute(select(func.count()).select_from(addresses)))
                    .scalar_one())
 
@@ -108,7 +108,7 @@ async def test_bad_address_is_refused_and_nothing_happens(system: System,
     assert response.json()["error"]["code"] == "invalid-request"
     await system.settle()
     assert types(system) == []
-    assert await stored_addresses() == 0
+    assert await stored_addresses(system) == 0
 
 
 # -- jobs ------------------------------------------------------------------------------

@@ -16,10 +16,10 @@ from pizza.contracts.notifications import SendEmailV1
 from pizza.contracts.orders import CustomerForgottenV1
 from pizza.eventing import Backoff, Service
 from pizza.eventing.transport.embedded import free_port
-from pizza.services.delivery import service as delivery
+from pizza.services.delivery import create as delivery
 from pizza.services.delivery.tables import addresses
+from pizza.services.notifications import create as notifications
 from pizza.services.notifications import outgoing, sender
-from pizza.services.notifications import service as notifications
 
 ORDER = "3f2b8a1c-6d4e-4f7a-9b2c-1e5d7f9a0b3c"
 OTHER_ORDER = "7a1c9e3b-2d4f-4a6b-8c0e-5f7a9b1d3e2c"
@@ -61,7 +61,7 @@ async def test_delivery_forgets_the_addresses_and_the_copies_on_open_jobs(
         jobs = (await system.http.get("/api/delivery/jobs")).json()
         assert {job["orderId"]: job["address"] and job["address"]["line1"]
                 for job in jobs} == {ORDER: None, OTHER_ORDER: "2 Bob Road"}
-        async with delivery.read() as conn:
+        async with system.service("delivery").read() as conn:
             left = (await conn.execute(select(addresses.c.customer_id))).scalars().all()
         assert left == ["bob"]
 

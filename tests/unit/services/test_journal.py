@@ -27,8 +27,8 @@ from pizza.eventing.transport.base import (
     DEAD_SUBJECT,
     Outgoing,
 )
+from pizza.services.tracking import create as tracking
 from pizza.services.tracking import journal
-from pizza.services.tracking import service as tracking
 from pizza.services.tracking.tables import journal as journal_table
 
 ORDER = "00000000-0000-4000-8000-00000000a001"
@@ -165,7 +165,7 @@ async def test_a_redelivered_or_retried_message_is_one_entry(system: System) -> 
 
     found = await journal_holds(system, 2)
     assert [e["type"] for e in found] == ["OrderPrepared", "OrderPreparing"]
-    async with journal.current().db.read() as conn:
+    async with system.service("tracking").journals.current().db.read() as conn:
         rows = (await conn.execute(select(func.count()).select_from(journal_table))).scalar()
     assert rows == 2
 
@@ -235,7 +235,7 @@ async def test_old_entries_and_those_beyond_the_newest_are_pruned(system: System
     for env in envelopes:
         await put_event(system, env)
     found = await journal_holds(system, 6)
-    db = journal.current().db
+    db = system.service("tracking").journals.current().db
     now = datetime.now(UTC)
     oldest = found[-1]["seq"]
     async with db.begin() as conn:  # the first one arrived two days ago

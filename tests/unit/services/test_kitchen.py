@@ -12,7 +12,7 @@ import pytest
 from harness import System, deliver, eventually, publish, running
 from pizza import config
 from pizza.contracts.orders import OrderCancelledV1, OrderConfirmedV1, OrderLine
-from pizza.services.kitchen import service as kitchen
+from pizza.services.kitchen import create as kitchen
 
 KITCHEN = "pizza.events.kitchen."
 

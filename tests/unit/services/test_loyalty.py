@@ -14,12 +14,11 @@ from sqlalchemy import delete
 from harness import System, running
 from pizza import config
 from pizza.contracts.orders import OrderCompletedV1
-from pizza.eventing import Backoff
+from pizza.eventing import Backoff, Service
 from pizza.eventing.envelope import Envelope, Metadata
 from pizza.eventing.storage import inbox
 from pizza.eventing.transport.base import Outgoing
-from pizza.services.loyalty import saas_adapter
-from pizza.services.loyalty import service as loyalty
+from pizza.services.loyalty import create
 from pizza.services.loyalty.resilience import CircuitBreaker, TokenBucket
 from pizza.thirdparty import loyalty_saas
 
@@ -81,12 +80,23 @@ def fresh_settings() -> Any:
     config.reset()
 
 
+# What a test changes in the add-points queue of the loyalty services it makes.
+RETRIES: dict[str, Any] = {}
+
+
+def loyalty(settings: config.Settings) -> Service:
+    """Loyalty as ``create`` makes it, with the queue options a test asked for."""
+    service = create(settings)
+    for option, value in RETRIES.items():
+        setattr(service.subscriptions["add-points"], option, value)
+    return service
+
+
 @pytest.fixture
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries every 50 ms, so a test sees several attempts in well under a second."""
-    subscription = loyalty.subscriptions["add-points"]
-    monkeypatch.setattr(subscription, "backoff", Backoff(initial=0.05, factor=1.0))
-    monkeypatch.setattr(subscription, "max_attempts", 100)
+    monkeypatch.setitem(RETRIES, "backoff", Backoff(initial=0.05, factor=1.0))
+    monkeypatch.setitem(RETRIES, "max_attempts", 100)
 
 
 # -- our own ledger -----------------------------------------------------------------------
@@ -217,7 +227,7 @@ async def test_the_breaker_opens_in_an_outage_and_closes_after_it(
     monkeypatch.setenv("PIZZA_LOYALTY_SAAS_FAILURES", "2")
     monkeypatch.setenv("PIZZA_LOYALTY_SAAS_COOL_DOWN", "0.4")
     async with with_saas(tmp_path) as (system, saas):
-        breaker = saas_adapter.saas().breaker
+        breaker = system.service("loyalty").saas.current().breaker
         stats = system.runtime.hosts["loyalty"].consumers[0].stats
         saas.down = True
         await deliver(system, completed(ORDER_1, 10.0), settle=False)

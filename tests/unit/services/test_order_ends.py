@@ -15,11 +15,11 @@ import pytest
 
 from harness import System, running
 from pizza import config
-from pizza.services.delivery import service as delivery
-from pizza.services.kitchen import service as kitchen
-from pizza.services.orders import service as orders
-from pizza.services.pickup import service as pickup
-from pizza.services.tracking import service as tracking
+from pizza.services.delivery import create as delivery
+from pizza.services.kitchen import create as kitchen
+from pizza.services.orders import create as orders
+from pizza.services.pickup import create as pickup
+from pizza.services.tracking import create as tracking
 
 SEND_EMAIL = "pizza.commands.notifications.SendEmail.v1"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import sys
@@ -25,7 +26,8 @@ from pizza.eventing import Message, personal
 from pizza.eventing.envelope import Envelope, Metadata
 from pizza.eventing.transport.base import DEAD_ERROR, DEAD_REASON, Outgoing
 from pizza.eventing.transport.memory import MemoryTransport
-from pizza.services.orders import placing, service
+from pizza.services.orders import create as orders_service
+from pizza.services.orders import placing
 from pizza.services.orders.tables import known_delivery_addresses, orders
 
 try:
@@ -62,7 +64,7 @@ def fresh_settings() -> Iterator[None]:
 
 @pytest.fixture
 async def system(tmp_path: Path) -> AsyncIterator[System]:
-    async with running([service], tmp_path) as running_system:
+    async with running([orders_service], tmp_path) as running_system:
         yield running_system
 
 
@@ -109,14 +111,14 @@ async def placed(system: System, order: dict[str, Any] | None = None) -> str:
     return str(response.json()["orderId"])
 
 
-async def status_of(order_id: str) -> str | None:
-    async with service.read() as conn:
+async def status_of(system: System, order_id: str) -> str | None:
+    async with system.service("orders").read() as conn:
         return (await conn.execute(
             select(orders.c.status).where(orders.c.id == order_id))).scalar()
 
 
-async def order_count() -> int:
-    async with service.read() as conn:
+async def order_count(system: System) -> int:
+    async with system.service("orders").read() as conn:
         return int((await conn.execute(select(func.count()).select_from(orders))).scalar_one())
 
 
@@ -216,7 +218,7 @@ async def test_an_order_naming_a_delivery_id_not_heard_of_yet_is_confirmed_when_
     assert v2["metadata"]["correlationId"] == order_id
     [receipt] = system.published(SEND_EMAIL)
     assert receipt["metadata"]["correlationId"] == order_id
-    assert await status_of(order_id) == "confirmed"
+    assert await status_of(system, order_id) == "confirmed"
 
 
 async def test_orders_are_taken_while_the_broker_is_down(system: System) -> None:
@@ -249,7 +251,7 @@ async def test_an_order_whose_delivery_id_stays_unknown_ends_cancelled_with_an_e
     assert email["data"]["to"] == "ada@example.com"
     assert "cancelled" in email["data"]["subject"]
     assert cancelled["data"]["reason"] in email["data"]["body"]
-    assert await status_of(order_id) == "cancelled"
+    assert await status_of(system, order_id) == "cancelled"
     assert system.published("pizza.events.orders.OrderConfirmed.") == []
     # The id's event coming after all changes nothing: the order has ended.
     await register_address(system, ADDRESS_3)
@@ -276,7 +278,7 @@ async def test_the_deadline_job_confirms_an_order_stored_while_its_id_was_learnt
     # settled the order then; the background job does.
     response = await place(system, body(fulfilment="delivery", deliveryId=ADDRESS_2))
     order_id = response.json()["orderId"]
-    async with service.unit_of_work() as ctx:
+    async with system.service("orders").unit_of_work() as ctx:
         await ctx.db.execute(known_delivery_addresses.insert().values(
             delivery_id=ADDRESS_2, customer_id="ada"))
 
@@ -292,13 +294,13 @@ async def test_a_pickup_order_ignores_a_delivery_id(system: System) -> None:
     assert v2["data"]["deliveryId"] is None
 
 
-async def test_v1_is_not_published_when_configured_never(system: System) -> None:
-    config.configure(order_confirmed_v1="never")
+async def test_v1_is_not_published_when_configured_never(tmp_path: Path) -> None:
+    never = dataclasses.replace(config.settings(), order_confirmed_v1="never")
+    async with running([orders_service(never)], tmp_path) as system:
+        await placed(system)
 
-    await placed(system)
-
-    assert system.published("pizza.events.orders.OrderConfirmed.v1") == []
-    assert len(system.published("pizza.events.orders.OrderConfirmed.v2")) == 1
+        assert system.published("pizza.events.orders.OrderConfirmed.v1") == []
+        assert len(system.published("pizza.events.orders.OrderConfirmed.v2")) == 1
 
 
 # -- bad input ----------------------------------------------------------------------------
@@ -353,7 +355,7 @@ async def test_bad_order_is_refused_and_changes_nothing(
     error = response.json()["error"]
     assert error["code"] == code and error["message"]
     await system.settle()
-    assert await order_count() == 0
+    assert await order_count(system) == 0
     assert sent_by_orders(system) == []
 
 
@@ -367,7 +369,7 @@ async def test_unknown_menu_items_are_named(system: System) -> None:
     error = response.json()["error"]
     assert error["code"] == "unknown-menu-item"
     assert error["details"] == {"menuItemIds": ["anchovies", "pineapple"]}
-    assert await order_count() == 0
+    assert await order_count(system) == 0
     assert sent_by_orders(system) == []
 
 
@@ -383,7 +385,7 @@ async def test_unreadable_body_is_refused(system: System, raw: bytes, status: in
 
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
-    assert await order_count() == 0
+    assert await order_count(system) == 0
 
 
 async def test_oversized_body_is_refused_by_its_declared_length(system: System) -> None:
@@ -394,7 +396,7 @@ async def test_oversized_body_is_refused_by_its_declared_length(system: System) 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too-large"
     await system.settle()
-    assert await order_count() == 0
+    assert await order_count(system) == 0
     assert sent_by_orders(system) == []
 
 
@@ -421,7 +423,7 @@ async def test_oversized_body_without_a_length_is_refused_as_it_streams(
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too-large"
-    assert await order_count() == 0
+    assert await order_count(system) == 0
 
 
 async def test_a_body_just_under_the_limit_is_read(system: System) -> None:
@@ -436,7 +438,7 @@ async def test_an_overlong_idempotency_key_is_refused(system: System) -> None:
 
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid-idempotency-key"
-    assert await order_count() == 0
+    assert await order_count(system) == 0
 
 
 # -- idempotency --------------------------------------------------------------------------
@@ -451,7 +453,7 @@ async def test_same_key_and_body_give_the_same_order_once(system: System) -> Non
     assert first.status_code == again.status_code == 202
     assert again.json() == first.json()
     assert again.headers["location"] == first.headers["location"]
-    assert await order_count() == 1
+    assert await order_count(system) == 1
     assert len(system.published("pizza.events.orders.OrderConfirmed.v2")) == 1
     assert len(system.published(SEND_EMAIL)) == 1
 
@@ -463,7 +465,7 @@ async def test_same_key_with_another_body_is_refused(system: System) -> None:
 
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "idempotency-key-reused"
-    assert await order_count() == 1
+    assert await order_count(system) == 1
     different_key = await place(system, body(), key="key-2")
     assert different_key.json()["orderId"] != first.json()["orderId"]
 
@@ -472,8 +474,8 @@ async def test_concurrent_requests_with_one_key_make_one_order(
         system: System, monkeypatch: pytest.MonkeyPatch) -> None:
     look_up = placing._by_key
 
-    async def look_up_then_dawdle(key: str, fingerprint: str) -> str | None:
-        found = await look_up(key, fingerprint)
+    async def look_up_then_dawdle(service: Any, key: str, fingerprint: str) -> str | None:
+        found = await look_up(service, key, fingerprint)
         await asyncio.sleep(0.05)  # every request sees "no order yet" before any stores
         return found
 
@@ -484,7 +486,7 @@ async def test_concurrent_requests_with_one_key_make_one_order(
 
     assert [r.status_code for r in responses] == [202] * 5
     assert len({r.json()["orderId"] for r in responses}) == 1
-    assert await order_count() == 1
+    assert await order_count(system) == 1
     assert len(system.published("pizza.events.orders.OrderConfirmed.v2")) == 1
     assert len(system.published(SEND_EMAIL)) == 1
 
@@ -520,7 +522,7 @@ async def test_a_cancel_racing_the_kitchen_ends_the_order_cancelled(system: Syst
                  correlation_id=order_id)
     await inject(system, OrderCollectedV1(order_id=order_id), correlation_id=order_id)
 
-    assert await status_of(order_id) == "cancelled"
+    assert await status_of(system, order_id) == "cancelled"
     assert len(system.published("pizza.events.orders.OrderCancelled.v1")) == 1
     assert system.published("pizza.events.orders.OrderCompleted.v1") == []
     kinds = [e["kind"] for e in (await system.http.get(f"/api/orders/{order_id}/emails")).json()]

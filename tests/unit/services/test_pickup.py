@@ -12,7 +12,7 @@ from harness import System, deliver, eventually, publish, running
 from pizza import config
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import OrderCancelledV1
-from pizza.services.pickup import service as pickup
+from pizza.services.pickup import create as pickup
 
 PICKUP = "pizza.events.pickup."
 

@@ -34,8 +34,7 @@ from pizza.eventing import Event
 from pizza.eventing.envelope import Envelope
 from pizza.eventing.transport.base import Outgoing
 from pizza.services.tracking import api as api_module
-from pizza.services.tracking import readmodel
-from pizza.services.tracking import service as tracking
+from pizza.services.tracking import create as tracking
 from pizza.services.tracking import store as store_module
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -245,7 +244,7 @@ async def test_a_cancel_racing_the_kitchen_ends_cancelled_and_so_does_the_stream
     await deliver(system, confirm)
     await deliver(system, preparing)
     reading = asyncio.create_task(read_stream(system, ORDER_6))
-    await until_listening(ORDER_6)
+    await until_listening(system, ORDER_6)
 
     for env in ([prepared, cancel] if arrival == "prepared first" else [cancel, prepared]):
         await deliver(system, env)
@@ -294,7 +293,7 @@ async def test_the_stream_waits_a_moment_for_an_order_about_to_appear(
     monkeypatch.setattr(api_module, "APPEAR_SECONDS", 3.0, raising=False)
     story = [envelope(e, at(i)) for i, e in enumerate(pickup_story(ORDER_5))]
     reading = asyncio.create_task(read_stream(system, ORDER_5))
-    await until_listening(ORDER_5)
+    await until_listening(system, ORDER_5)
     await tell_envelopes(system, story[:1])
     await asyncio.sleep(0.1)
     await deliver(system, envelope(OrderCancelledV1(order_id=ORDER_5, reason="x"), at(9)))
@@ -346,7 +345,7 @@ async def test_a_customers_orders_are_listed_newest_first(system: System) -> Non
 
 async def test_clearing_the_store_forgets_every_order(system: System) -> None:
     await tell(system, delivery_story(ORDER_8)[:2])
-    await readmodel.clear(system.runtime.hosts["tracking"])
+    await system.service("tracking").read_models.clear(system.runtime.hosts["tracking"])
     assert (await system.http.get(f"/api/orders/{ORDER_8}")).status_code == 404
 
 
@@ -359,8 +358,8 @@ async def read_stream(system: System, order_id: str) -> str:
         return (await response.aread()).decode()
 
 
-async def until_listening(order_id: str) -> None:
-    hub = readmodel.current().hub
+async def until_listening(system: System, order_id: str) -> None:
+    hub = system.service("tracking").read_models.current().hub
     for _ in range(200):
         if hub.listeners(order_id):
             return
@@ -397,7 +396,7 @@ async def test_the_stream_sends_the_current_document_then_each_change_then_ends(
     # httpx's ASGI transport hands over the body when the response ends, so read it in
     # the background, wait until the stream listens, then tell the rest of the story.
     reading = asyncio.create_task(read_stream())
-    hub = readmodel.current().hub
+    hub = system.service("tracking").read_models.current().hub
     for _ in range(200):
         if hub.listeners(ORDER_9):
             break

@@ -1,26 +1,44 @@
 """Delivery: owns customers' delivery addresses, and takes prepared delivery orders to
-the door (OrderOutForDelivery, OrderDelivered)."""
+the door (OrderOutForDelivery, OrderDelivered).
+
+``create(settings)`` builds the service; importing this package builds nothing.
+"""
 
 from __future__ import annotations
 
+import functools
+import itertools
+
+from pizza.config import Settings
 from pizza.contracts.delivery import (
     DeliveryAddressRegisteredV1,
     OrderDeliveredV1,
     OrderOutForDeliveryV1,
 )
+from pizza.contracts.kitchen import OrderPreparedV1
+from pizza.contracts.orders import CustomerForgottenV1, OrderCancelledV1
 from pizza.eventing import Service
+from pizza.services.delivery import api, handlers, simulation
 from pizza.services.delivery.tables import metadata
 
-service = Service(
-    "delivery", tables=metadata,
-    description="Delivery addresses, and drivers taking prepared delivery orders out.",
-)
-service.declare_publishes(DeliveryAddressRegisteredV1, OrderOutForDeliveryV1,
-                          OrderDeliveredV1)
 
-# Registered on import: the handlers, the routes and the simulated drivers.
-from pizza.services.delivery import api, handlers, simulation  # noqa: E402
+def create(settings: Settings) -> Service:
+    """Delivery: its handlers, routes and (``settings.simulate``) simulated drivers."""
+    service = Service(
+        "delivery", tables=metadata,
+        description="Delivery addresses, and drivers taking prepared delivery orders out.",
+    )
+    service.declare_publishes(DeliveryAddressRegisteredV1, OrderOutForDeliveryV1,
+                              OrderDeliveredV1)
+    service.handles(OrderPreparedV1)(handlers.open_job)
+    service.handles(OrderCancelledV1)(handlers.withdraw_job)
+    service.handles(CustomerForgottenV1)(handlers.forget_customer)
+    service.router = api.router
+    if settings.simulate:
+        service.runs("drivers", idle_seconds=simulation.POLL_SECONDS)(functools.partial(
+            simulation.drivers_round, service, settings.drive_seconds,
+            itertools.cycle(simulation.DRIVERS)))
+    return service
 
-service.router = api.router
 
-__all__ = ["handlers", "service", "simulation"]
+__all__ = ["create"]

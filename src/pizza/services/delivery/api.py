@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -15,15 +13,17 @@ from pizza.contracts.delivery import (
     OrderDeliveredV1,
     OrderOutForDeliveryV1,
 )
+from pizza.eventing import ServiceHost
 from pizza.eventing.service import route_causes
 from pizza.services import paging
-from pizza.services.delivery import addresses, jobs, service
+from pizza.services.delivery import addresses, jobs
+from pizza.services.running import running_host
 from pizza.web.access import CurrentCaller, acting_for
-from pizza.web.errors import ApiError
 from pizza.web.text import ShortText
 
 router: APIRouter = APIRouter(tags=["delivery"])
 OrderId = Annotated[str, Path(alias="orderId", max_length=100)]
+Host = Annotated[ServiceHost, running_host("delivery")]
 
 
 class _Camel(BaseModel):
@@ -57,29 +57,19 @@ class StageChange(_Camel):
     stage: jobs.Stage
 
 
-@contextlib.contextmanager
-def refusals() -> Iterator[None]:
-    """Delivery's refusals in the API's error shape."""
-    try:
-        yield
-    except jobs.JobNotFound as missing:
-        raise ApiError(404, "not-found", str(missing)) from None
-    except jobs.JobRefused as refused:
-        raise ApiError(409, refused.code, str(refused), {"stage": refused.stage}) from None
-
-
 @router.post("/api/delivery-addresses", status_code=201, response_model=Registered,
              openapi_extra=route_causes(DeliveryAddressRegisteredV1))
 async def register_address(address: addresses.NewAddress,
-                           caller: CurrentCaller) -> Registered:
+                           caller: CurrentCaller, host: Host) -> Registered:
     """Keep an address; orders name it by the id answered here."""
     acting_for(caller, address.customer_id)
-    async with service.unit_of_work() as ctx:
+    async with host.unit_of_work() as ctx:
         delivery_id = await addresses.register(ctx, address)
     return Registered(delivery_id=delivery_id)
 
 
-# Documented in the OpenAPI entries of the drivers' buttons.
+# Delivery's refusals (jobs.JobNotFound, JobRefused), as the entry point answers them
+# (web/errors.py), documented in the OpenAPI entries of the drivers' buttons.
 REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no delivery job for this order (yet)"},
     409: {"description": "the job was withdrawn (cancelled) or is at another stage"},
@@ -91,7 +81,7 @@ ListedStage = Literal["awaiting", "out", "delivered"]
 
 @router.get("/api/delivery/jobs", response_model=list[Job], responses=paging.NOT_MODIFIED)
 async def list_jobs(
-    request: Request, response: Response,
+    request: Request, response: Response, host: Host,
     stage: Annotated[list[ListedStage] | None,
                      Query(description="only these stages (default: awaiting and out)")
                      ] = None,
@@ -108,7 +98,7 @@ async def list_jobs(
     window = paging.Window(stages=paging.stages_or(stage, jobs.ACTIVE),
                            finished_within=finished_within, order=order, before=before,
                            after=after, limit=limit)
-    async with service.read() as conn:
+    async with host.db.read() as conn:
         rows = await jobs.job_page(conn, window)
     rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
     return paging.answer([_job(row) for row in rows], request, response)
@@ -123,20 +113,18 @@ def _job(row: Any) -> Job:
              response_model=StageChange,
              responses={400: {"description": "the body is not JSON"}, **REFUSALS},
              openapi_extra=route_causes(OrderOutForDeliveryV1))
-async def out_for_delivery(order_id: OrderId, body: Driver) -> StageChange:
+async def out_for_delivery(order_id: OrderId, body: Driver, host: Host) -> StageChange:
     """A driver takes the order (the same driver again is harmless)."""
-    with refusals():
-        async with service.unit_of_work() as ctx:
-            await jobs.send_out_one(ctx, order_id, body.driver)
+    async with host.unit_of_work() as ctx:
+        await jobs.send_out_one(ctx, order_id, body.driver)
     return StageChange(order_id=order_id, stage="out")
 
 
 @router.post("/api/delivery/jobs/{orderId}/delivered", status_code=202,
              response_model=StageChange, responses=REFUSALS,
              openapi_extra=route_causes(OrderDeliveredV1))
-async def delivered(order_id: OrderId) -> StageChange:
+async def delivered(order_id: OrderId, host: Host) -> StageChange:
     """The customer has the order (only once it is out; again is harmless)."""
-    with refusals():
-        async with service.unit_of_work() as ctx:
-            await jobs.deliver_one(ctx, order_id)
+    async with host.unit_of_work() as ctx:
+        await jobs.deliver_one(ctx, order_id)
     return StageChange(order_id=order_id, stage="delivered")

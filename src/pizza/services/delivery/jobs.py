@@ -20,6 +20,7 @@ from sqlalchemy import Row, select, update
 from pizza.contracts.delivery import OrderDeliveredV1, OrderOutForDeliveryV1
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.eventing import Context
+from pizza.eventing.errors import Conflict, NotFound
 from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.delivery import addresses
 from pizza.services.delivery.tables import jobs
@@ -33,16 +34,15 @@ SHOWN: tuple[Stage, ...] = ("awaiting", "out", "delivered")  # what a list may a
 FINISHED: tuple[Stage, ...] = ("delivered",)  # done: drops off the board
 
 
-class JobNotFound(LookupError):
+class JobNotFound(NotFound):
     """No delivery job for this order (yet, or it is not a delivery order)."""
 
 
-class JobRefused(Exception):
+class JobRefused(Conflict):
     """The job's stage does not allow this step."""
 
     def __init__(self, code: str, message: str, stage: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, {"stage": stage}, code=code)
         self.stage = stage
 
 

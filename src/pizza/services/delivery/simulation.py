@@ -9,31 +9,26 @@ several processes (or a person clicking at the same time) harmless.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from pizza.config import settings
-from pizza.services.delivery import jobs, service
+from pizza.eventing import Service
+from pizza.services.delivery import jobs
 
 POLL_SECONDS = 0.05  # how long idle drivers wait before looking again
 BATCH = 200  # jobs moved in one transaction
 DRIVERS = ("Asha", "Bertie", "Chidi", "Dominika", "Euan", "Fatima")
 
 
-_rota: Iterator[str] = itertools.cycle(DRIVERS)
-
-
-@service.runs("drivers", when=lambda: settings().simulate, idle_seconds=POLL_SECONDS)
-async def _round() -> bool:
-    """Send the awaiting jobs out, then deliver those driven long enough."""
-    drive_seconds = settings().drive_seconds
+async def drivers_round(service: Service, drive_seconds: float, rota: Iterator[str]) -> bool:
+    """Send the awaiting jobs out (drivers taken in turn from ``rota``), then deliver
+    those driven long enough."""
     now = datetime.now(UTC)
-    awaiting = await _due("awaiting", now)
+    awaiting = await _due(service, "awaiting", now)
     if awaiting:
         async with service.unit_of_work() as ctx:
-            await jobs.send_out(ctx, {order_id: next(_rota) for order_id in awaiting})
-    arrived = await _due("out", now + timedelta(microseconds=1)
+            await jobs.send_out(ctx, {order_id: next(rota) for order_id in awaiting})
+    arrived = await _due(service, "out", now + timedelta(microseconds=1)
                          - timedelta(seconds=drive_seconds))
     if arrived:
         async with service.unit_of_work() as ctx:
@@ -41,6 +36,6 @@ async def _round() -> bool:
     return bool(awaiting or arrived)
 
 
-async def _due(stage: jobs.Stage, changed_before: datetime) -> list[str]:
+async def _due(service: Service, stage: jobs.Stage, changed_before: datetime) -> list[str]:
     async with service.read() as conn:
         return await jobs.in_stage(conn, stage, changed_before=changed_before, limit=BATCH)

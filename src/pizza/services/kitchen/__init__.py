@@ -1,21 +1,37 @@
 """The kitchen: turns confirmed orders into tickets, cooks them, and says when they are
-ready (OrderPreparing, OrderPrepared)."""
+ready (OrderPreparing, OrderPrepared).
+
+``create(settings)`` builds the service; importing this package builds nothing.
+"""
 
 from __future__ import annotations
 
+import functools
+
+from pizza.config import Settings
 from pizza.contracts.kitchen import OrderPreparedV1, OrderPreparingV1
+from pizza.contracts.orders import OrderCancelledV1, OrderConfirmedV1
 from pizza.eventing import Service
+from pizza.services.kitchen import api, handlers, simulation
 from pizza.services.kitchen.tables import metadata
 
-service = Service(
-    "kitchen", tables=metadata,
-    description="Tickets for confirmed orders; cooks them and announces when they are ready.",
-)
-service.declare_publishes(OrderPreparingV1, OrderPreparedV1)
 
-# Registered on import: the handlers, the routes and the simulated staff.
-from pizza.services.kitchen import api, handlers, simulation  # noqa: E402
+def create(settings: Settings) -> Service:
+    """The kitchen: its handlers, routes and (``settings.simulate``) simulated staff."""
+    service = Service(
+        "kitchen", tables=metadata,
+        description="Tickets for confirmed orders; cooks them and announces when they are "
+                    "ready.",
+    )
+    service.declare_publishes(OrderPreparingV1, OrderPreparedV1)
+    # The kitchen's own intake limit: no more confirmed orders in flight than it can take.
+    service.handles(OrderConfirmedV1, max_in_flight=20)(handlers.open_ticket)
+    service.handles(OrderCancelledV1)(handlers.withdraw_ticket)
+    service.router = api.router
+    if settings.simulate:
+        service.runs("kitchen-staff", idle_seconds=simulation.POLL_SECONDS)(
+            functools.partial(simulation.staff_round, service, settings.cook_seconds))
+    return service
 
-service.router = api.router
 
-__all__ = ["handlers", "service", "simulation"]
+__all__ = ["create"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -12,13 +10,15 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from pizza.contracts.kitchen import OrderPreparedV1, OrderPreparingV1
+from pizza.eventing import ServiceHost
 from pizza.eventing.service import route_causes
 from pizza.services import paging
-from pizza.services.kitchen import service, tickets
-from pizza.web.errors import ApiError
+from pizza.services.kitchen import tickets
+from pizza.services.running import running_host
 
 router: APIRouter = APIRouter(prefix="/api/kitchen", tags=["kitchen"])
 OrderId = Annotated[str, Path(alias="orderId", max_length=100)]
+Host = Annotated[ServiceHost, running_host("kitchen")]
 
 
 class _Camel(BaseModel):
@@ -52,18 +52,8 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-@contextlib.contextmanager
-def refusals() -> Iterator[None]:
-    """The kitchen's refusals in the API's error shape."""
-    try:
-        yield
-    except tickets.TicketNotFound as missing:
-        raise ApiError(404, "not-found", str(missing)) from None
-    except tickets.TicketRefused as refused:
-        raise ApiError(409, refused.code, str(refused), {"stage": refused.stage}) from None
-
-
-# Documented in the OpenAPI entries of the buttons, as the error shape answers them.
+# The kitchen's refusals (tickets.TicketNotFound, TicketRefused), as the entry point
+# answers them (web/errors.py), documented in the OpenAPI entries of the buttons.
 REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no ticket for this order (yet)"},
     409: {"description": "the ticket was withdrawn (cancelled) or is at another stage"},
@@ -75,7 +65,7 @@ ListedStage = Literal["new", "preparing", "prepared"]
 
 @router.get("/tickets", response_model=list[Ticket], responses=paging.NOT_MODIFIED)
 async def list_tickets(
-    request: Request, response: Response,
+    request: Request, response: Response, host: Host,
     stage: Annotated[list[ListedStage] | None, Query(description="only these stages")] = None,
     finished_within: paging.FinishedWithin = None,
     order: paging.SortOrder = "oldest",
@@ -90,7 +80,7 @@ async def list_tickets(
     window = paging.Window(stages=paging.stages_or(stage, tickets.SHOWN),
                            finished_within=finished_within, order=order, before=before,
                            after=after, limit=limit)
-    async with service.read() as conn:
+    async with host.db.read() as conn:
         rows = await tickets.ticket_page(conn, window)
     rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
     return paging.answer([_ticket(row) for row in rows], request, response)
@@ -104,11 +94,10 @@ def _ticket(row: Any) -> Ticket:
 
 @router.post("/tickets/{orderId}/start", status_code=202, response_model=StageChange,
              responses=REFUSALS, openapi_extra=route_causes(OrderPreparingV1))
-async def start_ticket(order_id: OrderId) -> StageChange:
+async def start_ticket(order_id: OrderId, host: Host) -> StageChange:
     """Start cooking (again is harmless: no second OrderPreparing)."""
-    with refusals():
-        async with service.unit_of_work() as ctx:
-            await tickets.start_one(ctx, order_id)
+    async with host.unit_of_work() as ctx:
+        await tickets.start_one(ctx, order_id)
     return StageChange(order_id=order_id, stage="preparing")
 
 
@@ -116,9 +105,8 @@ async def start_ticket(order_id: OrderId) -> StageChange:
 @router.post("/tickets/{orderId}/prepared", status_code=202, response_model=StageChange,
              responses=REFUSALS,
              openapi_extra=route_causes(OrderPreparingV1, OrderPreparedV1))
-async def ticket_prepared(order_id: OrderId) -> StageChange:
+async def ticket_prepared(order_id: OrderId, host: Host) -> StageChange:
     """Cooked and boxed (again is harmless: no second OrderPrepared)."""
-    with refusals():
-        async with service.unit_of_work() as ctx:
-            await tickets.finish_one(ctx, order_id)
+    async with host.unit_of_work() as ctx:
+        await tickets.finish_one(ctx, order_id)
     return StageChange(order_id=order_id, stage="prepared")

@@ -12,32 +12,32 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from pizza.config import settings
-from pizza.eventing import Context
-from pizza.services.kitchen import service, tickets
+from pizza.eventing import Context, Service
+from pizza.services.kitchen import tickets
 
 POLL_SECONDS = 0.05  # how long an idle kitchen waits before looking again
 BATCH = 200  # tickets moved in one transaction
 
 
-@service.runs("kitchen-staff", when=lambda: settings().simulate, idle_seconds=POLL_SECONDS)
-async def _round() -> bool:
-    """Start the new tickets, then finish those cooked long enough; True if any moved."""
-    cook_seconds = settings().cook_seconds
+async def staff_round(service: Service, cook_seconds: float) -> bool:
+    """Start the new tickets, then finish those cooked long enough; True if any moved
+    (``create`` runs it in a loop with the service and its settings' cook_seconds)."""
     now = datetime.now(UTC)
-    started = await _press(tickets.start, await _due("new", now))
+    started = await _press(service, tickets.start, await _due(service, "new", now))
     cooked = now + timedelta(microseconds=1) - timedelta(seconds=cook_seconds)
-    finished = await _press(tickets.finish, await _due("preparing", cooked))
+    finished = await _press(service, tickets.finish,
+                            await _due(service, "preparing", cooked))
     return bool(started or finished)
 
 
-async def _due(stage: tickets.Stage, changed_before: datetime) -> list[str]:
+async def _due(service: Service, stage: tickets.Stage, changed_before: datetime) -> list[str]:
     async with service.read() as conn:
         return await tickets.in_stage(conn, stage, changed_before=changed_before,
                                       limit=BATCH)
 
 
-async def _press(button: Callable[[Context, Sequence[str]], Awaitable[list[str]]],
+async def _press(service: Service,
+                 button: Callable[[Context, Sequence[str]], Awaitable[list[str]]],
                  order_ids: list[str]) -> int:
     """Press one button for many tickets in one short transaction; tickets that changed
     since we looked (e.g. cancelled) are simply not moved."""

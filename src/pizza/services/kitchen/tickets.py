@@ -19,6 +19,7 @@ from sqlalchemy import Row, select, update
 from pizza.contracts.kitchen import OrderPreparedV1, OrderPreparingV1
 from pizza.contracts.orders import OrderConfirmedV1
 from pizza.eventing import Context
+from pizza.eventing.errors import Conflict, NotFound
 from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.kitchen.tables import tickets
 from pizza.services.paging import Window, staged_page
@@ -34,16 +35,15 @@ FINISHED: tuple[Stage, ...] = ("prepared",)  # done in the kitchen: drops off th
 WITHDRAWABLE = ("new", "preparing", "prepared")
 
 
-class TicketNotFound(LookupError):
+class TicketNotFound(NotFound):
     """The kitchen holds no ticket for this order (yet)."""
 
 
-class TicketRefused(Exception):
+class TicketRefused(Conflict):
     """The ticket's stage does not allow this step."""
 
     def __init__(self, code: str, message: str, stage: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, {"stage": stage}, code=code)
         self.stage = stage
 
 

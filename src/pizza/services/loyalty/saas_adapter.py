@@ -23,8 +23,8 @@ And the protections we owe ourselves and them:
 * every credit carries ``Idempotency-Key: <order id>``, so a retry after a lost answer
   replays their first answer instead of crediting twice.
 
-One shared ``httpx.AsyncClient`` per service run: ``open_adapter`` (an on_start hook)
-creates it, ``close_adapter`` (on_stop) closes it.
+One shared ``httpx.AsyncClient`` per service run: a ``SaasConnection`` made by the
+service's factory opens it when the service starts (on_start) and closes it on stop.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pizza.config import settings
 from pizza.eventing.settings import number
 from pizza.services.loyalty.resilience import CircuitBreaker, Clock, TokenBucket
 
@@ -206,41 +205,35 @@ def _describe(response: httpx.Response) -> str:
 
 # -- one adapter per service run ----------------------------------------------------------
 
-_adapter: LoyaltySaas | None = None
 
+class SaasConnection:
+    """The adapter of one loyalty service, open while it runs: the factory makes one for
+    the SaaS at ``base_url`` and adds ``open``/``close`` to the service's start and stop."""
 
-def saas() -> LoyaltySaas:
-    """The running adapter; LoyaltyUnavailable until the service has opened it."""
-    if _adapter is None:
-        raise LoyaltyUnavailable("the loyalty SaaS adapter is not open")
-    return _adapter
+    def __init__(self, base_url: str | None) -> None:
+        self.base_url = base_url
+        self.adapter: LoyaltySaas | None = None
 
+    def current(self) -> LoyaltySaas:
+        """The open adapter; LoyaltyUnavailable until the service has opened it."""
+        if self.adapter is None:
+            raise LoyaltyUnavailable("the loyalty SaaS adapter is not open")
+        return self.adapter
 
-def breaker_state() -> str | None:
-    """The circuit breaker's state, for /metrics; None when the SaaS is not in use."""
-    return None if _adapter is None else _adapter.breaker.state
+    def breaker_state(self) -> str | None:
+        """The circuit breaker's state, for /metrics; None while it is not open."""
+        return None if self.adapter is None else self.adapter.breaker.state
 
+    async def open(self, _host: ServiceHost) -> None:
+        """on_start: one shared HTTP client for this run."""
+        if not self.base_url:
+            raise RuntimeError("PIZZA_LOYALTY_BACKEND=saas needs PIZZA_LOYALTY_SAAS_URL")
+        await self.close(_host)
+        self.adapter = LoyaltySaas(self.base_url, SaasOptions.from_env())
+        log.info("loyalty points go to the SaaS at %s", self.base_url)
 
-def using_saas() -> bool:
-    return settings().loyalty_backend == "saas"
-
-
-async def open_adapter(_host: ServiceHost) -> None:
-    """on_start: with the saas backend, one shared HTTP client for this run."""
-    global _adapter
-    if not using_saas():
-        return
-    base_url = settings().loyalty_saas_url
-    if not base_url:
-        raise RuntimeError("PIZZA_LOYALTY_BACKEND=saas needs PIZZA_LOYALTY_SAAS_URL")
-    await close_adapter(_host)
-    _adapter = LoyaltySaas(base_url, SaasOptions.from_env())
-    log.info("loyalty points go to the SaaS at %s", base_url)
-
-
-async def close_adapter(_host: ServiceHost) -> None:
-    """on_stop: close the shared client."""
-    global _adapter
-    adapter, _adapter = _adapter, None
-    if adapter is not None:
-        await adapter.close()
+    async def close(self, _host: ServiceHost) -> None:
+        """on_stop: close the shared client."""
+        adapter, self.adapter = self.adapter, None
+        if adapter is not None:
+            await adapter.close()

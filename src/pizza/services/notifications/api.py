@@ -9,10 +9,13 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from pizza.eventing import ServiceHost
 from pizza.services import paging
 from pizza.services.notifications.mailbox import Letter, letters_for
+from pizza.services.running import running_host
 
 router: APIRouter = APIRouter(tags=["notifications"])
+Host = Annotated[ServiceHost, running_host("notifications")]
 
 
 class MailboxLetter(BaseModel):
@@ -43,7 +46,7 @@ RowId = Annotated[int | None, Query(ge=1, le=2**62, description="a row of the li
 @router.get("/api/mailbox", response_model=list[MailboxLetter],
             responses=paging.NOT_MODIFIED)
 async def read_mailbox(
-    request: Request, response: Response,
+    request: Request, response: Response, host: Host,
     to: str | None = Query(default=None, max_length=320,
                            description="only mail to this address"),
     q: str | None = Query(default=None, max_length=100,
@@ -58,7 +61,7 @@ async def read_mailbox(
     operator's page reads pages instead (``?order=latest&limit=20&q=...``); a Link
     rel=next header names the next page while there is one (services/paging.py)."""
     search = (q or "").strip() or None
-    letters = await letters_for(to, search=search, latest=order == "latest", before=before,
+    letters = await letters_for(host.db, to, search=search, latest=order == "latest", before=before,
                                 after=after, limit=None if limit is None else limit + 1)
     letters = paging.trim(letters, limit, request, response, lambda x: x.id, order)
     return paging.answer([MailboxLetter.of(letter) for letter in letters], request, response)

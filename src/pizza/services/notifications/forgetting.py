@@ -25,7 +25,7 @@ from pizza.contracts.notifications import EmailFailedV1
 from pizza.contracts.orders import CustomerForgottenV1
 from pizza.eventing import Context
 from pizza.eventing.personal import subject_ref
-from pizza.services.notifications import outgoing, service
+from pizza.services.notifications import outgoing
 from pizza.services.notifications.handlers import RECIPIENT_FORGOTTEN
 from pizza.services.notifications.tables import mailbox, mailbox_received
 from pizza.services.notifications.tables import outgoing_emails as rows
@@ -33,7 +33,6 @@ from pizza.services.notifications.tables import outgoing_emails as rows
 log = logging.getLogger("pizza.services.notifications")
 
 
-@service.handles(CustomerForgottenV1, causes=(EmailFailedV1,))
 async def forget_customer(event: CustomerForgottenV1, ctx: Context) -> None:
     ref = subject_ref(event.customer_id)
     theirs = (await ctx.db.execute(

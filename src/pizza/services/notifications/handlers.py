@@ -19,9 +19,10 @@ what was recorded before).
 
 from __future__ import annotations
 
-from pizza.contracts.notifications import EmailFailedV1, EmailSentV1, SendEmailV1
+from pizza.contracts.notifications import EmailFailedV1, SendEmailV1
 from pizza.eventing import Context
-from pizza.services.notifications import mailer, outgoing, sender, service
+from pizza.services.notifications import mailer, outgoing
+from pizza.services.notifications.sender import EmailSender
 
 RECIPIENT_FORGOTTEN = "recipient forgotten"
 
@@ -33,12 +34,13 @@ async def recipient_forgotten(ctx: Context) -> None:
 
 
 # EmailSent is answered by the sender after the commit (sender.py), EmailFailed now or then.
-@service.handles(SendEmailV1, max_in_flight=32, forgotten=recipient_forgotten,
-                 causes=(EmailSentV1, EmailFailedV1))
-async def send_email(command: SendEmailV1, ctx: Context) -> None:
+async def send_email(command: SendEmailV1, ctx: Context, *, mail_from: str,
+                     sender: EmailSender) -> None:
+    """Record the email (its Message-ID in ``mail_from``'s domain); ``sender`` sends it
+    after the commit."""
     meta = ctx.cause
     assert meta is not None  # a handler always has the message it handles
-    message_id = mailer.message_id_for(meta.id)
+    message_id = mailer.message_id_for(meta.id, mail_from)
     try:
         mailer.compose(command, message_id)
         mailer.check_addresses(command)

@@ -18,8 +18,9 @@ so the ``mailbox_received`` table recognises it and it is not stored twice.
 Recipients in the reserved ``.invalid`` top-level domain (RFC 2606) are refused with a
 permanent 550, so the EmailFailed path can be seen without a real mail server.
 
-Started by the composition root with ``start_sink(host, port)``, or by the service's
-on_start hook when PIZZA_SMTP_SINK=1 (then on settings().smtp_host:smtp_port).
+Started with ``start_sink(service, host, port)``: by the service's on_start hook when its
+settings ask for a sink (PIZZA_SMTP_SINK=1, or ``pizza up``: ``Sink`` below, on
+smtp_host:smtp_port), stopped by its on_stop hook.
 """
 
 from __future__ import annotations
@@ -40,12 +41,11 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pizza.config import settings
-from pizza.eventing.storage import upsert
-from pizza.services.notifications import service
+from pizza.eventing.storage import Database, upsert
 from pizza.services.notifications.tables import mailbox, mailbox_received
 
 if TYPE_CHECKING:
+    from pizza.eventing import Service
     from pizza.eventing.host import ServiceHost
 
 log = logging.getLogger("pizza.services.notifications.mailbox")
@@ -95,10 +95,10 @@ def _text(body: str) -> str:
     return body.replace("\r\n", "\n").removesuffix("\n")
 
 
-async def store(letters: list[Letter]) -> None:
+async def store(db: Database, letters: list[Letter]) -> None:
     """Keep received letters in the service's database (runs on the service's loop), each
     recipient's once per Message-ID."""
-    async with service.running().db.begin() as conn:
+    async with db.begin() as conn:
         new = [x for x in letters if await _first_time(conn, x)]
         if new:
             await conn.execute(insert(mailbox), [
@@ -117,8 +117,8 @@ async def _first_time(conn: AsyncConnection, letter: Letter) -> bool:
     return seen is not None
 
 
-async def letters_for(to: str | None, *, search: str | None = None, latest: bool = False,
-                      before: int | None = None, after: int | None = None,
+async def letters_for(db: Database, to: str | None, *, search: str | None = None,
+                      latest: bool = False, before: int | None = None, after: int | None = None,
                       limit: int | None = None) -> list[Letter]:
     """What arrived, oldest first (``latest``: latest first); only one address's mail
     when ``to`` is given, only mail whose address or subject contains ``search`` (any
@@ -136,7 +136,7 @@ async def letters_for(to: str | None, *, search: str | None = None, latest: bool
     query = query.order_by(mailbox.c.id.desc() if latest else mailbox.c.id)
     if limit is not None:
         query = query.limit(limit)
-    async with service.read() as conn:
+    async with db.read() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [Letter(to=r["to"], sender=r["from"], subject=r["subject"], body=r["body"],
                    received_at=r["received_at"], id=r["id"]) for r in rows]
@@ -145,7 +145,8 @@ async def letters_for(to: str | None, *, search: str | None = None, latest: bool
 class _SinkHandler:
     """aiosmtpd's handler: runs on the Controller's loop, in the Controller's thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, service: Service, loop: asyncio.AbstractEventLoop) -> None:
+        self.service = service  # where letters are kept, while it runs
         self.loop = loop  # the service's loop, where the database lives
         self.storing: set[concurrent.futures.Future[None]] = set()
         self.in_turn = asyncio.Lock()  # fair: stored in the order they were accepted
@@ -159,10 +160,12 @@ class _SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
-        if service.host is None:  # nowhere to keep it yet: the sender will try again
+        host = self.service.host
+        if host is None:  # nowhere to keep it yet: the sender will try again
             return "451 4.3.0 mailbox not ready, try again later"
         letters = _letters(envelope)
-        future = asyncio.run_coroutine_threadsafe(self._store_in_turn(letters), self.loop)
+        future = asyncio.run_coroutine_threadsafe(self._store_in_turn(host.db, letters),
+                                                  self.loop)
         self.storing.add(future)
         future.add_done_callback(self._stored)
         try:  # stored before it is accepted: a 250 is a letter in the mailbox
@@ -171,9 +174,9 @@ class _SinkHandler:
             return "451 4.3.0 the mailbox could not store it, try again later"
         return "250 Message accepted for delivery"
 
-    async def _store_in_turn(self, letters: list[Letter]) -> None:
+    async def _store_in_turn(self, db: Database, letters: list[Letter]) -> None:
         async with self.in_turn:
-            await store(letters)
+            await store(db, letters)
 
     def _stored(self, future: concurrent.futures.Future[None]) -> None:
         self.storing.discard(future)
@@ -184,10 +187,11 @@ class _SinkHandler:
 class MailSink:
     """A running sink: an aiosmtpd Controller on host:port."""
 
-    def __init__(self, host: str, port: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, service: Service, host: str, port: int,
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.host = host
         self.port = port
-        self.handler = _SinkHandler(loop)
+        self.handler = _SinkHandler(service, loop)
         self.controller = Controller(self.handler, hostname=host, port=port,
                                      server_hostname="smtp-sink.plant-based.pizza")
 
@@ -201,43 +205,35 @@ class MailSink:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-_sink: MailSink | None = None
-
-
-async def start_sink(host: str, port: int) -> MailSink:
-    """Start the SMTP sink on host:port (once; a second call for the same place is a
-    no-op). Call it on the loop the notifications service runs on."""
-    global _sink
-    if _sink is not None:
-        if (_sink.host, _sink.port) == (host, port):
-            return _sink
-        await stop_sink()
-    sink = MailSink(host, port, asyncio.get_running_loop())
+async def start_sink(service: Service, host: str, port: int) -> MailSink:
+    """Start an SMTP sink on host:port keeping its mail in ``service``'s database. Call it
+    on the loop the service runs on; ``stop()`` it before the service stops."""
+    sink = MailSink(service, host, port, asyncio.get_running_loop())
     await sink.start()
-    _sink = sink
     log.info("SMTP sink listening on %s:%d", host, port)
     return sink
 
 
-async def stop_sink() -> None:
-    """Stop the sink, after the emails it accepted are stored."""
-    global _sink
-    sink, _sink = _sink, None
-    if sink is not None:
-        await sink.stop()
+class Sink:
+    """The sink of one notifications service, if its settings want one: on_start starts
+    it on host:port, on_stop stops it (it stores through the service, so it cannot
+    outlive it)."""
+
+    def __init__(self, service: Service, host: str, port: int) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.running: MailSink | None = None
+
+    async def start(self, _host: ServiceHost) -> None:
+        await self.stop(_host)
+        self.running = await start_sink(self.service, self.host, self.port)
+
+    async def stop(self, _host: ServiceHost) -> None:
+        """Stop the sink, after the emails it accepted are stored."""
+        sink, self.running = self.running, None
+        if sink is not None:
+            await sink.stop()
 
 
-async def start_if_wanted(_host: ServiceHost) -> None:
-    """on_start: with the smtp_sink setting (PIZZA_SMTP_SINK=1, or `pizza up`), receive
-    mail on settings().smtp_host:smtp_port."""
-    if settings().smtp_sink:
-        config = settings()
-        await start_sink(config.smtp_host, config.smtp_port)
-
-
-async def stop_on_stop(_host: ServiceHost) -> None:
-    """on_stop: the sink stores through this service, so it cannot outlive it."""
-    await stop_sink()
-
-
-__all__ = ["Letter", "MailSink", "letters_for", "start_sink", "stop_sink"]
+__all__ = ["Letter", "MailSink", "Sink", "letters_for", "start_sink"]

@@ -18,7 +18,6 @@ from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 
-from pizza.config import settings
 from pizza.contracts.notifications import SendEmailV1
 
 SMTP_TIMEOUT = 10.0  # seconds, for the connection and each SMTP exchange
@@ -36,13 +35,14 @@ class Unreachable(TemporaryFailure):
     """No SMTP server answers now: no email can go until it does (not this one's fault)."""
 
 
-def message_id_for(command_id: str) -> str:
+def message_id_for(command_id: str, mail_from: str) -> str:
     """The Message-ID of the email a command asks for, made from the command's id.
 
     Deterministic, so if a crash makes us send one command's email twice, both copies
-    carry the same Message-ID and mail software can tell they are one email.
+    carry the same Message-ID and mail software can tell they are one email. Its domain
+    is the one we send from (``mail_from``).
     """
-    domain = parseaddr(settings().mail_from)[1].rpartition("@")[2] or "plant-based.pizza"
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "plant-based.pizza"
     return f"<{command_id}@{domain}>"
 
 
@@ -85,9 +85,11 @@ def check_addresses(command: SendEmailV1) -> None:
 
 
 class Connection:
-    """One connection to settings().smtp_host:smtp_port, reused for email after email."""
+    """One connection to the SMTP server at host:port, reused for email after email."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
         self._smtp: aiosmtplib.SMTP | None = None
 
     async def deliver(self, command: SendEmailV1, message: EmailMessage) -> None:
@@ -134,9 +136,7 @@ class Connection:
     async def _connected(self) -> aiosmtplib.SMTP:
         if self._smtp is not None and self._smtp.is_connected:
             return self._smtp
-        config = settings()
-        smtp = aiosmtplib.SMTP(hostname=config.smtp_host, port=config.smtp_port,
-                               timeout=SMTP_TIMEOUT)
+        smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=SMTP_TIMEOUT)
         await smtp.connect()
         self._smtp = smtp
         return smtp

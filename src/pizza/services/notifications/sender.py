@@ -46,7 +46,7 @@ from pizza.eventing.envelope import Metadata
 from pizza.eventing.host import ServiceHost
 from pizza.eventing.outage import Outage, database_unavailable
 from pizza.eventing.settings import number
-from pizza.services.notifications import mailer, outgoing, service
+from pizza.services.notifications import mailer, outgoing
 
 log = logging.getLogger("pizza.services.notifications.sender")
 
@@ -88,11 +88,11 @@ class SenderStats:
 class Sender:
     """One process's sender: its claims, its SMTP connection, its outage state."""
 
-    def __init__(self, host: ServiceHost) -> None:
+    def __init__(self, host: ServiceHost, connection: mailer.Connection) -> None:
         self.host = host
         self.db = host.db
         self.name = f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.connection = mailer.Connection()
+        self.connection = connection
         self.wakeup = asyncio.Event()
         self.stats = SenderStats()
         self.smtp = Outage("the SMTP server", log)
@@ -215,38 +215,38 @@ class Sender:
             log.warning("could not release the email claims of %s", self.name)
 
 
-_sender: Sender | None = None
+class EmailSender:
+    """The sender of one notifications service, to the SMTP server at smtp_host:smtp_port:
+    its factory adds ``start``/``stop`` to the service's start and stop and runs
+    ``send_due`` in a loop; a recorded email ``wake``s it."""
 
+    def __init__(self, smtp_host: str, smtp_port: int) -> None:
+        self.smtp_host = smtp_host
+        self.smtp_port = smtp_port
+        self.sender: Sender | None = None
 
-def current() -> Sender | None:
-    """This process's running sender, if any."""
-    return _sender
+    def current(self) -> Sender | None:
+        """This service's running sender, if any."""
+        return self.sender
 
+    def wake(self) -> None:
+        """A new email was recorded: send it now rather than at the next look."""
+        if self.sender is not None:
+            self.sender.wakeup.set()
 
-def wake() -> None:
-    """A new email was recorded: send it now rather than at the next look."""
-    if _sender is not None:
-        _sender.wakeup.set()
+    async def start(self, host: ServiceHost) -> None:
+        """on_start: one SQLite file has one process, so any claim in it is a dead one's."""
+        if host.db.is_sqlite:
+            await outgoing.release(host.db)
+        self.sender = Sender(host, mailer.Connection(self.smtp_host, self.smtp_port))
 
+    async def stop(self, _host: ServiceHost) -> None:
+        sender, self.sender = self.sender, None
+        if sender is not None:
+            await sender.stop()
 
-async def start(host: ServiceHost) -> None:
-    """on_start: one SQLite file has one process, so any claim in it is a dead one's."""
-    global _sender
-    if host.db.is_sqlite:
-        await outgoing.release(host.db)
-    _sender = Sender(host)
-
-
-async def stop(_host: ServiceHost) -> None:
-    global _sender
-    sender, _sender = _sender, None
-    if sender is not None:
-        await sender.stop()
-
-
-@service.runs("email-sender", idle_seconds=0.0)
-async def _send_due() -> bool:
-    if _sender is None:  # not started yet, or stopping
-        await asyncio.sleep(IDLE_SECONDS)
-        return False
-    return await _sender.work()
+    async def send_due(self) -> bool:
+        if self.sender is None:  # not started yet, or stopping
+            await asyncio.sleep(IDLE_SECONDS)
+            return False
+        return await self.sender.work()

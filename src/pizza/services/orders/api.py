@@ -19,11 +19,13 @@ from sqlalchemy import select
 
 from pizza.contracts.notifications import SendEmailV1
 from pizza.contracts.orders import OrderCancelledV1, OrderConfirmedV1, OrderConfirmedV2
+from pizza.eventing.errors import Invalid, NotFound, TooLarge
 from pizza.eventing.service import fixed_data, route_causes
-from pizza.services.orders import cancelling, menu, placing, service
+from pizza.services.orders import cancelling, menu, placing
+from pizza.services.orders.running import OrdersService
 from pizza.services.orders.tables import order_emails, orders
+from pizza.services.running import running_service
 from pizza.web.access import CurrentCaller, acting_for, own_or_not_found
-from pizza.web.errors import ApiError
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_KEY_LENGTH = 255
@@ -32,6 +34,7 @@ router = APIRouter(tags=["orders"])
 
 # An id longer than any we make is refused (422) before anything looks it up.
 OrderId = Annotated[str, Path(alias="orderId", min_length=1, max_length=64)]
+Orders = Annotated[OrdersService, running_service("orders", OrdersService)]
 
 
 def _inline_schema(model: type[placing.PlaceOrder]) -> dict[str, Any]:
@@ -74,6 +77,7 @@ async def get_menu() -> list[dict[str, Any]]:
 async def place_order(
     request: Request,
     caller: CurrentCaller,
+    service: Orders,
     # The schema states the rule _valid_key applies (answered with its own code).
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", json_schema_extra={
         "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": r"\S"})] = None,
@@ -90,7 +94,7 @@ async def place_order(
         # The app's handler turns this into 400 (malformed JSON) or 422, in the error shape.
         raise RequestValidationError(error.errors(include_url=False)) from None
     acting_for(caller, order.customer_id)
-    placed = await placing.place(order, _valid_key(idempotency_key))
+    placed = await placing.place(service, order, _valid_key(idempotency_key))
     return JSONResponse(status_code=202,
                         content={"orderId": placed.order_id, "status": "accepted"},
                         headers={"Location": f"/api/orders/{placed.order_id}"})
@@ -100,26 +104,27 @@ async def place_order(
              openapi_extra=route_causes(OrderCancelledV1, SendEmailV1),
              responses={404: {"description": "no such order"},
                         409: {"description": "already prepared or completed"}})
-async def cancel_order(order_id: OrderId, caller: CurrentCaller) -> JSONResponse:
+async def cancel_order(order_id: OrderId, caller: CurrentCaller,
+                       service: Orders) -> JSONResponse:
     """Cancel an order the kitchen has not finished; cancelling twice is harmless."""
     if not caller.is_operator:
         async with service.read() as conn:
             owner = (await conn.execute(select(orders.c.customer_id)
                                         .where(orders.c.id == order_id))).scalar()
         own_or_not_found(caller, owner, "such order")
-    await cancelling.cancel(order_id)
+    await cancelling.cancel(service, order_id)
     return JSONResponse(status_code=202, content={"orderId": order_id, "status": "cancelled"})
 
 
 @router.get("/api/orders/{orderId}/emails", responses={404: {"description": "no such order"}})
-async def order_emails_sent(order_id: OrderId,
-                            caller: CurrentCaller) -> list[dict[str, Any]]:
+async def order_emails_sent(order_id: OrderId, caller: CurrentCaller,
+                            service: Orders) -> list[dict[str, Any]]:
     """The emails sent about an order and their answers, oldest first (not in CONTRACT)."""
     async with service.read() as conn:
         known = (await conn.execute(
             select(orders.c.customer_id).where(orders.c.id == order_id))).first()
         if known is None or not caller.may_act_for(known.customer_id):
-            raise ApiError(404, "not-found", "no such order", {"orderId": order_id})
+            raise NotFound("no such order", {"orderId": order_id})
         rows = (await conn.execute(
             select(order_emails.c.kind, order_emails.c.status, order_emails.c.detail)
             .where(order_emails.c.order_id == order_id)
@@ -142,8 +147,8 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _too_large() -> ApiError:
-    return ApiError(413, "too-large", f"the body is larger than {MAX_BODY_BYTES} bytes",
+def _too_large() -> TooLarge:
+    return TooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes",
                     {"maxBytes": MAX_BODY_BYTES})
 
 
@@ -151,6 +156,6 @@ def _valid_key(key: str | None) -> str | None:
     if key is None:
         return None
     if not key.strip() or len(key) > MAX_KEY_LENGTH:
-        raise ApiError(422, "invalid-idempotency-key",
-                       f"Idempotency-Key must have 1 to {MAX_KEY_LENGTH} characters")
+        raise Invalid(f"Idempotency-Key must have 1 to {MAX_KEY_LENGTH} characters",
+                      code="invalid-idempotency-key")
     return key

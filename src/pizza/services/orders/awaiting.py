@@ -27,7 +27,8 @@ from sqlalchemy import select, update
 
 from pizza.eventing import Context
 from pizza.eventing.settings import number
-from pizza.services.orders import cancelling, placing, service
+from pizza.services.orders import cancelling, placing
+from pizza.services.orders.running import OrdersService
 from pizza.services.orders.tables import known_delivery_addresses, orders
 
 log = logging.getLogger("pizza.services.orders")
@@ -53,7 +54,8 @@ def in_story(ctx: Context, order_id: str) -> Context:
                    outgoing=ctx.outgoing, committed=ctx.committed)
 
 
-async def settle(ctx: Context, order_id: str, owner: str | None) -> str | None:
+async def settle(service: OrdersService, ctx: Context, order_id: str,
+                 owner: str | None) -> str | None:
     """Confirm (``owner`` is the order's customer) or cancel (another customer's id) one
     waiting order; what happened, or None if it was no longer waiting."""
     story = in_story(ctx, order_id)
@@ -63,28 +65,30 @@ async def settle(ctx: Context, order_id: str, owner: str | None) -> str | None:
     if customer is None or owner is None:
         return None
     if owner != customer:
-        done = await cancelling.cancel_in(story, order_id, UNKNOWN, (AWAITING,))
+        done = await cancelling.cancel_in(service, story, order_id, UNKNOWN, (AWAITING,))
         return "cancelled" if done else None
     moved = await ctx.db.execute(
         update(orders).where(orders.c.id == order_id, orders.c.status == AWAITING)
         .values(status="confirmed"))
     if not moved.rowcount:
         return None
-    await placing.announce(story, order_id)
+    await placing.announce(service, story, order_id)
     log.info("order %s confirmed: its delivery id is known now", order_id)
     return "confirmed"
 
 
-async def address_known(ctx: Context, delivery_id: str, owner: str) -> None:
+async def address_known(service: OrdersService, ctx: Context, delivery_id: str,
+                        owner: str) -> None:
     """DeliveryAddressRegistered: settle the orders waiting for this id."""
     waiting = (await ctx.db.execute(
         select(orders.c.id)
         .where(orders.c.status == AWAITING, orders.c.delivery_id == delivery_id))).scalars()
     for order_id in list(waiting):
-        await settle(ctx, order_id, owner)
+        await settle(service, ctx, order_id, owner)
 
 
-async def settle_due(ctx: Context, now: datetime | None = None) -> int:
+async def settle_due(service: OrdersService, ctx: Context,
+                     now: datetime | None = None) -> int:
     """Settle waiting orders whose id is known by now, and cancel those past the
     deadline; how many orders ended waiting."""
     known = (await ctx.db.execute(
@@ -95,7 +99,7 @@ async def settle_due(ctx: Context, now: datetime | None = None) -> int:
         .limit(BATCH))).all()
     settled = 0
     for row in known:
-        settled += await settle(ctx, row.id, row.customer_id) is not None
+        settled += await settle(service, ctx, row.id, row.customer_id) is not None
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=deadline_seconds())
     expired = (await ctx.db.execute(
         select(orders.c.id)
@@ -103,19 +107,19 @@ async def settle_due(ctx: Context, now: datetime | None = None) -> int:
         .order_by(orders.c.created_at)
         .limit(BATCH))).scalars()
     for order_id in list(expired):
-        if await cancelling.cancel_in(in_story(ctx, order_id), order_id, UNKNOWN,
+        if await cancelling.cancel_in(service, in_story(ctx, order_id), order_id, UNKNOWN,
                                       (AWAITING,)):
             settled += 1
     return settled
 
 
-@service.runs("delivery-id-deadline", idle_seconds=CHECK_SECONDS)
-async def check_waiting_orders() -> bool:
-    """The background job: True if it settled any order (then it looks again at once)."""
+async def check_waiting_orders(service: OrdersService) -> bool:
+    """The background job (``create`` runs it in a loop): True if it settled any order
+    (then it looks again at once)."""
     async with service.read() as conn:
         waiting = (await conn.execute(
             select(orders.c.id).where(orders.c.status == AWAITING).limit(1))).first()
     if waiting is None:
         return False
     async with service.unit_of_work() as ctx:
-        return await settle_due(ctx) > 0
+        return await settle_due(service, ctx) > 0

@@ -33,9 +33,10 @@ from sqlalchemy import select, update
 
 from pizza.contracts.orders import OrderCancelledV1
 from pizza.eventing import Context
-from pizza.services.orders import emails, service
+from pizza.eventing.errors import Conflict, NotFound
+from pizza.services.orders import emails
+from pizza.services.orders.running import OrdersService
 from pizza.services.orders.tables import orders
-from pizza.web.errors import ApiError
 
 log = logging.getLogger("pizza.services.orders")
 
@@ -46,7 +47,7 @@ CANCELLABLE = ("confirmed", "awaiting-address")
 Outcome = Literal["cancelled", "already-cancelled"]
 
 
-async def cancel_in(ctx: Context, order_id: str, reason: str,
+async def cancel_in(service: OrdersService, ctx: Context, order_id: str, reason: str,
                     allowed: tuple[str, ...] = CANCELLABLE) -> bool:
     """Cancel the order if its status is one of ``allowed``: announce it and email the
     customer, in ``ctx``'s transaction. False if it was not in such a status."""
@@ -60,23 +61,23 @@ async def cancel_in(ctx: Context, order_id: str, reason: str,
     ctx.publish(OrderCancelledV1(order_id=order_id, reason=reason), correlation_id=order_id)
     if changed.email != emails.FORGOTTEN:
         await emails.send(ctx, order_id, "cancelled",
-                          emails.cancelled(order_id, changed.email, reason),
+                          emails.cancelled(order_id, changed.email, reason,
+                                           sender=service.settings.mail_from),
                           changed.customer_id)
     log.info("order %s cancelled: %s", order_id, reason)
     return True
 
 
-async def cancel(order_id: str) -> Outcome:
-    """The customer cancels: done, or already was; ApiError 404 or 409 otherwise."""
+async def cancel(service: OrdersService, order_id: str) -> Outcome:
+    """The customer cancels: done, or already was; NotFound or Conflict otherwise."""
     async with service.unit_of_work(correlation_id=order_id) as ctx:
-        if await cancel_in(ctx, order_id, REASON):
+        if await cancel_in(service, ctx, order_id, REASON):
             return "cancelled"
         status = (await ctx.db.execute(
             select(orders.c.status).where(orders.c.id == order_id))).scalar()
     if status is None:
-        raise ApiError(404, "not-found", "no such order", {"orderId": order_id})
+        raise NotFound("no such order", {"orderId": order_id})
     if status == "cancelled":
         return "already-cancelled"
-    raise ApiError(409, "already-prepared",
-                   "the kitchen has already prepared this order; it can no longer be cancelled",
-                   {"orderId": order_id, "status": status})
+    raise Conflict("the kitchen has already prepared this order; it can no longer be cancelled",
+                   {"orderId": order_id, "status": status}, code="already-prepared")

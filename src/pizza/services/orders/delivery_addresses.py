@@ -13,8 +13,7 @@ from typing import Literal
 
 from sqlalchemy import select
 
-from pizza.eventing import Context
-from pizza.services.orders import service
+from pizza.eventing import Context, Service
 from pizza.services.orders.tables import insert_if_absent, known_delivery_addresses
 
 Verdict = Literal["ok", "unknown", "not-yours"]
@@ -27,16 +26,16 @@ async def remember(ctx: Context, delivery_id: str, customer_id: str) -> None:
                            ["delivery_id"])
 
 
-async def owner_of(delivery_id: str) -> str | None:
+async def owner_of(service: Service, delivery_id: str) -> str | None:
     async with service.read() as conn:
         return (await conn.execute(
             select(known_delivery_addresses.c.customer_id)
             .where(known_delivery_addresses.c.delivery_id == delivery_id))).scalar()
 
 
-async def check(delivery_id: str, customer_id: str) -> Verdict:
+async def check(service: Service, delivery_id: str, customer_id: str) -> Verdict:
     """Whether orders knows the id as issued to this customer (one read, no waiting)."""
-    owner = await owner_of(delivery_id)
+    owner = await owner_of(service, delivery_id)
     if owner is None:
         return "unknown"
     return "ok" if owner == customer_id else "not-yours"

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from sqlalchemy import update
 
-from pizza.config import settings
 from pizza.contracts.notifications import SendEmailV1
 from pizza.eventing import Context
 from pizza.services.orders.menu import pounds
@@ -28,7 +27,7 @@ def short_id(order_id: str) -> str:
 
 
 def receipt(order_id: str, to: str, lines: Sequence[dict[str, Any]], value_pence: int,
-            fulfilment: str) -> SendEmailV1:
+            fulfilment: str, *, sender: str) -> SendEmailV1:
     """The confirmation a customer gets the moment the order is accepted."""
     listed = [
         f"  {line['quantity']} x {line['name']}  "
@@ -46,24 +45,25 @@ def receipt(order_id: str, to: str, lines: Sequence[dict[str, Any]], value_pence
         "",
         how,
     ])
-    return SendEmailV1(to=to, sender=settings().mail_from,
+    return SendEmailV1(to=to, sender=sender,
                        subject=f"Your Plant-Based Pizza order {short_id(order_id)}",
                        body=body)
 
 
-def thanks(order_id: str, to: str, value_pence: int, fulfilment: str) -> SendEmailV1:
+def thanks(order_id: str, to: str, value_pence: int, fulfilment: str, *,
+           sender: str) -> SendEmailV1:
     """The note sent once the order has reached the customer."""
     how = "delivered" if fulfilment == "delivery" else "collected"
     body = "\n".join([
         f"Your order {order_id} (£{pounds(value_pence):.2f}) has been {how}.",
         "Thank you for choosing Plant-Based Pizza. Enjoy your meal!",
     ])
-    return SendEmailV1(to=to, sender=settings().mail_from,
+    return SendEmailV1(to=to, sender=sender,
                        subject=f"Thank you for your Plant-Based Pizza order {short_id(order_id)}",
                        body=body)
 
 
-def cancelled(order_id: str, to: str, reason: str) -> SendEmailV1:
+def cancelled(order_id: str, to: str, reason: str, *, sender: str) -> SendEmailV1:
     """The note sent when an order ends cancelled, by the customer or because it could not
     be taken (e.g. its delivery address never became known)."""
     body = "\n".join([
@@ -71,7 +71,7 @@ def cancelled(order_id: str, to: str, reason: str) -> SendEmailV1:
         "Nothing will be cooked or delivered, and you will not be charged.",
         "We hope to see you again at Plant-Based Pizza.",
     ])
-    return SendEmailV1(to=to, sender=settings().mail_from,
+    return SendEmailV1(to=to, sender=sender,
                        subject=f"Your Plant-Based Pizza order {short_id(order_id)} "
                                "is cancelled",
                        body=body)

@@ -28,21 +28,23 @@ from fastapi import APIRouter, Path
 from sqlalchemy import select, update
 
 from pizza.contracts.orders import CustomerForgottenV1
+from pizza.eventing import ServiceHost
 from pizza.eventing.service import route_causes
-from pizza.services.orders import service
 from pizza.services.orders.emails import FORGOTTEN
 from pizza.services.orders.tables import order_emails, orders
+from pizza.services.running import running_host
 
 log = logging.getLogger("pizza.services.orders")
 
 router: APIRouter = APIRouter(tags=["admin"])
 
 CustomerId = Annotated[str, Path(alias="customerId", min_length=1, max_length=100)]
+Host = Annotated[ServiceHost, running_host("orders")]
 
 
-async def forget(customer_id: str) -> int:
+async def forget(host: ServiceHost, customer_id: str) -> int:
     """Erase the customer's personal data here and announce it; how many orders held it."""
-    async with service.unit_of_work() as ctx:
+    async with host.unit_of_work() as ctx:
         theirs = select(orders.c.id).where(orders.c.customer_id == customer_id)
         await ctx.db.execute(
             update(order_emails)
@@ -60,12 +62,12 @@ async def forget(customer_id: str) -> int:
 @router.post("/api/admin/customers/{customerId}/forget", status_code=202,
              openapi_extra=route_causes(CustomerForgottenV1),
              responses={422: {"description": "not a customer id"}})
-async def forget_customer(customer_id: CustomerId) -> dict[str, Any]:
+async def forget_customer(customer_id: CustomerId, host: Host) -> dict[str, Any]:
     """Erase a customer's personal data everywhere (operators only).
 
     Answers at once: orders has blanked its own copy, and CustomerForgotten is on its
     way to the other services; their key is purged as it goes out, so what the streams
     hold about them can no longer be read.
     """
-    orders_touched = await forget(customer_id)
+    orders_touched = await forget(host, customer_id)
     return {"customerId": customer_id, "status": "forgotten", "orders": orders_touched}

@@ -1,4 +1,4 @@
-"""What orders does when other services report progress.
+"""What orders does when other services report progress (wired in ``create``).
 
 Each subscription is its own queue, so messages may come late or out of order (an
 OrderDelivered before the OrderPrepared it follows). Status therefore moves forward only,
@@ -15,32 +15,26 @@ from sqlalchemy import case, func, select, update
 
 from pizza.contracts.delivery import DeliveryAddressRegisteredV1, OrderDeliveredV1
 from pizza.contracts.kitchen import OrderPreparedV1
-from pizza.contracts.notifications import EmailFailedV1, EmailSentV1, SendEmailV1
-from pizza.contracts.orders import (
-    OrderCancelledV1,
-    OrderCompletedV1,
-    OrderConfirmedV1,
-    OrderConfirmedV2,
-)
+from pizza.contracts.notifications import EmailFailedV1, EmailSentV1
+from pizza.contracts.orders import OrderCompletedV1
 from pizza.contracts.pickup import OrderCollectedV1
 from pizza.eventing import Context
-from pizza.services.orders import awaiting, delivery_addresses, emails, menu, service
+from pizza.services.orders import awaiting, delivery_addresses, emails, menu
+from pizza.services.orders.running import OrdersService
 from pizza.services.orders.tables import orders
 
 log = logging.getLogger("pizza.services.orders")
 
 
 # A waiting order is confirmed (or cancelled: another customer's id) once its id is known.
-@service.handles(DeliveryAddressRegisteredV1, start="all",
-                 causes=(OrderConfirmedV1, OrderConfirmedV2, OrderCancelledV1, SendEmailV1))
-async def learn_delivery_address(event: DeliveryAddressRegisteredV1, ctx: Context) -> None:
+async def learn_delivery_address(event: DeliveryAddressRegisteredV1, ctx: Context, *,
+                                 service: OrdersService) -> None:
     """Remember an issued delivery id (from the start of the stream: ids issued before
     this service first ran are valid too), and settle the orders that waited for it."""
     await delivery_addresses.remember(ctx, event.delivery_id, event.customer_id)
-    await awaiting.address_known(ctx, event.delivery_id, event.customer_id)
+    await awaiting.address_known(service, ctx, event.delivery_id, event.customer_id)
 
 
-@service.handles(OrderPreparedV1)
 async def note_prepared(event: OrderPreparedV1, ctx: Context) -> None:
     """From now on the order cannot be cancelled."""
     now = datetime.now(UTC)
@@ -54,17 +48,17 @@ async def note_prepared(event: OrderPreparedV1, ctx: Context) -> None:
         log.warning("OrderPrepared for unknown order %s ignored", event.order_id)
 
 
-@service.handles(OrderDeliveredV1, causes=(OrderCompletedV1, SendEmailV1))
-async def complete_delivered(event: OrderDeliveredV1, ctx: Context) -> None:
-    await complete(ctx, event.order_id)
+async def complete_delivered(event: OrderDeliveredV1, ctx: Context, *,
+                             service: OrdersService) -> None:
+    await complete(service, ctx, event.order_id)
 
 
-@service.handles(OrderCollectedV1, causes=(OrderCompletedV1, SendEmailV1))
-async def complete_collected(event: OrderCollectedV1, ctx: Context) -> None:
-    await complete(ctx, event.order_id)
+async def complete_collected(event: OrderCollectedV1, ctx: Context, *,
+                             service: OrdersService) -> None:
+    await complete(service, ctx, event.order_id)
 
 
-async def complete(ctx: Context, order_id: str) -> None:
+async def complete(service: OrdersService, ctx: Context, order_id: str) -> None:
     """Mark the order completed, once: OrderCompleted and the thank-you email follow.
 
     Delivered before prepared is accepted (queues are not ordered with each other). A
@@ -87,16 +81,15 @@ async def complete(ctx: Context, order_id: str) -> None:
     if order.email != emails.FORGOTTEN:
         await emails.send(ctx, order_id, "thanks",
                           emails.thanks(order_id, order.email, order.value_pence,
-                                        order.fulfilment), order.customer_id)
+                                        order.fulfilment, sender=service.settings.mail_from),
+                          order.customer_id)
 
 
-@service.on_reply(EmailSentV1)
 async def email_sent(answer: EmailSentV1, ctx: Context) -> None:
     if not await emails.record_answer(ctx, "sent", answer.message_id):
         log.info("EmailSent for a command orders does not know (or already sent)")
 
 
-@service.on_reply(EmailFailedV1)
 async def email_failed(answer: EmailFailedV1, ctx: Context) -> None:
     if not await emails.record_answer(ctx, "failed", answer.reason):
         log.info("EmailFailed for a command orders does not know (or already sent)")

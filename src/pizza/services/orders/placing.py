@@ -32,13 +32,13 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from pizza.config import settings
 from pizza.contracts.bounds import UUID_PATTERN
 from pizza.contracts.orders import Money, OrderConfirmedV1, OrderConfirmedV2, OrderLine
 from pizza.eventing import Context, ServiceHost
-from pizza.services.orders import delivery_addresses, emails, menu, service
+from pizza.eventing.errors import Invalid
+from pizza.services.orders import delivery_addresses, emails, menu
+from pizza.services.orders.running import OrdersService
 from pizza.services.orders.tables import orders
-from pizza.web.errors import ApiError
 from pizza.web.text import ShortText
 
 log = logging.getLogger("pizza.services.orders")
@@ -102,13 +102,14 @@ class Placed:
     created: bool  # False when an earlier request with the same key made it
 
 
-def publish_v1() -> bool:
-    """Whether OrderConfirmed v1 still goes out beside v2 (PIZZA_ORDER_CONFIRMED_V1).
+def publish_v1(service: OrdersService) -> bool:
+    """Whether OrderConfirmed v1 still goes out beside v2 (the service's
+    order_confirmed_v1 setting, PIZZA_ORDER_CONFIRMED_V1).
 
     "auto" asks the live registry whether any service still declares that it consumes
     v1; while the registry has not answered yet, v1 goes out (the safe side).
     """
-    mode = settings().order_confirmed_v1
+    mode = service.settings.order_confirmed_v1
     if mode != "auto":
         return mode == "always"
     readers = service.running().usage_view().consumers(
@@ -123,28 +124,30 @@ async def watch_v1_readers(host: ServiceHost) -> None:
         await view.refresh()
 
 
-async def place(request: PlaceOrder, idempotency_key: str | None) -> Placed:
-    """Accept an order or refuse it with an ApiError; nothing is stored when refused."""
+async def place(service: OrdersService, request: PlaceOrder,
+                idempotency_key: str | None) -> Placed:
+    """Accept an order or refuse it (Invalid); nothing is stored when refused."""
     lines = priced_lines(request)
     delivery_id = _delivery_id(request)
     fingerprint = request.fingerprint()
     if idempotency_key is not None:
-        earlier = await _by_key(idempotency_key, fingerprint)
+        earlier = await _by_key(service, idempotency_key, fingerprint)
         if earlier is not None:
             return Placed(earlier, created=False)
     status = "confirmed"
     if delivery_id is not None:
-        status = await _status_for(delivery_id, request.customer_id)
+        status = await _status_for(service, delivery_id, request.customer_id)
     order_id = str(uuid.uuid4())
     try:
         async with service.unit_of_work(correlation_id=order_id) as ctx:
             await _store(ctx, order_id, request, lines, delivery_id, status,
                          idempotency_key, fingerprint)
             if status == "confirmed":
-                await announce(ctx, order_id)
+                await announce(service, ctx, order_id)
     except IntegrityError:
         # Another request with the same key committed first: that one is the order.
-        earlier = await _by_key(idempotency_key, fingerprint) if idempotency_key else None
+        earlier = (await _by_key(service, idempotency_key, fingerprint) if idempotency_key
+                   else None)
         if earlier is None:
             raise
         return Placed(earlier, created=False)
@@ -157,8 +160,8 @@ def priced_lines(request: PlaceOrder) -> list[dict[str, Any]]:
     unknown = sorted({line.menu_item_id for line in request.items
                       if menu.find(line.menu_item_id) is None})
     if unknown:
-        raise ApiError(422, "unknown-menu-item",
-                       f"not on the menu: {', '.join(unknown)}", {"menuItemIds": unknown})
+        raise Invalid(f"not on the menu: {', '.join(unknown)}", {"menuItemIds": unknown},
+                      code="unknown-menu-item")
     priced = []
     for line in request.items:
         item = menu.find(line.menu_item_id)
@@ -173,31 +176,28 @@ def _delivery_id(request: PlaceOrder) -> str | None:
     if request.fulfilment == "pickup":
         return None
     if request.delivery_id is None:
-        raise ApiError(422, "delivery-id-required",
-                       "a delivery order needs the deliveryId of a registered address",
-                       {"field": "deliveryId"})
+        raise Invalid("a delivery order needs the deliveryId of a registered address",
+                      {"field": "deliveryId"}, code="delivery-id-required")
     if not _DELIVERY_ID.match(request.delivery_id):
-        raise ApiError(422, "unknown-delivery-id",
-                       "deliveryId is not an id the delivery service issues (a UUID)",
-                       {"field": "deliveryId"})
+        raise Invalid("deliveryId is not an id the delivery service issues (a UUID)",
+                      {"field": "deliveryId"}, code="unknown-delivery-id")
     return request.delivery_id
 
 
-async def _status_for(delivery_id: str, customer_id: str) -> str:
+async def _status_for(service: OrdersService, delivery_id: str, customer_id: str) -> str:
     """``confirmed`` for a known id of this customer's, ``awaiting-address`` for an id
     orders has not heard of yet; 422 for another customer's (one local read, no wait)."""
-    verdict = await delivery_addresses.check(delivery_id, customer_id)
+    verdict = await delivery_addresses.check(service, delivery_id, customer_id)
     if verdict == "ok":
         return "confirmed"
     if verdict == "unknown":
         return "awaiting-address"
     # Another customer's id is answered like an unknown one: ids are not disclosed.
-    raise ApiError(422, "unknown-delivery-id",
-                   "no delivery address with this id is registered for this customer",
-                   {"deliveryId": delivery_id})
+    raise Invalid("no delivery address with this id is registered for this customer",
+                  {"deliveryId": delivery_id}, code="unknown-delivery-id")
 
 
-async def _by_key(key: str, fingerprint: str) -> str | None:
+async def _by_key(service: OrdersService, key: str, fingerprint: str) -> str | None:
     """The order an earlier request with this key made, or None; 422 if it asked else."""
     async with service.read() as conn:
         row = (await conn.execute(
@@ -206,9 +206,8 @@ async def _by_key(key: str, fingerprint: str) -> str | None:
     if row is None:
         return None
     if row.request_hash != fingerprint:
-        raise ApiError(422, "idempotency-key-reused",
-                       "this Idempotency-Key was used for a different order",
-                       {"orderId": row.id})
+        raise Invalid("this Idempotency-Key was used for a different order",
+                      {"orderId": row.id}, code="idempotency-key-reused")
     return str(row.id)
 
 
@@ -223,7 +222,7 @@ async def _store(ctx: Context, order_id: str, request: PlaceOrder,
         created_at=datetime.now(UTC)))
 
 
-async def announce(ctx: Context, order_id: str) -> None:
+async def announce(service: OrdersService, ctx: Context, order_id: str) -> None:
     """Publish a confirmed order (OrderConfirmed v1 while read, and v2) and send its
     receipt, in ``ctx``'s transaction, from the stored row."""
     order = (await ctx.db.execute(select(orders).where(orders.c.id == order_id))).one()
@@ -236,11 +235,12 @@ async def announce(ctx: Context, order_id: str) -> None:
     common: dict[str, Any] = {"order_id": order_id, "customer_id": order.customer_id,
                               "items": event_lines, "fulfilment": order.fulfilment,
                               "delivery_id": order.delivery_id}
-    if publish_v1():
+    if publish_v1(service):
         ctx.publish(OrderConfirmedV1(order_value=value, **common), correlation_id=order_id)
     ctx.publish(OrderConfirmedV2(order_value=Money(amount=value, currency=menu.CURRENCY),
                                  **common), correlation_id=order_id)
     if order.email != emails.FORGOTTEN:
         await emails.send(ctx, order_id, "receipt",
                           emails.receipt(order_id, order.email, lines, order.value_pence,
-                                         order.fulfilment), order.customer_id)
+                                         order.fulfilment, sender=service.settings.mail_from),
+                          order.customer_id)

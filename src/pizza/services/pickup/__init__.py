@@ -1,21 +1,37 @@
 """The pickup counter: prepared pickup orders wait here until the customer collects
-them (OrderReadyForCollection, OrderCollected)."""
+them (OrderReadyForCollection, OrderCollected).
+
+``create(settings)`` builds the service; importing this package builds nothing.
+"""
 
 from __future__ import annotations
 
+import functools
+
+from pizza.config import Settings
+from pizza.contracts.kitchen import OrderPreparedV1
+from pizza.contracts.orders import OrderCancelledV1
 from pizza.contracts.pickup import OrderCollectedV1, OrderReadyForCollectionV1
 from pizza.eventing import Service
+from pizza.services.pickup import api, handlers, simulation
 from pizza.services.pickup.tables import metadata
 
-service = Service(
-    "pickup", tables=metadata,
-    description="The counter where prepared pickup orders wait to be collected.",
-)
-service.declare_publishes(OrderReadyForCollectionV1, OrderCollectedV1)
 
-# Registered on import: the handlers, the route and the simulated counter.
-from pizza.services.pickup import api, handlers, simulation  # noqa: E402
+def create(settings: Settings) -> Service:
+    """The counter: its handlers, route and (``settings.simulate``) simulated counter."""
+    service = Service(
+        "pickup", tables=metadata,
+        description="The counter where prepared pickup orders wait to be collected.",
+    )
+    service.declare_publishes(OrderReadyForCollectionV1, OrderCollectedV1)
+    service.handles(OrderPreparedV1, causes=(OrderReadyForCollectionV1,))(
+        handlers.put_on_shelf)
+    service.handles(OrderCancelledV1)(handlers.take_off_shelf)
+    service.router = api.router
+    if settings.simulate:  # the customer's trip takes as long as a driver's
+        service.runs("pickup-counter", idle_seconds=simulation.POLL_SECONDS)(
+            functools.partial(simulation.counter_round, service, settings.drive_seconds))
+    return service
 
-service.router = api.router
 
-__all__ = ["handlers", "service", "simulation"]
+__all__ = ["create"]

@@ -9,13 +9,15 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from pizza.contracts.pickup import OrderCollectedV1
+from pizza.eventing import ServiceHost
 from pizza.eventing.service import route_causes
 from pizza.services import paging
-from pizza.services.pickup import service, shelf
-from pizza.web.errors import ApiError
+from pizza.services.pickup import shelf
+from pizza.services.running import running_host
 
 router: APIRouter = APIRouter(prefix="/api/pickup", tags=["pickup"])
 OrderId = Annotated[str, Path(alias="orderId", max_length=100)]
+Host = Annotated[ServiceHost, running_host("pickup")]
 
 
 class PickupOrder(BaseModel):
@@ -30,7 +32,7 @@ ListedStage = Literal["waiting", "collected"]
 
 @router.get("/orders", response_model=list[PickupOrder], responses=paging.NOT_MODIFIED)
 async def list_waiting(
-    request: Request, response: Response,
+    request: Request, response: Response, host: Host,
     stage: Annotated[list[ListedStage] | None,
                      Query(description="only these stages (default: waiting)")] = None,
     finished_within: paging.FinishedWithin = None,
@@ -46,7 +48,7 @@ async def list_waiting(
     window = paging.Window(stages=paging.stages_or(stage, ("waiting",)),
                            finished_within=finished_within, order=order, before=before,
                            after=after, limit=limit)
-    async with service.read() as conn:
+    async with host.db.read() as conn:
         rows = await shelf.shelf_page(conn, window)
     rows = paging.trim(rows, limit, request, response, lambda row: row.order_id, order)
     return paging.answer([PickupOrder(order_id=row.order_id, stage=row.stage) for row in rows],
@@ -57,13 +59,9 @@ async def list_waiting(
              responses={404: {"description": "no such order at the counter (yet)"},
                         409: {"description": "the order was withdrawn (cancelled)"}},
              openapi_extra=route_causes(OrderCollectedV1))
-async def collected(order_id: OrderId) -> PickupOrder:
-    """The customer took the order (again is harmless: no second OrderCollected)."""
-    try:
-        async with service.unit_of_work() as ctx:
-            await shelf.collect_one(ctx, order_id)
-    except shelf.OrderNotFound as missing:
-        raise ApiError(404, "not-found", str(missing)) from None
-    except shelf.CollectionRefused as refused:
-        raise ApiError(409, refused.code, str(refused), {"stage": refused.stage}) from None
+async def collected(order_id: OrderId, host: Host) -> PickupOrder:
+    """The customer took the order (again is harmless: no second OrderCollected).
+    Refused with shelf.OrderNotFound (404) or CollectionRefused (409)."""
+    async with host.unit_of_work() as ctx:
+        await shelf.collect_one(ctx, order_id)
     return PickupOrder(order_id=order_id, stage="collected")

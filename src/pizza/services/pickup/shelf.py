@@ -18,6 +18,7 @@ from sqlalchemy import Row, select, update
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.pickup import OrderCollectedV1, OrderReadyForCollectionV1
 from pizza.eventing import Context
+from pizza.eventing.errors import Conflict, NotFound
 from pizza.eventing.storage import AsyncConnection, upsert
 from pizza.services.paging import Window, staged_page
 from pizza.services.pickup.tables import counter
@@ -29,16 +30,15 @@ SHOWN: tuple[Stage, ...] = ("waiting", "collected")  # what a list may ask for
 FINISHED: tuple[Stage, ...] = ("collected",)  # done: drops off the board
 
 
-class OrderNotFound(LookupError):
+class OrderNotFound(NotFound):
     """Nothing on the shelf for this order (yet, or it is a delivery order)."""
 
 
-class CollectionRefused(Exception):
+class CollectionRefused(Conflict):
     """The order's stage does not allow collecting it."""
 
     def __init__(self, code: str, message: str, stage: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, {"stage": stage}, code=code)
         self.stage = stage
 
 

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pizza.config import settings
-from pizza.services.pickup import service, shelf
+from pizza.eventing import Service
+from pizza.services.pickup import shelf
 
 POLL_SECONDS = 0.05  # how long an idle counter waits before looking again
 BATCH = 200  # orders collected in one transaction
 
 
-@service.runs("pickup-counter", when=lambda: settings().simulate, idle_seconds=POLL_SECONDS)
-async def _round() -> bool:
+async def counter_round(service: Service, wait_seconds: float) -> bool:
     """Hand over every order that has waited long enough; True if there was any."""
-    wait_seconds = settings().drive_seconds
     due = datetime.now(UTC) + timedelta(microseconds=1) - timedelta(seconds=wait_seconds)
     async with service.read() as conn:
         order_ids = await shelf.in_stage(conn, "waiting", changed_before=due, limit=BATCH)

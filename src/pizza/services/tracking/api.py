@@ -10,21 +10,25 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from pizza.contracts.bounds import UUID_PATTERN
-from pizza.services.tracking import journal, readmodel
+from pizza.eventing.errors import NotFound
+from pizza.services.running import running_service
+from pizza.services.tracking import journal
 from pizza.services.tracking.projection import OrderView
+from pizza.services.tracking.readmodel import ReadModel
+from pizza.services.tracking.running import TrackingService
 from pizza.services.tracking.stream import follow
 from pizza.web.access import CurrentCaller
-from pizza.web.errors import ApiError
 from pizza.web.identity import Caller
 
 router = APIRouter(tags=["tracking"])
+Tracking = Annotated[TrackingService, running_service("tracking", TrackingService)]
 
 LIST_LIMIT = 50
 PING_SECONDS = 15
@@ -43,31 +47,32 @@ OrderId = Path(alias="orderId", min_length=1, max_length=64)
 @router.get("/api/orders/{orderId}", response_model=OrderView,
             response_model_exclude_none=True, summary="An order as the query side sees it",
             responses={404: {"description": "the query side has not seen this order"}})
-async def get_order(caller: CurrentCaller, order_id: str = OrderId) -> OrderView:
-    view = await readmodel.current().store.get(order_id)
+async def get_order(caller: CurrentCaller, tracking: Tracking,
+                    order_id: str = OrderId) -> OrderView:
+    view = await tracking.read_models.current().store.get(order_id)
     if view is None or not view.is_visible or not caller.may_act_for(view.customer_id):
-        raise ApiError(404, "not-found", f"no order {order_id} (yet)",
-                       {"orderId": order_id})
+        raise NotFound(f"no order {order_id} (yet)", {"orderId": order_id})
     return view
 
 
 @router.get("/api/orders/{orderId}/stream", summary="Server-Sent Events, one per change",
             response_class=EventSourceResponse,
             responses={404: {"description": "no such order (it did not appear within 5 s)"}})
-async def stream_order(caller: CurrentCaller, order_id: str = OrderId) -> EventSourceResponse:
+async def stream_order(caller: CurrentCaller, tracking: Tracking,
+                       order_id: str = OrderId) -> EventSourceResponse:
     """``event: order`` with the whole document as data: first the current one, then one
     per change, ending after completed or cancelled. 404 (like the plain GET) if the
     order does not appear within ``APPEAR_SECONDS``, at once if the id is not an order
     id."""
-    if not await _appears(order_id, caller):
-        raise ApiError(404, "not-found", f"no order {order_id} (yet)", {"orderId": order_id})
-    return EventSourceResponse(_order_events(order_id), ping=PING_SECONDS)
+    model = tracking.read_models.current()
+    if not await _appears(model, order_id, caller):
+        raise NotFound(f"no order {order_id} (yet)", {"orderId": order_id})
+    return EventSourceResponse(_order_events(model, order_id), ping=PING_SECONDS)
 
 
-async def _appears(order_id: str, caller: Caller) -> bool:
+async def _appears(model: ReadModel, order_id: str, caller: Caller) -> bool:
     """Whether the order is (or within APPEAR_SECONDS becomes) visible to the query side,
     and the caller's to see (another customer's order is never answered)."""
-    model = readmodel.current()
     if not _ORDER_ID.match(order_id):
         return False
     view = await model.store.get(order_id)
@@ -86,8 +91,7 @@ async def _appears(order_id: str, caller: Caller) -> bool:
             await signal.wait(min(remaining, model.store.poll_seconds))
 
 
-async def _order_events(order_id: str) -> AsyncIterator[ServerSentEvent]:
-    model = readmodel.current()
+async def _order_events(model: ReadModel, order_id: str) -> AsyncIterator[ServerSentEvent]:
     async for view in follow(model.store, model.hub, order_id):
         yield ServerSentEvent(event="order", data=view.model_dump_json(
             by_alias=True, exclude_none=True))
@@ -95,13 +99,13 @@ async def _order_events(order_id: str) -> AsyncIterator[ServerSentEvent]:
 
 @router.get("/api/orders", response_model=list[OrderView], response_model_exclude_none=True,
             summary="A customer's orders, newest first (not in CONTRACT.md)")
-async def list_orders(caller: CurrentCaller,
+async def list_orders(caller: CurrentCaller, tracking: Tracking,
                       customer_id: str = Query(alias="customerId", min_length=1,
                                                max_length=128)) -> list[OrderView]:
     """An operator may ask about anyone; a customer about themselves (else: none)."""
     if not caller.may_act_for(customer_id):
         return []
-    return await readmodel.current().store.for_customer(customer_id, LIST_LIMIT)
+    return await tracking.read_models.current().store.for_customer(customer_id, LIST_LIMIT)
 
 
 # -- the journal of every message (the operator's /events page; operator only) ----------
@@ -114,7 +118,8 @@ EventsType = Query(None, alias="type", min_length=1, max_length=64,
 
 @router.get("/api/events", summary="The newest messages seen on the bus (metadata only)",
             tags=["events"])
-async def list_events(order_id: str | None = EventsOrder, type_: str | None = EventsType,
+async def list_events(tracking: Tracking, order_id: str | None = EventsOrder,
+                      type_: str | None = EventsType,
                       limit: int = Query(100, ge=1, le=journal.MAX_LIMIT),
                       before: int | None = Query(None, ge=1, le=MAX_SEQ, description=(
                           "only entries numbered (seq) below this: the next page"))
@@ -122,13 +127,14 @@ async def list_events(order_id: str | None = EventsOrder, type_: str | None = Ev
     """Newest first: ``{seq, kind, id, type, version, source, time, correlationId,
     causationId, subject, deadLetter}`` (``deadLetter``: ``{reason, consumer}`` or null).
     Kept for 24 hours and at most 20,000 entries."""
-    return await journal.newest(journal.current().db, order_id=order_id, type_=type_,
+    return await journal.newest(tracking.journals.current().db, order_id=order_id, type_=type_,
                                 limit=limit, before=before)
 
 
 @router.get("/api/events/stream", summary="Server-Sent Events: each new journal entry",
             response_class=EventSourceResponse, tags=["events"])
-async def stream_events(order_id: str | None = EventsOrder, type_: str | None = EventsType,
+async def stream_events(tracking: Tracking, order_id: str | None = EventsOrder,
+                        type_: str | None = EventsType,
                         after: int | None = Query(None, ge=0, le=MAX_SEQ, description=(
                             "start after this entry (seq); default: from now")),
                         seconds: float = Query(STREAM_SECONDS, ge=0, le=STREAM_SECONDS,
@@ -142,7 +148,7 @@ async def stream_events(order_id: str | None = EventsOrder, type_: str | None = 
     entry's seq) per message, in the order they arrived, from now (or after ``after``) on.
     A connection ends after ``seconds`` (at most 300); a browser's EventSource then
     reconnects with ``Last-Event-ID`` and goes on after the last entry it got."""
-    running = journal.current()
+    running = tracking.journals.current()
     resumed = _seq(last_event_id)
     start = resumed if resumed is not None else after
     if start is None:
@@ -178,9 +184,9 @@ async def _journal_entries(running: journal.Journal, after: int, order_id: str |
 
 @router.get("/api/events/story/{orderId}", summary="One order's story, every message",
             tags=["events"])
-async def order_story(order_id: str = OrderId) -> dict[str, Any]:
+async def order_story(tracking: Tracking, order_id: str = OrderId) -> dict[str, Any]:
     """``{"orderId", "messages": [...]}``: every message whose correlationId is the order,
     in time order (entries as ``GET /api/events`` gives them, at most 500); each
     ``causationId`` names the message that caused it. Empty until the journal saw it."""
-    messages = await journal.story(journal.current().db, order_id)
+    messages = await journal.story(tracking.journals.current().db, order_id)
     return {"orderId": order_id, "messages": messages}

@@ -2,7 +2,8 @@
 
 Every event type is a durable queue of its own, so they arrive in any order; the fold in
 projection.py is what makes that harmless. All queues start at the beginning of their
-streams (``start="all"``): a fresh read model is built from the whole history.
+streams (``start="all"``): a fresh read model is built from the whole history. ``create``
+wires them, each with the service's read model.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pizza.contracts.orders import (
 )
 from pizza.contracts.pickup import OrderCollectedV1, OrderReadyForCollectionV1
 from pizza.eventing import Context, Event
-from pizza.services.tracking import projection, readmodel, service
+from pizza.services.tracking import projection
+from pizza.services.tracking.readmodel import ReadModels
 
 # The version of OrderConfirmed the read model is built from. Moving to v2 is this one
 # line: projection.confirmed_fields reads both shapes, and the queue name carries the
@@ -48,13 +50,13 @@ def queue_name(message: type[Event]) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", message.info.type).lower()
 
 
-async def record(ctx: Context, order_id: str, **fields: Any) -> None:
+async def record(ctx: Context, read_models: ReadModels, order_id: str, **fields: Any) -> None:
     """Fold the event being handled into its order's document."""
     if ctx.cause is None:
         raise RuntimeError("record() is for a handler of an event")
     fact = projection.Fact(order_id=order_id, type=ctx.cause.type, time=ctx.cause.time,
                            fields=fields)
-    model = readmodel.current()
+    model = read_models.current()
     changed = await model.store.update(ctx.db, order_id,
                                        lambda view: projection.apply(view, fact))
     if changed is not None:
@@ -62,21 +64,16 @@ async def record(ctx: Context, order_id: str, **fields: Any) -> None:
         ctx.on_commit(lambda: model.hub.notify(order_id, changed))
 
 
-@service.handles(ORDER_CONFIRMED, name=f"order-confirmed-v{ORDER_CONFIRMED.info.version}",
-                 **QUEUE)
-async def order_confirmed(event: OrderConfirmedV1 | OrderConfirmedV2, ctx: Context) -> None:
-    await record(ctx, event.order_id, **projection.confirmed_fields(event))
+async def order_confirmed(event: OrderConfirmedV1 | OrderConfirmedV2, ctx: Context, *,
+                          read_models: ReadModels) -> None:
+    await record(ctx, read_models, event.order_id, **projection.confirmed_fields(event))
 
 
-@service.handles(LoyaltyPointsAddedV1, name=queue_name(LoyaltyPointsAddedV1), **QUEUE)
-async def loyalty_points_added(event: LoyaltyPointsAddedV1, ctx: Context) -> None:
-    await record(ctx, event.order_id, loyalty_points=event.points)
+async def loyalty_points_added(event: LoyaltyPointsAddedV1, ctx: Context, *,
+                               read_models: ReadModels) -> None:
+    await record(ctx, read_models, event.order_id, loyalty_points=event.points)
 
 
-async def order_moved_on(event: Any, ctx: Context) -> None:
+async def order_moved_on(event: Any, ctx: Context, *, read_models: ReadModels) -> None:
     """Any of STEPS: each carries the order id; its type says how far the order got."""
-    await record(ctx, event.order_id)
-
-
-for _step in STEPS:
-    service.handles(_step, name=queue_name(_step), **QUEUE)(order_moved_on)
+    await record(ctx, read_models, event.order_id)

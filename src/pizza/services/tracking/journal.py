@@ -335,24 +335,24 @@ class Journal:
             await asyncio.sleep(PRUNE_SECONDS)
 
 
-_current: Journal | None = None
+class Journals:
+    """The journal of one tracking service while it runs (its factory adds ``start`` and
+    ``stop`` to the service's hooks; routes read ``current()``)."""
 
+    def __init__(self) -> None:
+        self._current: Journal | None = None
 
-def current() -> Journal:
-    if _current is None:
-        raise RuntimeError("the tracking service is not running")
-    return _current
+    def current(self) -> Journal:
+        if self._current is None:
+            raise RuntimeError("the tracking service is not running")
+        return self._current
 
+    async def start(self, host: ServiceHost) -> None:
+        running = Journal(host)
+        await running.start()
+        self._current = running
 
-async def start(host: ServiceHost) -> None:
-    global _current
-    running = Journal(host)
-    await running.start()
-    _current = running
-
-
-async def stop(_host: ServiceHost) -> None:
-    global _current
-    running, _current = _current, None
-    if running is not None:
-        await running.stop()
+    async def stop(self, _host: ServiceHost) -> None:
+        running, self._current = self._current, None
+        if running is not None:
+            await running.stop()

@@ -33,7 +33,6 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 from sqlalchemy import delete, select
 
-from pizza.config import settings
 from pizza.eventing.storage import AsyncConnection, Database, upsert
 from pizza.services.tracking.hub import Hub
 from pizza.services.tracking.projection import OrderView, parse_time
@@ -73,10 +72,10 @@ class Store(Protocol):
         ...
 
 
-def open_store(db: Database, hub: Hub) -> Store:
-    url = settings().redis_url
-    if url:
-        return RedisStore(url, hub, prefix=REDIS_KEY_PREFIX)
+def open_store(db: Database, hub: Hub, redis_url: str | None = None) -> Store:
+    """The store of the read model: in Redis at ``redis_url`` if given, else in ``db``."""
+    if redis_url:
+        return RedisStore(redis_url, hub, prefix=REDIS_KEY_PREFIX)
     return SqlStore(db, hub)
 
 
