@@ -8,7 +8,7 @@ import logging
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import CustomerForgottenV1, OrderCancelledV1
 from pizza.eventing import Context
-from pizza.services.delivery import addresses, jobs, service
+from pizza.services.delivery import addresses, jobs, service, simulation
 
 log = logging.getLogger("pizza.services.delivery")
 
@@ -16,7 +16,8 @@ log = logging.getLogger("pizza.services.delivery")
 @service.handles(OrderPreparedV1)
 async def open_job(event: OrderPreparedV1, ctx: Context) -> None:
     """A prepared delivery order waits for a driver (pickup orders are ignored)."""
-    await jobs.open_job(ctx, event)
+    if await jobs.open_job(ctx, event):
+        ctx.on_commit(simulation.wake)
 
 
 @service.handles(OrderCancelledV1)

@@ -3,8 +3,10 @@
 
 They press the same buttons as people do (``jobs.send_out`` / ``jobs.deliver`` in a unit
 of work, for every due job at once), so the simulation exercises the real path. One
-loop per process polls delivery's own table; the conditional updates in ``jobs`` make
-several processes (or a person clicking at the same time) harmless.
+loop per process looks at delivery's own table when a new job wakes it (``wake``, after
+the commit that opened it), when the oldest job out is due, and at least every
+``staff_rest.SAFETY_POLL_SECONDS``; the conditional updates in ``jobs`` make several
+processes (or a person clicking at the same time) harmless.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from pizza.config import settings
+from pizza.services import staff_rest
 from pizza.services.delivery import jobs, service
+from pizza.services.delivery.tables import jobs as table
 
-POLL_SECONDS = 0.05  # how long idle drivers wait before looking again
+STAFF = "drivers"
 BATCH = 200  # jobs moved in one transaction
 DRIVERS = ("Asha", "Bertie", "Chidi", "Dominika", "Euan", "Fatima")
 
@@ -24,9 +28,16 @@ DRIVERS = ("Asha", "Bertie", "Chidi", "Dominika", "Euan", "Fatima")
 _rota: Iterator[str] = itertools.cycle(DRIVERS)
 
 
-@service.runs("drivers", when=lambda: settings().simulate, idle_seconds=POLL_SECONDS)
-async def _round() -> bool:
-    """Send the awaiting jobs out, then deliver those driven long enough."""
+def wake() -> None:
+    """A job was opened: the drivers look now (call after its commit)."""
+    service.wake(STAFF)
+
+
+@service.runs(STAFF, when=lambda: settings().simulate,
+              idle_seconds=staff_rest.SAFETY_POLL_SECONDS)
+async def _round() -> float:
+    """Send the awaiting jobs out, then deliver those driven long enough; the seconds to
+    rest (0 when a batch was full: look again at once)."""
     drive_seconds = settings().drive_seconds
     now = datetime.now(UTC)
     awaiting = await _due("awaiting", now)
@@ -38,7 +49,11 @@ async def _round() -> bool:
     if arrived:
         async with service.unit_of_work() as ctx:
             await jobs.deliver(ctx, arrived)
-    return bool(awaiting or arrived)
+    if BATCH in (len(awaiting), len(arrived)):
+        return 0.0
+    async with service.read() as conn:
+        return await staff_rest.rest_before_due(conn, table, "out", drive_seconds,
+                                                datetime.now(UTC))
 
 
 async def _due(stage: jobs.Stage, changed_before: datetime) -> list[str]:

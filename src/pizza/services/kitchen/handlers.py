@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pizza.contracts.orders import OrderCancelledV1, OrderConfirmedV1
 from pizza.eventing import Context
-from pizza.services.kitchen import service, tickets
+from pizza.services.kitchen import service, simulation, tickets
 
 
 # The kitchen's own intake limit: no more confirmed orders in flight than it can take.
 @service.handles(OrderConfirmedV1, max_in_flight=20)
 async def open_ticket(event: OrderConfirmedV1, ctx: Context) -> None:
     """A confirmed order becomes a ticket, once, however often the event arrives."""
-    await tickets.open_ticket(ctx, event)
+    if await tickets.open_ticket(ctx, event):
+        ctx.on_commit(simulation.wake)
 
 
 @service.handles(OrderCancelledV1)

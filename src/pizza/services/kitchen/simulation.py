@@ -3,7 +3,9 @@
 
 They press the same buttons as people do (``tickets.start`` / ``tickets.finish`` in a
 unit of work, for every due ticket at once), so the simulation exercises the real path.
-One loop per process polls the kitchen's own table; the conditional updates in
+One loop per process looks at the kitchen's own table when a new ticket wakes it
+(``wake``, after the commit that opened it), when the oldest ticket being cooked is due,
+and at least every ``staff_rest.SAFETY_POLL_SECONDS``; the conditional updates in
 ``tickets`` make several processes (or a person clicking at the same time) harmless.
 """
 
@@ -14,21 +16,34 @@ from datetime import UTC, datetime, timedelta
 
 from pizza.config import settings
 from pizza.eventing import Context
+from pizza.services import staff_rest
 from pizza.services.kitchen import service, tickets
+from pizza.services.kitchen.tables import tickets as table
 
-POLL_SECONDS = 0.05  # how long an idle kitchen waits before looking again
+STAFF = "kitchen-staff"
 BATCH = 200  # tickets moved in one transaction
 
 
-@service.runs("kitchen-staff", when=lambda: settings().simulate, idle_seconds=POLL_SECONDS)
-async def _round() -> bool:
-    """Start the new tickets, then finish those cooked long enough; True if any moved."""
+def wake() -> None:
+    """A ticket was opened: the staff look now (call after its commit)."""
+    service.wake(STAFF)
+
+
+@service.runs(STAFF, when=lambda: settings().simulate,
+              idle_seconds=staff_rest.SAFETY_POLL_SECONDS)
+async def _round() -> float:
+    """Start the new tickets, then finish those cooked long enough; the seconds to rest
+    (0 when a batch was full: look again at once)."""
     cook_seconds = settings().cook_seconds
     now = datetime.now(UTC)
     started = await _press(tickets.start, await _due("new", now))
     cooked = now + timedelta(microseconds=1) - timedelta(seconds=cook_seconds)
     finished = await _press(tickets.finish, await _due("preparing", cooked))
-    return bool(started or finished)
+    if BATCH in (started, finished):
+        return 0.0
+    async with service.read() as conn:
+        return await staff_rest.rest_before_due(conn, table, "preparing", cook_seconds,
+                                                datetime.now(UTC))
 
 
 async def _due(stage: tickets.Stage, changed_before: datetime) -> list[str]:
