@@ -57,6 +57,7 @@ class ServiceHost:
         self._tasks: list[asyncio.Task[None]] = []
         self._usage: usage.UsageView | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._wakeups: dict[str, asyncio.Event] = {}  # by background job
 
     @property
     def name(self) -> str:
@@ -70,8 +71,10 @@ class ServiceHost:
         await usage.announce(self.transport, self.service)
         for hook in self.service.on_start:
             await hook(self)
+        self._wakeups = {job.name: asyncio.Event() for job in self.service.background}
         self._background = [
-            asyncio.create_task(_keep_doing(job), name=f"{self.name}-{job.name}")
+            asyncio.create_task(_keep_doing(job, self._wakeups[job.name]),
+                                name=f"{self.name}-{job.name}")
             for job in self.service.background if job.when()]
         self.relay.wake()  # anything left from a previous run goes out now
 
@@ -91,6 +94,12 @@ class ServiceHost:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
+
+    def wake(self, job: str) -> None:
+        """End the rest of the background ``job`` (Service.wake)."""
+        wakeup = self._wakeups.get(job)
+        if wakeup is not None:
+            wakeup.set()
 
     def usage_view(self) -> usage.UsageView:
         """Who consumes what, cached and refreshed in the background (started on first use)."""
@@ -194,9 +203,12 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout: float) -> None:
             log.warning("%s ended with %r", task.get_name(), task.exception())
 
 
-async def _keep_doing(job: Background) -> None:
-    """Do the job again and again; rest only when there was nothing to do."""
+async def _keep_doing(job: Background, woken: asyncio.Event | None = None) -> None:
+    """Do the job again and again; rest only when there was nothing to do, and only
+    until ``woken`` is set (a wake-up that comes during the work ends the next rest)."""
+    woken = woken or asyncio.Event()
     while True:
+        woken.clear()
         try:
             busy = await job.work()
         except asyncio.CancelledError:
@@ -205,8 +217,15 @@ async def _keep_doing(job: Background) -> None:
             log.exception("%s tripped; carrying on", job.name)
             await asyncio.sleep(job.error_pause)
             continue
-        if not busy:
-            await asyncio.sleep(job.idle_seconds)
+        if busy is True:
+            continue
+        rest = job.idle_seconds if busy is False else busy
+        if rest <= 0:
+            await asyncio.sleep(0)
+            continue
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(rest):
+                await woken.wait()
 
 
 class Runtime:

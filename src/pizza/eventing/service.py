@@ -43,7 +43,7 @@ Handler = Callable[[Any, Context], Awaitable[None]]
 ForgottenHook = Callable[[Context], Awaitable[None]]
 H = TypeVar("H", bound=Handler)
 Hook = Callable[["ServiceHost"], Awaitable[None]]
-W = TypeVar("W", bound=Callable[[], Awaitable[bool]])
+W = TypeVar("W", bound=Callable[[], Awaitable[bool | float]])
 Key = tuple[str, int]
 # The OpenAPI extension of a route that puts messages on the bus (route_causes).
 ROUTE_CAUSES = "x-pizza-causes"
@@ -115,12 +115,14 @@ class Background:
     """Work a service does by itself while it runs (e.g. simulated staff).
 
     ``work`` returns True when it did something; when it did nothing the loop rests
-    ``idle_seconds``. It runs only if ``when()`` is true at start; an exception is logged
-    and the loop goes on after ``error_pause`` seconds.
+    ``idle_seconds``; or it returns the seconds to rest (0: again at once), e.g. until
+    its next known due time. ``Service.wake(name)`` ends a rest at once (work arrived,
+    e.g. after the commit that made it). It runs only if ``when()`` is true at start; an
+    exception is logged and the loop goes on after ``error_pause`` seconds.
     """
 
     name: str
-    work: Callable[[], Awaitable[bool]]
+    work: Callable[[], Awaitable[bool | float]]
     when: Callable[[], bool] = lambda: True
     idle_seconds: float = 0.05
     error_pause: float = 1.0
@@ -229,6 +231,13 @@ class Service:
             return work
 
         return register
+
+    def wake(self, job: str) -> None:
+        """Work arrived for the background ``job`` (call it after the commit that made
+        the work, ``ctx.on_commit``): it runs now instead of at the end of its rest.
+        Nothing if the service or the job is not running here."""
+        if self.host is not None:
+            self.host.wake(job)
 
     def declare_publishes(self, *messages: type[Message]) -> None:
         """Name what this service produces (the catalog and the live registry show it)."""

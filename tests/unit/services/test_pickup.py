@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from harness import System, deliver, eventually, publish, running
 from pizza import config
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import OrderCancelledV1
+from pizza.services import staff_rest
 from pizza.services.pickup import create as pickup
 
 PICKUP = "pizza.events.pickup."
@@ -149,3 +151,16 @@ async def test_the_simulated_counter_hands_every_order_over(
             await publish(system, prepared(order_n(n)))
         await eventually(lambda: types(system).count("OrderCollected") == 4)
         assert await waiting(system) == []
+
+
+async def test_an_order_put_out_wakes_the_counter_which_rests_until_it_is_due(
+        tmp_path: Path, simulate: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No polling: with the safety poll an hour away, the order's commit wakes the counter,
+    which then rests until it has waited drive_seconds."""
+    monkeypatch.setattr(staff_rest, "SAFETY_POLL_SECONDS", 3600.0)
+    simulate(drive_seconds=0.3)
+    async with running([pickup], tmp_path) as system:
+        await asyncio.sleep(0.5)  # the counter found nothing to do and rests
+        await publish(system, prepared(ORDER_1))
+        await eventually(lambda: types(system) == ["OrderReadyForCollection",
+                                                   "OrderCollected"])

@@ -18,6 +18,8 @@ from pizza.contracts.delivery import (
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import CustomerForgottenV1, OrderCancelledV1
 from pizza.eventing import Service
+from pizza.eventing.service import inject
+from pizza.services import staff_rest
 from pizza.services.delivery import api, handlers, simulation
 from pizza.services.delivery.tables import metadata
 
@@ -30,14 +32,15 @@ def create(settings: Settings) -> Service:
     )
     service.declare_publishes(DeliveryAddressRegisteredV1, OrderOutForDeliveryV1,
                               OrderDeliveredV1)
-    service.handles(OrderPreparedV1)(handlers.open_job)
+    service.handles(OrderPreparedV1)(
+        inject(handlers.open_job, wake_staff=functools.partial(service.wake, simulation.STAFF)))
     service.handles(OrderCancelledV1)(handlers.withdraw_job)
     service.handles(CustomerForgottenV1)(handlers.forget_customer)
     service.router = api.router
     if settings.simulate:
-        service.runs("drivers", idle_seconds=simulation.POLL_SECONDS)(functools.partial(
-            simulation.drivers_round, service, settings.drive_seconds,
-            itertools.cycle(simulation.DRIVERS)))
+        service.runs(simulation.STAFF, idle_seconds=staff_rest.SAFETY_POLL_SECONDS)(
+            functools.partial(simulation.drivers_round, service, settings.drive_seconds,
+                              itertools.cycle(simulation.DRIVERS)))
     return service
 
 

@@ -4,6 +4,7 @@ customer is forgotten (wired in ``create``)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import CustomerForgottenV1, OrderCancelledV1
@@ -13,9 +14,10 @@ from pizza.services.delivery import addresses, jobs
 log = logging.getLogger("pizza.services.delivery")
 
 
-async def open_job(event: OrderPreparedV1, ctx: Context) -> None:
+async def open_job(event: OrderPreparedV1, ctx: Context, wake_staff: Callable[[], None]) -> None:
     """A prepared delivery order waits for a driver (pickup orders are ignored)."""
-    await jobs.open_job(ctx, event)
+    if await jobs.open_job(ctx, event):
+        ctx.on_commit(wake_staff)  # the simulated staff look now
 
 
 async def withdraw_job(event: OrderCancelledV1, ctx: Context) -> None:

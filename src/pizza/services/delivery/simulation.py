@@ -3,8 +3,10 @@
 
 They press the same buttons as people do (``jobs.send_out`` / ``jobs.deliver`` in a unit
 of work, for every due job at once), so the simulation exercises the real path. One
-loop per process polls delivery's own table; the conditional updates in ``jobs`` make
-several processes (or a person clicking at the same time) harmless.
+loop per process looks at delivery's own table when a new job wakes it (``wake``, after
+the commit that opened it), when the oldest job out is due, and at least every
+``staff_rest.SAFETY_POLL_SECONDS``; the conditional updates in ``jobs`` make several
+processes (or a person clicking at the same time) harmless.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from pizza.eventing import Service
+from pizza.services import staff_rest
 from pizza.services.delivery import jobs
+from pizza.services.delivery.tables import jobs as table
 
-POLL_SECONDS = 0.05  # how long idle drivers wait before looking again
+STAFF = "drivers"
 BATCH = 200  # jobs moved in one transaction
 DRIVERS = ("Asha", "Bertie", "Chidi", "Dominika", "Euan", "Fatima")
 
 
-async def drivers_round(service: Service, drive_seconds: float, rota: Iterator[str]) -> bool:
+async def drivers_round(service: Service, drive_seconds: float, rota: Iterator[str]) -> float:
     """Send the awaiting jobs out (drivers taken in turn from ``rota``), then deliver
-    those driven long enough."""
+    those driven long enough; the seconds to rest (0 when a batch was full: look again at
+    once). ``create`` runs it as the job ``STAFF``."""
     now = datetime.now(UTC)
     awaiting = await _due(service, "awaiting", now)
     if awaiting:
@@ -33,7 +38,11 @@ async def drivers_round(service: Service, drive_seconds: float, rota: Iterator[s
     if arrived:
         async with service.unit_of_work() as ctx:
             await jobs.deliver(ctx, arrived)
-    return bool(awaiting or arrived)
+    if BATCH in (len(awaiting), len(arrived)):
+        return 0.0
+    async with service.read() as conn:
+        return await staff_rest.rest_before_due(conn, table, "out", drive_seconds,
+                                                datetime.now(UTC))
 
 
 async def _due(service: Service, stage: jobs.Stage, changed_before: datetime) -> list[str]:

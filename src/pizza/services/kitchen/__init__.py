@@ -12,6 +12,8 @@ from pizza.config import Settings
 from pizza.contracts.kitchen import OrderPreparedV1, OrderPreparingV1
 from pizza.contracts.orders import OrderCancelledV1, OrderConfirmedV1
 from pizza.eventing import Service
+from pizza.eventing.service import inject
+from pizza.services import staff_rest
 from pizza.services.kitchen import api, handlers, simulation
 from pizza.services.kitchen.tables import metadata
 
@@ -25,11 +27,12 @@ def create(settings: Settings) -> Service:
     )
     service.declare_publishes(OrderPreparingV1, OrderPreparedV1)
     # The kitchen's own intake limit: no more confirmed orders in flight than it can take.
-    service.handles(OrderConfirmedV1, max_in_flight=20)(handlers.open_ticket)
+    service.handles(OrderConfirmedV1, max_in_flight=20)(
+        inject(handlers.open_ticket, wake_staff=functools.partial(service.wake, simulation.STAFF)))
     service.handles(OrderCancelledV1)(handlers.withdraw_ticket)
     service.router = api.router
     if settings.simulate:
-        service.runs("kitchen-staff", idle_seconds=simulation.POLL_SECONDS)(
+        service.runs(simulation.STAFF, idle_seconds=staff_rest.SAFETY_POLL_SECONDS)(
             functools.partial(simulation.staff_round, service, settings.cook_seconds))
     return service
 

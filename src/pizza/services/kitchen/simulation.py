@@ -3,7 +3,9 @@
 
 They press the same buttons as people do (``tickets.start`` / ``tickets.finish`` in a
 unit of work, for every due ticket at once), so the simulation exercises the real path.
-One loop per process polls the kitchen's own table; the conditional updates in
+One loop per process looks at the kitchen's own table when a new ticket wakes it
+(``wake``, after the commit that opened it), when the oldest ticket being cooked is due,
+and at least every ``staff_rest.SAFETY_POLL_SECONDS``; the conditional updates in
 ``tickets`` make several processes (or a person clicking at the same time) harmless.
 """
 
@@ -13,21 +15,28 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pizza.eventing import Context, Service
+from pizza.services import staff_rest
 from pizza.services.kitchen import tickets
+from pizza.services.kitchen.tables import tickets as table
 
-POLL_SECONDS = 0.05  # how long an idle kitchen waits before looking again
+STAFF = "kitchen-staff"
 BATCH = 200  # tickets moved in one transaction
 
 
-async def staff_round(service: Service, cook_seconds: float) -> bool:
-    """Start the new tickets, then finish those cooked long enough; True if any moved
-    (``create`` runs it in a loop with the service and its settings' cook_seconds)."""
+async def staff_round(service: Service, cook_seconds: float) -> float:
+    """Start the new tickets, then finish those cooked long enough; the seconds to rest
+    (0 when a batch was full: look again at once). ``create`` runs it in a loop as the
+    job ``STAFF`` with the service and its settings' cook_seconds."""
     now = datetime.now(UTC)
     started = await _press(service, tickets.start, await _due(service, "new", now))
     cooked = now + timedelta(microseconds=1) - timedelta(seconds=cook_seconds)
     finished = await _press(service, tickets.finish,
                             await _due(service, "preparing", cooked))
-    return bool(started or finished)
+    if BATCH in (started, finished):
+        return 0.0
+    async with service.read() as conn:
+        return await staff_rest.rest_before_due(conn, table, "preparing", cook_seconds,
+                                                datetime.now(UTC))
 
 
 async def _due(service: Service, stage: tickets.Stage, changed_before: datetime) -> list[str]:

@@ -9,12 +9,20 @@ go through later.
 
 ``Connection`` keeps one SMTP connection open across emails (the sender hands it one
 email after another), and opens a new one when the server has dropped it.
+
+``compose`` writes the email's bytes from a template rather than through the ``email``
+package's ``EmailMessage``, whose header registry parses every header it is given (18%
+of the notifications process under load, 1.5 ms an email): the headers are fixed and
+few, and each field is checked and encoded here (no line break anywhere, RFC 2047 for
+non-ASCII text, RFC 6532 UTF-8 for a non-ASCII address).
 """
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+import base64
+import re
+from email.header import Header
+from email.utils import formataddr, formatdate, parseaddr
 
 import aiosmtplib
 
@@ -46,20 +54,58 @@ def message_id_for(command_id: str, mail_from: str) -> str:
     return f"<{command_id}@{domain}>"
 
 
-def compose(command: SendEmailV1, message_id: str) -> EmailMessage:
-    """The email as it goes on the wire; PermanentFailure if its fields cannot be one."""
-    try:
-        message = EmailMessage()
-        message["From"] = command.sender
-        message["To"] = command.to
-        message["Subject"] = command.subject
-        message["Date"] = formatdate(usegmt=True)
-        message["Message-ID"] = message_id
-        message.set_content(command.body)
-    except (ValueError, TypeError) as error:  # e.g. a line break inside a header
-        raise PermanentFailure(
-            f"not a valid email: {_without(str(error), command.to, command.body)}") from None
-    return message
+# What ends a line for str.splitlines (the email package refuses each in a header), and
+# NUL: any of them in a field would let it write a header of its own (injection).
+_LINE_BREAK = re.compile("[\x00\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_BODY_LINES = re.compile("\r\n|\r|\n")
+_LONGEST_LINE = 998  # RFC 5322, without the CRLF
+
+
+def compose(command: SendEmailV1, message_id: str) -> bytes:
+    """The email as it goes on the wire (RFC 5322, CRLF line ends); PermanentFailure if
+    its fields cannot be one (a line break in a header field)."""
+    for name, value in (("From", command.sender), ("To", command.to),
+                        ("Subject", command.subject), ("Message-ID", message_id)):
+        if _LINE_BREAK.search(value):
+            raise PermanentFailure(f"not a valid email: the {name} header would hold a "
+                                   "line break")
+    lines = _BODY_LINES.split(command.body)
+    if command.body.isascii() and all(len(line) <= _LONGEST_LINE for line in lines):
+        encoding, body = "7bit", "\r\n".join(lines) + "\r\n"
+    else:  # UTF-8 in base64 lines: fits any server, 8BITMIME or not
+        encoding = "base64"
+        body = base64.encodebytes(("\r\n".join(lines) + "\r\n").encode()) \
+            .decode("ascii").replace("\n", "\r\n")
+    head = (f"From: {_mailbox(command.sender)}\r\n"
+            f"To: {_mailbox(command.to)}\r\n"
+            f"Subject: {_text(command.subject, 'Subject')}\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\n"
+            f"Message-ID: {message_id}\r\n"
+            "MIME-Version: 1.0\r\n"
+            'Content-Type: text/plain; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: {encoding}\r\n\r\n")
+    return (head + body).encode()
+
+
+def _text(value: str, name: str) -> str:
+    """An unstructured header's value: as it is if plain ASCII, else RFC 2047 words
+    (also when it holds "=?", which a reader would take for the start of one)."""
+    if value.isascii() and "=?" not in value:
+        return value
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+
+
+def _mailbox(raw: str) -> str:
+    """An address header's value: the address, with its display name if it has one
+    (quoted as needed, RFC 2047 if not ASCII); a non-ASCII address as UTF-8 (RFC 6532,
+    sent with SMTPUTF8). Only the first address: the envelope names one recipient."""
+    name, address = parseaddr(raw)
+    address = address or raw
+    if not name:
+        return address
+    if address.isascii():
+        return formataddr((name, address), charset="utf-8")
+    return f"{_text(name, 'To')} <{address}>"
 
 
 def _without(text: str, *personal: str) -> str:
@@ -92,7 +138,7 @@ class Connection:
         self.port = port
         self._smtp: aiosmtplib.SMTP | None = None
 
-    async def deliver(self, command: SendEmailV1, message: EmailMessage) -> None:
+    async def deliver(self, command: SendEmailV1, message: bytes) -> None:
         """Send one email, or raise PermanentFailure, TemporaryFailure or Unreachable."""
         sender = _address(command.sender, "sender")
         recipient = _address(command.to, "recipient")
@@ -109,10 +155,12 @@ class Connection:
         except (PermanentFailure, TemporaryFailure) as failure:
             raise type(failure)(_without(str(failure), command.to, recipient)) from None
 
-    async def _send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    async def _send(self, message: bytes, sender: str, recipient: str) -> None:
         try:
             smtp = await self._connected()
-            await smtp.send_message(message, sender=sender, recipients=[recipient])
+            utf8 = not (sender.isascii() and recipient.isascii())
+            await smtp.sendmail(sender, [recipient], message,
+                                mail_options=["SMTPUTF8"] if utf8 else None)
         except aiosmtplib.SMTPRecipientsRefused as refused:
             codes = [r.code for r in refused.recipients]
             reason = "; ".join(f"{r.code} {r.message}" for r in refused.recipients)

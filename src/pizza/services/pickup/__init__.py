@@ -13,6 +13,8 @@ from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import OrderCancelledV1
 from pizza.contracts.pickup import OrderCollectedV1, OrderReadyForCollectionV1
 from pizza.eventing import Service
+from pizza.eventing.service import inject
+from pizza.services import staff_rest
 from pizza.services.pickup import api, handlers, simulation
 from pizza.services.pickup.tables import metadata
 
@@ -25,11 +27,12 @@ def create(settings: Settings) -> Service:
     )
     service.declare_publishes(OrderReadyForCollectionV1, OrderCollectedV1)
     service.handles(OrderPreparedV1, causes=(OrderReadyForCollectionV1,))(
-        handlers.put_on_shelf)
+        inject(handlers.put_on_shelf,
+               wake_staff=functools.partial(service.wake, simulation.STAFF)))
     service.handles(OrderCancelledV1)(handlers.take_off_shelf)
     service.router = api.router
     if settings.simulate:  # the customer's trip takes as long as a driver's
-        service.runs("pickup-counter", idle_seconds=simulation.POLL_SECONDS)(
+        service.runs(simulation.STAFF, idle_seconds=staff_rest.SAFETY_POLL_SECONDS)(
             functools.partial(simulation.counter_round, service, settings.drive_seconds))
     return service
 
