@@ -18,6 +18,7 @@ from pizza.eventing import (
     Command,
     Context,
     Event,
+    Reject,
     Reply,
     Service,
     ServiceHost,
@@ -335,6 +336,65 @@ async def _equals_pair(value: Awaitable[tuple[int, int]], expected: tuple[int, i
 async def _consumed(host: ServiceHost, count: int) -> bool:
     stats = host.consumers[0].stats
     return stats.handled + stats.duplicates >= count
+
+
+async def test_a_call_before_the_transaction_holds_no_lock_and_fails_alone(
+        bench: Bench) -> None:
+    """``handles(before=...)``: a call to someone else runs with no transaction open, its
+    answer reaches the handler, a failure retries or dead-letters only its own message,
+    and a message handled before does not make the call again."""
+    metadata, effects = effects_table()
+    service = Service("consumer", tables=metadata)
+    holder: dict[str, ServiceHost] = {}
+    calls: list[int] = []
+    failures = {2: 1}  # number -> how many calls fail before one succeeds
+
+    async def call_out(event: ThingHappenedV1, _meta: Metadata) -> int:
+        calls.append(event.number)
+        # No transaction of this service is open now: another writer gets in at once
+        # (on SQLite, opening one inside it would be refused, or wait for ever).
+        async with asyncio.timeout(5), holder["host"].db.begin() as conn:
+            await conn.execute(insert(effects).values(number=-event.number, note="outside"))
+        if event.number == 3:
+            raise Reject("they said no")
+        if failures.get(event.number, 0) > 0:
+            failures[event.number] -= 1
+            raise ConnectionError("they are away")
+        return event.number * 10
+
+    @service.handles(ThingHappenedV1, max_attempts=5, before=call_out,
+                     backoff=Backoff(initial=0.05, maximum=0.1))
+    async def record(event: ThingHappenedV1, ctx: Context) -> None:
+        await ctx.db.execute(insert(effects).values(number=ctx.prepared, note="handled"))
+
+    holder["host"] = consumer = await bench.host(service)
+    envelopes = [Envelope(Metadata(type="ThingHappened", version=1, source="producer"),
+                          {"number": n}) for n in range(1, 5)]
+    await bench.transport.publish([Outgoing(env.metadata.id, ThingHappenedV1.info.subject,
+                                            env.encode()) for env in envelopes])
+
+    async def handled() -> list[int]:
+        async with consumer.db.engine.connect() as conn:
+            return sorted((await conn.scalars(
+                select(effects.c.number).where(effects.c.note == "handled"))).all())
+
+    await eventually(lambda: _equals_list(handled(), [10, 20, 40]))
+    await eventually(lambda: _dead_letters_equal(bench, 1))
+    [dead] = await _dead_letters(bench)
+    assert dead.headers["Pizza-Dead-Reason"] == "rejected"
+    assert orjson.loads(dead.data)["data"] == {"number": 3}
+    assert sorted(calls) == [1, 2, 2, 3, 4]  # 2 failed once, then was called again
+
+    # The first message again, as a redelivery: the inbox has it, so no second call.
+    await bench.transport.publish([Outgoing("again", ThingHappenedV1.info.subject,
+                                            envelopes[0].encode())])
+    await eventually(lambda: _true(consumer.consumers[0].stats.duplicates == 1))
+    assert sorted(calls) == [1, 2, 2, 3, 4]
+    assert await handled() == [10, 20, 40]
+
+
+async def _equals_list(value: Awaitable[list[int]], expected: list[int]) -> bool:
+    return await value == expected
 
 
 async def _dead_letters(bench: Bench) -> list[Any]:

@@ -4,12 +4,15 @@ For each fetched batch:
 
 1. Decode every message once. What cannot be read or validated goes to dead letters at
    once: no retry can fix it.
-2. Handle the batch in ONE transaction: the inbox rows (which tell us which messages are
+2. A subscription's step that calls someone else over the network (``before=``) runs
+   first, for the messages the inbox has not seen, with NO transaction open: no database
+   lock is held across a network call. Its result goes to the handler.
+3. Handle the batch in ONE transaction: the inbox rows (which tell us which messages are
    new), every handler's writes, and the messages they send (outbox rows). One commit per
    batch is what makes SQLite fast enough (see the README's kernel notes).
-3. If any handler fails, roll the batch back and go one message per transaction, so only
+4. If any handler fails, roll the batch back and go one message per transaction, so only
    the failing message is retried.
-4. Ack what committed. A failed message is retried with exponential backoff (``nak`` with
+5. Ack what committed. A failed message is retried with exponential backoff (``nak`` with
    a delay) until its attempts are used up; then it goes to dead letters with the reason,
    the error and the attempt count, and the queue goes on.
 
@@ -40,7 +43,7 @@ import traceback
 import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pizza.eventing import inbox, log_context, outbox, personal, topology, tracing
 from pizza.eventing.catalog import Message, MessageInfo, Registry, forgery
@@ -90,6 +93,7 @@ class Received:
     message: Message
     handler: Handler
     data_subject: str | None = None  # whose personal data it carried (a key reference)
+    prepared: Any = None  # what the subscription's step before the transaction returned
 
     @property
     def info(self) -> MessageInfo:
@@ -202,6 +206,8 @@ class Consumer:
                 await self._forgotten(delivery, decoded.envelope)
             else:
                 received.append(decoded)
+        if self.subscription.before:
+            received = await self._before(received)
         if not received:
             return
         try:
@@ -236,6 +242,39 @@ class Consumer:
                     if verdict == "failed":
                         await self._failed(one, single_error)
                         break
+
+    async def _before(self, batch: list[Received]) -> list[Received]:
+        """Run the subscription's steps that must not hold a transaction open (calls to
+        someone else), all of the batch at once, for the messages not handled before.
+        A message whose step fails leaves the batch and is retried or dead-lettered like
+        a failed handler; the others go on to their transaction."""
+        steps = self.subscription.before
+        try:
+            handled = await inbox.seen(self.db, self.name,
+                                       [item.envelope.metadata.id for item in batch])
+        except Exception:  # the database is away: the transaction will wait for it
+            handled = set()
+        wanted = [item for item in batch if item.envelope.metadata.id not in handled
+                  and (item.envelope.metadata.type, item.envelope.metadata.version) in steps]
+        if not wanted:
+            return batch
+
+        async def prepare(item: Received) -> None:
+            meta = item.envelope.metadata
+            with log_context.handling(self.service, self.subscription.name, meta,
+                                      item.message):
+                item.prepared = await steps[(meta.type, meta.version)](item.message, meta)
+
+        outcomes = await asyncio.gather(*(prepare(item) for item in wanted),
+                                        return_exceptions=True)
+        failed: set[int] = set()
+        for item, outcome in zip(wanted, outcomes, strict=True):
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+            if isinstance(outcome, Exception):
+                failed.add(id(item))
+                await self._failed(item, outcome)
+        return [item for item in batch if id(item) not in failed]
 
     async def _through_outage(self, error: Exception, batch: list[Received]) -> str:
         """After a failed transaction: ``"failed"`` if the handler failed (retry it later,
@@ -373,7 +412,8 @@ class Consumer:
                     continue
                 new.discard(meta.id)  # a duplicate inside one batch is handled once
                 ctx = Context(self.service, conn, cause=meta,
-                              data_subject=item.data_subject, namespace=namespace)
+                              data_subject=item.data_subject, namespace=namespace,
+                              prepared=item.prepared)
                 about = log_context.current.set(log_context.Handling(
                     self.service, self.subscription.name, meta, item.message))
                 started = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pizza.eventing import personal, tracing
 from pizza.eventing.catalog import Command, Event, Message, Reply
@@ -46,6 +47,8 @@ class Context:
     # personal.subject_ref), or None: what a service stores to erase it later.
     data_subject: str | None = None
     namespace: Namespace = DEFAULT  # the system whose subjects its messages go to
+    # What the handler's step before the transaction returned (Service.handles(before=)).
+    prepared: Any = None
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this transaction has committed (never if it rolls back).

@@ -60,6 +60,21 @@ async def claim(conn: AsyncConnection, consumer: str, message_ids: Sequence[str]
 _LOOKUP_CHUNK = 500
 
 
+async def seen(db: Database, consumer: str, message_ids: Sequence[str]) -> set[str]:
+    """Which of these messages the consumer has handled already: a look taking no write
+    lock, for work to skip before the transaction (a call to someone else that a
+    redelivery need not make again). ``claim`` stays the judge of what is new."""
+    wanted = list(dict.fromkeys(message_ids))
+    found: set[str] = set()
+    async with db.read() as conn:
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            part = wanted[start:start + _LOOKUP_CHUNK]
+            found.update(await conn.scalars(
+                select(inbox.c.message_id).where(inbox.c.consumer == consumer,
+                                                 inbox.c.message_id.in_(part))))
+    return found
+
+
 def _claim_sqlite(db: sqlite3.Connection, consumer: str, wanted: list[str],
                   handled_at: str) -> set[str]:
     """SQLite, straight on its own connection: which ids are there already (one indexed

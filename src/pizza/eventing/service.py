@@ -33,11 +33,17 @@ from sqlalchemy import MetaData
 from pizza.eventing.catalog import Command, Event, Message, Reply
 from pizza.eventing.context import Context, reply_subject
 from pizza.eventing.context import Reject as Reject  # where handlers have found it
+from pizza.eventing.envelope import Metadata
 
 if TYPE_CHECKING:
     from pizza.eventing.host import ServiceHost
 
 Handler = Callable[[Any, Context], Awaitable[None]]
+# A handler's step that must not run inside its transaction: a call to someone else over
+# the network (their rate limits and bad days would hold the database's write lock). It
+# gets the message and its metadata and runs before the transaction opens; what it
+# returns is the handler's ``ctx.prepared``. See ``Service.handles(before=...)``.
+Before = Callable[[Any, "Metadata"], Awaitable[Any]]
 # Answers a message whose personal data can no longer be opened (its key was erased);
 # ctx.cause is the message's metadata.
 ForgottenHook = Callable[[Context], Awaitable[None]]
@@ -142,6 +148,8 @@ class Subscription:
     forgotten: ForgottenHook | None = None  # none: such a message is acknowledged, skipped
     # What handling each message may put on the bus (events, commands, answers).
     causes: dict[Key, tuple[type[Message], ...]] = field(default_factory=dict)
+    # Steps run before each message's transaction, with none open (Service.handles).
+    before: dict[Key, Before] = field(default_factory=dict)
 
     @property
     def messages(self) -> list[tuple[str, int]]:
@@ -177,11 +185,19 @@ class Service:
                 max_attempts: int = 5, backoff: Backoff | None = None,
                 start: Literal["new", "all"] = "new", name: str | None = None,
                 forgotten: ForgottenHook | None = None,
-                causes: Sequence[type[Message]] = ()) -> Callable[[H], H]:
+                causes: Sequence[type[Message]] = (),
+                before: Before | None = None) -> Callable[[H], H]:
         """Handle an event or a command through a durable queue of this service's own.
 
         ``forgotten`` answers a message whose personal data was erased (see personal.py).
         ``causes``: what the handler may publish, send or answer (declared by the service).
+        ``before(message, metadata)``: a call to someone else that must not hold the
+        handler's transaction open. It runs first, with no transaction open, for each
+        message not handled before; its result is the handler's ``ctx.prepared``. It may
+        run again for the same message (the process dies before the commit, the
+        transaction fails, a redelivery), so it must be safe to repeat, e.g. with an
+        idempotency key. What it raises is the handler's failure: retried with backoff,
+        or dead-lettered for ``Reject``.
         """
         info = message.info
         caused = self._own(causes)
@@ -200,6 +216,7 @@ class Service:
                 start=start,
                 forgotten=forgotten,
                 causes={info.key: caused},
+                before={info.key: before} if before is not None else {},
             )
             return handler
 

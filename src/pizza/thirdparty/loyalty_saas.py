@@ -11,6 +11,8 @@ down now and then. The loyalty service's anti-corruption layer
     POST /v1/admin/outage                 {"down": bool}: every member call answers 503
     POST /v1/admin/lose-responses         {"count": n}: the next n credits are applied but
                                           answered 504, as if the answer got lost
+    POST /v1/admin/latency                {"seconds": s}: every member call takes s seconds
+                                          more (a slow day), at most 60
     GET  /v1/admin/stats                  what happened, for tests and the curious
 
 Beyond ``rate_limit_per_second`` member calls in any one second it answers 429 with a
@@ -64,6 +66,10 @@ class LostResponses(BaseModel):
     count: int = Field(ge=0)
 
 
+class Latency(BaseModel):
+    seconds: float = Field(ge=0, le=60)
+
+
 @dataclass
 class Credit:
     """One applied credit, kept by idempotency key so a retry gets the same answer."""
@@ -83,6 +89,7 @@ class SaasState:
     random: random.Random = field(default_factory=random.Random)
     down: bool = False
     lose_responses: int = 0
+    latency: float = 0.0  # seconds every member call takes before it is answered
     balances: dict[str, int] = field(default_factory=dict)
     credits: dict[str, Credit] = field(default_factory=dict)
     recent: deque[float] = field(default_factory=deque)  # accepted call times, last 1 s
@@ -147,8 +154,10 @@ def create_app(*, rate_limit_per_second: float | None = None, failure_rate: floa
         return JSONResponse({"error": error.code, "message": error.message},
                             status_code=error.status, headers=error.headers)
 
-    def gateway() -> None:
+    async def gateway() -> None:
         state.admit(time.monotonic())
+        if state.latency:
+            await asyncio.sleep(state.latency)
 
     @app.post("/v1/members/{member_id}/credits", status_code=201,
               dependencies=[Depends(gateway)])
@@ -172,6 +181,11 @@ def create_app(*, rate_limit_per_second: float | None = None, failure_rate: floa
     async def lose_responses(body: LostResponses) -> dict[str, Any]:
         state.lose_responses = body.count
         return {"count": state.lose_responses}
+
+    @app.post("/v1/admin/latency")
+    async def latency(body: Latency) -> dict[str, Any]:
+        state.latency = body.seconds
+        return {"seconds": state.latency}
 
     @app.get("/v1/admin/stats")
     async def stats() -> dict[str, Any]:

@@ -183,6 +183,34 @@ async def test_with_the_saas_points_and_balances_come_from_them(tmp_path: Path) 
         assert await points(system, "unknown-to-them") == 0
 
 
+async def test_no_database_lock_is_held_while_the_saas_is_called(tmp_path: Path) -> None:
+    """A slow SaaS holds up the credit, never our database: another write of loyalty's
+    commits while the call is still waiting for their answer."""
+    async with with_saas(tmp_path) as (system, saas):
+        saas.latency = 1.0
+        await deliver(system, completed(ORDER_1, 10.0), settle=False)
+        await eventually(lambda: saas.stats["requests"] == 1)
+
+        async with asyncio.timeout(5), system.runtime.hosts["loyalty"].db.begin() as conn:
+            await conn.execute(delete(inbox).where(inbox.c.consumer == "nobody"))
+        assert saas.stats["creditsApplied"] == 0  # their answer has not come yet
+
+        await system.settle()
+        assert added(system) == [
+            {"customerId": "c-1", "orderId": ORDER_1, "points": 10, "balance": 10}]
+
+
+async def test_a_redelivered_completion_does_not_call_them_again(tmp_path: Path) -> None:
+    async with with_saas(tmp_path) as (system, saas):
+        env = completed(ORDER_1, 10.0)
+        await deliver(system, env)
+        await deliver(system, env, nats_suffix="-redelivered")
+
+        assert saas.stats["requests"] == 1
+        assert saas.stats["creditsApplied"] == 1
+        assert [e["orderId"] for e in added(system)] == [ORDER_1]
+
+
 async def test_their_429_is_honoured_and_every_order_credited_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIZZA_LOYALTY_SAAS_RPS", "1000")  # our own limit out of the way

@@ -8,6 +8,8 @@ builds nothing.
 
 from __future__ import annotations
 
+import functools
+
 from pizza.config import Settings
 from pizza.contracts.loyalty import LoyaltyPointsAddedV1
 from pizza.contracts.orders import OrderCompletedV1
@@ -28,9 +30,13 @@ def create(settings: Settings) -> LoyaltyService:
     # HTTP call to someone else, who may rate limit us or be down for minutes. Ten
     # attempts with backoff up to two minutes ride out about six minutes of outage
     # before a dead letter.
+    # The SaaS is called before the handler's transaction opens, never inside it.
     service.handles(OrderCompletedV1, max_in_flight=4, max_attempts=10,
                     backoff=Backoff(initial=1.0, factor=2.0, maximum=120.0),
-                    causes=(LoyaltyPointsAddedV1,))(inject(handlers.add_points, saas=saas))
+                    causes=(LoyaltyPointsAddedV1,),
+                    before=(functools.partial(handlers.credit_at_saas, saas=saas)
+                            if saas is not None else None),
+                    )(inject(handlers.add_points, on_saas=saas is not None))
     service.router = api.router
     if saas is not None:
         service.on_start.append(saas.open)
