@@ -16,6 +16,7 @@ from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.orders import OrderCancelledV1
 from pizza.services import staff_rest
 from pizza.services.delivery import create as delivery
+from pizza.services.delivery.jobs import open_job
 from pizza.services.delivery.simulation import DRIVERS
 from pizza.services.delivery.tables import addresses
 
@@ -298,6 +299,20 @@ async def test_simulated_drivers_take_drive_seconds(tmp_path: Path,
         await publish(system, prepared(ORDER_1))
         await eventually(lambda: types(system) == ["OrderOutForDelivery", "OrderDelivered"])
         assert asyncio.get_running_loop().time() - before >= 0.45
+
+
+async def test_a_driver_taking_a_job_wakes_the_drivers_who_deliver_it(
+        tmp_path: Path, simulate: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A click that sends out a job the drivers had not seen wakes them: it is delivered
+    once it has been out drive_seconds, not at their next safety poll (an hour away)."""
+    monkeypatch.setattr(staff_rest, "SAFETY_POLL_SECONDS", 3600.0)
+    simulate(drive_seconds=0.2)
+    async with running([delivery], tmp_path) as system:
+        await asyncio.sleep(0.3)  # the drivers found nothing to do and rest
+        async with system.service("delivery").unit_of_work() as ctx:
+            await open_job(ctx, prepared(ORDER_1))  # written without a wake-up
+        assert (await send_out(system, ORDER_1)).status_code == 202
+        await eventually(lambda: types(system) == ["OrderOutForDelivery", "OrderDelivered"])
 
 
 async def test_a_new_job_wakes_the_drivers_who_rest_until_it_is_delivered(

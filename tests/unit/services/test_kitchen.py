@@ -240,6 +240,21 @@ async def test_a_new_ticket_wakes_the_staff_who_rest_until_it_is_cooked(
         await eventually(lambda: types(system).count("OrderPrepared") == 4)
 
 
+async def test_a_cook_starting_a_ticket_wakes_the_staff_who_finish_it(
+        tmp_path: Path, simulate: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A click that starts a ticket the staff had not seen wakes them: they box it once
+    it has cooked, not at their next safety poll (an hour away here)."""
+    monkeypatch.setattr(staff_rest, "SAFETY_POLL_SECONDS", 3600.0)
+    simulate(cook_seconds=0.2)
+    async with running([kitchen], tmp_path) as system:
+        await asyncio.sleep(0.3)  # the staff found nothing to do and rest
+        async with system.service("kitchen").unit_of_work() as ctx:
+            await open_ticket(ctx, confirmed(ORDER_1))  # written without a wake-up
+        response = await system.http.post(f"/api/kitchen/tickets/{ORDER_1}/start")
+        assert response.status_code == 202
+        await eventually(lambda: types(system) == ["OrderPreparing", "OrderPrepared"])
+
+
 async def test_a_ticket_no_wake_up_announced_is_found_by_the_safety_poll(
         tmp_path: Path, simulate: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> None:
     """A ticket written without waking the staff (by another process, before a restart)

@@ -16,7 +16,7 @@ from pizza.contracts.delivery import (
 from pizza.eventing import ServiceHost
 from pizza.eventing.service import route_causes
 from pizza.services import paging
-from pizza.services.delivery import addresses, jobs
+from pizza.services.delivery import addresses, jobs, simulation
 from pizza.services.running import running_host
 from pizza.web.access import CurrentCaller, acting_for
 from pizza.web.text import ShortText
@@ -117,6 +117,7 @@ async def out_for_delivery(order_id: OrderId, body: Driver, host: Host) -> Stage
     """A driver takes the order (the same driver again is harmless)."""
     async with host.unit_of_work() as ctx:
         await jobs.send_out_one(ctx, order_id, body.driver)
+        ctx.on_commit(lambda: host.wake(simulation.STAFF))  # simulated drivers: due soon
     return StageChange(order_id=order_id, stage="out")
 
 

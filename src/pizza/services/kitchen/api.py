@@ -13,7 +13,7 @@ from pizza.contracts.kitchen import OrderPreparedV1, OrderPreparingV1
 from pizza.eventing import ServiceHost
 from pizza.eventing.service import route_causes
 from pizza.services import paging
-from pizza.services.kitchen import tickets
+from pizza.services.kitchen import simulation, tickets
 from pizza.services.running import running_host
 
 router: APIRouter = APIRouter(prefix="/api/kitchen", tags=["kitchen"])
@@ -98,6 +98,7 @@ async def start_ticket(order_id: OrderId, host: Host) -> StageChange:
     """Start cooking (again is harmless: no second OrderPreparing)."""
     async with host.unit_of_work() as ctx:
         await tickets.start_one(ctx, order_id)
+        ctx.on_commit(lambda: host.wake(simulation.STAFF))  # simulated cooks: due soon
     return StageChange(order_id=order_id, stage="preparing")
 
 
