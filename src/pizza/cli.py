@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -44,7 +45,8 @@ SERVICE_PORTS = {"orders": 8001, "kitchen": 8002, "delivery": 8003, "pickup": 80
 ANSWER_SECONDS = 3.0  # how long a tool waits for the system to accept a connection
 
 
-def _claim_home(command: str, shared_by: str | None = None, supervised: bool = False) -> None:
+def _claim_home(command: str, shared_by: str | Sequence[str] | None = None,
+                supervised: bool = False) -> None:
     """One PIZZA_HOME, one system: refuse at once, before touching the broker or a file."""
     from pizza import home
 
@@ -90,12 +92,12 @@ def up(
     processes: Annotated[int, typer.Option(
         envvar="PIZZA_PROCESSES",
         help="0: a process per service behind one origin (every core); 1: every service "
-        "in this process (for debugging).")] = 0,
+        "in this process (for debugging); N: the services spread over N processes.")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """The whole system: embedded NATS, every service, the SMTP sink, one origin."""
-    if processes not in (0, 1):
-        raise typer.BadParameter("0 (a process per service) or 1 (one process)",
+    if processes < 0:
+        raise typer.BadParameter("0 (a process per service), 1 (one process) or more",
                                  param_hint="--processes")
     _claim_home("pizza up")  # first: a second system must not touch this one's broker
     from pizza.app import SERVICES, Extras, as_environment, create_app, load
@@ -121,7 +123,8 @@ def up(
         from pizza.supervisor import Supervisor
 
         # Each child is told the settings as the PIZZA_* variables `pizza serve` reads.
-        supervisor = Supervisor(SERVICES, {**os.environ, **as_environment(current)})
+        supervisor = Supervisor(SERVICES, {**os.environ, **as_environment(current)},
+                                processes=processes)
         fastapi_app = create_gateway(load(settings=current), supervisor, extras)
     url = f"http://{host}:{port}"
     console.print(f"[bold green]Plant-Based Pizza[/] on [link={url}]{url}[/]")
@@ -182,33 +185,38 @@ def token(
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="orders, kitchen, delivery, pickup, "
-                                           "loyalty, notifications or tracking")],
+    services: Annotated[list[str], typer.Argument(
+        help="orders, kitchen, delivery, pickup, loyalty, notifications or tracking; "
+        "several share the process", show_default=False)],
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (default: one per service, 8001-8007)")] = 0,
+    port: Annotated[int, typer.Option(help="Port (default: the first service's, "
+                                      "8001-8007)")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """One service in its own process (distributed mode), configured by PIZZA_* variables."""
+    """Services in a process of their own (distributed mode; one, or a few together),
+    configured by PIZZA_* variables."""
     from pizza.app import Extras, create_app, load
 
     _logging(verbose)
-    if service not in SERVICE_PORTS:
-        raise typer.BadParameter(f"choose one of {', '.join(SERVICE_PORTS)}",
-                                 param_hint="SERVICE")
-    check_nats_creds()
+    unknown = [name for name in services if name not in SERVICE_PORTS]
+    if unknown or len(set(services)) != len(services):
+        raise typer.BadParameter(f"each once, from {', '.join(SERVICE_PORTS)}",
+                                 param_hint="SERVICES")
+    check_nats_creds(services)
     from pizza.supervisor import SUPERVISED
 
+    command = f"pizza serve {' '.join(services)}"
     if os.environ.get(SUPERVISED):  # a process of `pizza up`, which holds the home
-        _claim_home(f"pizza serve {service}", shared_by=service, supervised=True)
+        _claim_home(command, shared_by=services, supervised=True)
     elif settings.nats_url() is None:  # it runs the embedded broker on PIZZA_HOME's store
-        _claim_home(f"pizza serve {service}")
-    elif settings.database_url() is None:  # its SQLite file under PIZZA_HOME
-        _claim_home(f"pizza serve {service}", shared_by=service)
-    port = port or SERVICE_PORTS[service]
-    extras = Extras(smtp_sink=service == "notifications" and config.settings().smtp_sink)
-    fastapi_app = create_app(load([service], extras.settle(config.settings())),
+        _claim_home(command)
+    elif settings.database_url() is None:  # its SQLite files under PIZZA_HOME
+        _claim_home(command, shared_by=services)
+    port = port or SERVICE_PORTS[services[0]]
+    extras = Extras(smtp_sink="notifications" in services and config.settings().smtp_sink)
+    fastapi_app = create_app(load(services, extras.settle(config.settings())),
                              extras=extras)
-    console.print(f"[bold green]{service}[/] on http://{host}:{port}")
+    console.print(f"[bold green]{', '.join(services)}[/] on http://{host}:{port}")
     _serve(fastapi_app, host, port)
 
 

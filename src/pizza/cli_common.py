@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -63,14 +63,20 @@ def tool_credentials(home: Path | None = None) -> Credentials | None:
         fail(str(error))
 
 
-def check_nats_creds() -> None:
-    """A PIZZA_NATS_CREDS that cannot be used fails at start, in one line."""
+def check_nats_creds(services: Sequence[str] = ()) -> None:
+    """A PIZZA_NATS_CREDS that cannot be used fails at start, in one line: a seed file,
+    or a directory holding the seed of each of ``services`` (settings.nats_creds)."""
     given = settings.nats_creds()
-    if given is not None:
-        try:
+    if given is None:
+        return
+    try:
+        if given.is_dir():
+            for service in services:
+                credentials.load(credentials.seed_path(given, service))
+        else:
             credentials.load(given)
-        except BadCredentials as error:
-            fail(f"PIZZA_NATS_CREDS: {error}")
+    except BadCredentials as error:
+        fail(f"PIZZA_NATS_CREDS: {error}")
 
 
 def connect_options(home: Path | None = None) -> dict[str, Any]:

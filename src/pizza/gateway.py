@@ -81,14 +81,14 @@ class Forward:
         for route, name in self.table:
             match, _ = route.matches(scope)
             if match == Match.FULL:
-                return name
+                return self.supervisor.child_of.get(name, name)
         if scope["path"] == "/api/catalog" and scope["method"] in ("GET", "HEAD"):
             # A child runs a service, so it can ask the broker who reads what
             # (liveConsumers); with none running, the gateway answers from the code.
             return next((n for n, c in self.supervisor.children.items() if c.running), None)
         replay = _REPLAY.fullmatch(scope["path"])
-        if replay and scope["method"] == "POST" and replay.group(1) in self.supervisor.children:
-            return replay.group(1)
+        if replay and scope["method"] == "POST" and replay.group(1) in self.supervisor.child_of:
+            return self.supervisor.child_of[replay.group(1)]
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -327,7 +327,7 @@ def create_gateway(services: Sequence[Service], supervisor: Supervisor,
         """Rebuild a service's state from the start of its streams (forwarded to the
         service's process; this entry answers only for a service that does not run)."""
         raise ApiError(404, "not-found", f"no service {service[:64]!r} runs here",
-                       {"running": sorted(supervisor.children)})
+                       {"running": sorted(supervisor.child_of)})
 
     shell.add_public_routes(app, services)
     return app

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -31,13 +32,14 @@ class HomeInUse(RuntimeError):
     """Another process runs a system on this PIZZA_HOME."""
 
 
-def claim(command: str, *, shared_by: str | None = None, supervised: bool = False) -> None:
+def claim(command: str, *, shared_by: str | Sequence[str] | None = None,
+          supervised: bool = False) -> None:
     """Take the home for ``command`` ("pizza up"); raise HomeInUse if another has it.
 
-    ``shared_by`` (a service name) takes the home shared and that service's own lock
-    exclusively, so several `pizza serve` of different services may share a home.
-    ``supervised``: a service process of `pizza up`, which holds the whole home for it;
-    only the service's own lock is taken.
+    ``shared_by`` (a service name, or the names of a process's services) takes the home
+    shared and each service's own lock exclusively, so several `pizza serve` of
+    different services may share a home. ``supervised``: a service process of `pizza up`,
+    which holds the whole home for it; only the services' own locks are taken.
     """
     home = settings.home()
     home.mkdir(parents=True, exist_ok=True)
@@ -53,17 +55,19 @@ def claim(command: str, *, shared_by: str | None = None, supervised: bool = Fals
             return
         held.append(whole)
     if shared_by is None:
-        raise ValueError("a supervised process runs one service: name it (shared_by)")
-    own = _open(home / f"pizza.{shared_by}.lock")
-    if not _lock(own, shared=False):
-        holder = _holder(own)
-        own.close()
-        for file in held:
-            file.close()
-        raise HomeInUse(f"{command}: {shared_by} on PIZZA_HOME {home} is in use by "
-                        f"{holder}; stop it or use another PIZZA_HOME")
-    _record(own, command)
-    _held.extend((*held, own))
+        raise ValueError("a supervised process runs services: name them (shared_by)")
+    for service in [shared_by] if isinstance(shared_by, str) else shared_by:
+        own = _open(home / f"pizza.{service}.lock")
+        if not _lock(own, shared=False):
+            holder = _holder(own)
+            own.close()
+            for file in held:
+                file.close()
+            raise HomeInUse(f"{command}: {service} on PIZZA_HOME {home} is in use by "
+                            f"{holder}; stop it or use another PIZZA_HOME")
+        _record(own, command)
+        held.append(own)
+    _held.extend(held)
 
 
 def release() -> None:

@@ -7,6 +7,11 @@ port, the very command of distributed mode, with the broker's URL and the servic
 credentials. It then serves the one public origin (``gateway.py``), forwarding each
 route to the child whose service declares it.
 
+With ``processes=N`` (``pizza up --processes N``, N below the number of services) the
+services are spread over N children instead (``spread``), each ``pizza serve A B ...``;
+each service in such a child still connects to the broker as itself (its own seed from
+the credentials directory), so the broker's permissions are the same in every layout.
+
 * **One log**: every line a child writes is printed by the supervisor, prefixed with the
   service's name (children log one plain line per event when not on a terminal).
 * **Restarts**: a child that exits is started again after a backoff (0.5 s, doubling to
@@ -46,13 +51,32 @@ START_SECONDS = 90.0
 SUPERVISED = "PIZZA_SUPERVISED"  # set in a child's environment: its home is held for it
 
 
+# The services by the CPU an order costs each (`pizza bench orders`, split by process),
+# busiest first: dealt in this order, the busy ones land in different processes.
+BUSIEST_FIRST = ("orders", "notifications", "tracking", "kitchen", "delivery", "pickup",
+                 "loyalty")
+
+
+def spread(services: Sequence[str], processes: int) -> list[list[str]]:
+    """The services over ``processes`` children, dealt in turn busiest first; 0, or at
+    least one per service, gives each its own."""
+    count = len(services) if processes <= 0 else min(processes, len(services))
+    if count == len(services):
+        return [[service] for service in services]
+    ranked = sorted(services, key=lambda name: (
+        BUSIEST_FIRST.index(name) if name in BUSIEST_FIRST else len(BUSIEST_FIRST)))
+    return [ranked[start::count] for start in range(count)]
+
+
 @dataclass
 class Child:
-    """One service's process, as the supervisor knows it."""
+    """One process of one or more services, as the supervisor knows it; ``service`` is
+    its name (the service's, or theirs joined with '+')."""
 
     service: str
     port: int
     env: dict[str, str]
+    services: list[str] = field(default_factory=list)
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -75,12 +99,15 @@ class Supervisor:
     """The broker and one child process per service (see the module's docstring)."""
 
     def __init__(self, services: Sequence[str], env: dict[str, str],
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, processes: int = 0) -> None:
         self.services = list(services)
+        self.groups = spread(self.services, processes)
         self.base_env = env
         self.backoff = backoff or Backoff(initial=0.5, factor=2.0, maximum=30.0)
         self.broker: EmbeddedNats | None = None
         self.children: dict[str, Child] = {}
+        self.child_of: dict[str, str] = {  # service -> the name of the child running it
+            service: "+".join(group) for group in self.groups for service in group}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -102,9 +129,8 @@ class Supervisor:
             given = settings.nats_creds()
             await _provision(services, settings.nats_url() or "",
                              credentials.load(given) if given else None)
-            for name in self.services:
-                self.children[name] = Child(name, free_port(), {**self.base_env,
-                                                                 SUPERVISED: "1"})
+            for group in self.groups:
+                self._child(group, {**self.base_env, SUPERVISED: "1"})
             self._start_children()
             return
         users = broker_users(services, settings.credentials_dir())
@@ -114,12 +140,18 @@ class Supervisor:
         await self.broker.start()
         settings.broker_file().write_text(self.broker.url)
         await _provision(services, self.broker.url, operator, replicas=1)
-        for name in self.services:
+        for group in self.groups:
+            # One service: its seed; several: the directory of seeds, each its own.
+            creds = users.seeds[group[0]] if len(group) == 1 else settings.credentials_dir()
             env = {**self.base_env, "PIZZA_NATS_URL": self.broker.url,
-                   "PIZZA_NATS_CREDS": str(users.seeds[name]), SUPERVISED: "1",
+                   "PIZZA_NATS_CREDS": str(creds), SUPERVISED: "1",
                    "PIZZA_NATS_REPLICAS": "1"}  # one embedded server: one copy
-            self.children[name] = Child(name, free_port(), env)
+            self._child(group, env)
         self._start_children()
+
+    def _child(self, group: list[str], env: dict[str, str]) -> None:
+        name = "+".join(group)
+        self.children[name] = Child(name, free_port(), env, services=group)
 
     def _start_children(self) -> None:
         self._tasks = [asyncio.create_task(self._keep_running(child), name=child.service)
@@ -129,7 +161,7 @@ class Supervisor:
         attempt = 0
         while not self._stopping.is_set():
             child.process = await asyncio.create_subprocess_exec(
-                *pizza_command(), "serve", child.service, "--port", str(child.port),
+                *pizza_command(), "serve", *child.services, "--port", str(child.port),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, env=child.env, start_new_session=True,
                 # A service whose supervisor died outright must not linger: its clean

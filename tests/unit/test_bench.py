@@ -176,6 +176,8 @@ def test_a_process_tree_cpu_is_read_per_process_and_labelled() -> None:
         pytest.skip("no /proc (not Linux): the orders scenario skips itself there")
     assert processes.label(["/x/pizza", "serve", "kitchen", "--port", "1"], False, "s") == \
         "kitchen"
+    assert processes.label(["/x/pizza", "serve", "kitchen", "pickup", "--port", "1"], False,
+                           "s") == "kitchen+pickup"
     assert processes.label(["/x/bin/nats-server", "-js"], False, "s") == "broker"
     assert processes.label(["/x/pizza", "up"], True, "supervisor") == "supervisor"
     spinner = subprocess.Popen([sys.executable, "-c",
@@ -221,6 +223,7 @@ def test_orders_in_tiny_mode(tmp_path: Path) -> None:
     """A handful of orders through both ways of running `pizza up --simulate`: every
     figure is there, split by process, with goals judged, beside the floor."""
     from pizza.app import SERVICES
+    from pizza.supervisor import spread
 
     out = tmp_path / "results.json"
     with (tmp_path / "tables.txt").open("w") as tables:
@@ -232,30 +235,34 @@ def test_orders_in_tiny_mode(tmp_path: Path) -> None:
     assert orders["status"] == "ok", orders.get("traceback") or orders
     assert orders == orjson.loads(out.read_bytes())["scenarios"]["orders"]
     assert orders["n"] == 6 and orders["clients"] == 16
-    assert set(orders["variants"]) == {"all", "one", "floor", "all_throughput",
-                                       "one_throughput"}
+    assert set(orders["variants"]) == {"all", "two", "one", "floor", "all_throughput",
+                                       "two_throughput", "one_throughput"}
     for name, item in orders["variants"].items():
         assert item["unit"] == ("orders/s" if name.endswith("throughput") else "CPU-ms/order")
         assert len(item["rounds"]) == 1 and item["median"] > 0
-    for mode in ("all", "one"):
+    for mode in ("all", "two", "one"):
         (run_,) = orders["runs"][mode]
         assert run_["completed"] == run_["accepted"] == 6 and run_["errors"] == 0
         assert run_["settled"]
-    assert set(orders["ratios"]) == {"all/floor", "one/floor",
+    assert set(orders["ratios"]) == {"all/floor", "two/floor", "one/floor",
+                                     "two_throughput/one_throughput",
                                      "all_throughput/one_throughput"}
     assert orders["ratios"]["all/floor"]["median"] == pytest.approx(
         orders["variants"]["all"]["median"] / orders["variants"]["floor"]["median"])
 
     split = orders["split_cpu_ms_per_order"]
     assert set(split["all"]) == {*SERVICES, "supervisor", "broker"}  # every process
+    pairs = {"+".join(group) for group in spread(SERVICES, 2)}  # two processes
+    assert set(split["two"]) == {*pairs, "supervisor", "broker"}
     assert set(split["one"]) == {"pizza up", "broker"}
     assert set(split["floor"]) == {"nats-py + sqlite3", "broker"}
-    for mode in ("all", "one", "floor"):
+    for mode in ("all", "two", "one", "floor"):
         assert sum(split[mode].values()) == pytest.approx(orders["variants"][mode]["median"])
     assert set(orders["loop_lag_ms"]["all"]) == set(SERVICES)
+    assert set(orders["loop_lag_ms"]["two"]) == pairs
     assert set(orders["loop_lag_ms"]["one"]) == {"pizza up"}
 
-    for mode in ("all", "one"):
+    for mode in ("all", "two", "one"):
         story = orders["story"][mode]
         for kind in ("delivery", "pickup"):
             assert story[kind]["published"] > 5 and story[kind]["consumed"] > 5
@@ -267,8 +274,8 @@ def test_orders_in_tiny_mode(tmp_path: Path) -> None:
     assert floor_run["commits"] == 3 * delivery["commits"] + 3 * pickup["commits"]
 
     goals = orders["goals"]
-    assert set(goals) == {"cpu_ms_per_order_all", "cpu_ms_per_order_one",
-                          "completed_per_s_all", "completed_per_s_one"}
+    assert set(goals) == {f"{figure}_{mode}" for mode in ("all", "two", "one")
+                          for figure in ("cpu_ms_per_order", "completed_per_s")}
     assert goals["cpu_ms_per_order_all"]["value"] == orders["variants"]["all"]["median"]
     for item in goals.values():
         assert item["met"] is (item["value"] <= item["goal"] if item["direction"] == "<="

@@ -1,8 +1,9 @@
 """Scenario ``orders``: what a completed order costs the whole system, and how many it
-completes a second, at one process and at a process per service, beside the floor.
+completes a second, at one process, two, and a process per service, beside the floor.
 
-Each round starts, in turn (the first alternates), ``pizza up --simulate`` (a process per
-service behind the gateway: ``all``) and ``pizza up --simulate --processes 1`` (``one``),
+Each round starts, in turn (the first rotates), ``pizza up --simulate`` (a process per
+service behind the gateway: ``all``), ``pizza up --simulate --processes 2`` (the services
+spread over two: ``two``) and ``pizza up --simulate --processes 1`` (``one``),
 each with a temp PIZZA_HOME (``system.running_system``), warms it (20 orders, settled),
 and then:
 
@@ -73,8 +74,9 @@ FLOOR_CHUNK = 16  # orders whose work the floor does at a time (the 16 callers)
 COMPLETED_QUEUE = ("tracking", "order-completed")
 GOAL_CPU_MS = 5.0  # CPU-ms per completed order, at most
 GOAL_THROUGHPUT = 250.0  # completed orders/s sustained, at least
-MODES = {"all": 0, "one": 1}  # pizza up --processes
+MODES = {"all": 0, "two": 2, "one": 1}  # pizza up --processes: how it scales with cores
 MODE_LABELS = {"all": "a process per service (pizza up)",
+               "two": "two processes (pizza up --processes 2)",
                "one": "one process (pizza up --processes 1)"}
 
 
@@ -192,7 +194,7 @@ async def _load(system: RunningSystem, client: httpx.AsyncClient,
         system.base_url, math.ceil(orders / ORDERS_PER_CUSTOMER), system.headers)
     await _wait(system, client, None, 60)
     root = system.process.pid
-    root_label = "supervisor" if system.processes == 0 else "pizza up"
+    root_label = "pizza up" if system.processes == 1 else "supervisor"
     idle_before = processes.tree_cpu(root, root_label)
     await asyncio.sleep(IDLE_SECONDS)  # what the system spends doing nothing
     idle = processes.spent(idle_before, processes.tree_cpu(root, root_label))
@@ -377,7 +379,7 @@ async def scenario(settings: Settings) -> dict[str, Any]:
     # Not settings.count: --n is the kernel scenarios' message count, not orders.
     orders = int(settings.extra.get("orders") or (300 if settings.quick else 500))
     rounds = settings.round_count
-    runs: dict[str, list[dict[str, Any]]] = {"all": [], "one": [], "floor": []}
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in (*MODES, "floor")}
     stories: dict[str, dict[str, Story]] = {}
     for index in range(rounds):
         for mode in rotation(list(MODES), index):
@@ -401,18 +403,15 @@ async def scenario(settings: Settings) -> dict[str, Any]:
                                         r.get("loop_lag_ms_by_process", {}).values()
                                         if lag is not None), default=None))
 
-    variants = {
-        "all": cpu("all", f"CPU per completed order, {MODE_LABELS['all']}"),
-        "one": cpu("one", f"CPU per completed order, {MODE_LABELS['one']}"),
-        "floor": variant("the floor: raw nats-py + sqlite3, same messages and commits",
-                         [r["cpu_ms_per_order"] for r in runs["floor"]], "CPU-ms/order"),
-        "all_throughput": variant(
-            f"completed orders/s, {MODE_LABELS['all']}",
-            [r["completed_per_s"] for r in runs["all"]], "orders/s"),
-        "one_throughput": variant(
-            f"completed orders/s, {MODE_LABELS['one']}",
-            [r["completed_per_s"] for r in runs["one"]], "orders/s"),
-    }
+    variants = {mode: cpu(mode, f"CPU per completed order, {MODE_LABELS[mode]}")
+                for mode in MODES}
+    variants["floor"] = variant("the floor: raw nats-py + sqlite3, same messages and commits",
+                                [r["cpu_ms_per_order"] for r in runs["floor"]],
+                                "CPU-ms/order")
+    for mode in MODES:
+        variants[f"{mode}_throughput"] = variant(
+            f"completed orders/s, {MODE_LABELS[mode]}",
+            [r["completed_per_s"] for r in runs[mode]], "orders/s")
     goals = {}
     for mode in MODES:
         goals[f"cpu_ms_per_order_{mode}"] = goal(
@@ -436,13 +435,14 @@ async def scenario(settings: Settings) -> dict[str, Any]:
         "clients": CLIENTS,
         "variants": variants,
         "ratios": ratios(variants, [
-            ("all", "floor", None, "CPU per order: the system over the floor"),
-            ("one", "floor", None, "CPU per order: the system over the floor"),
+            *((mode, "floor", None, "CPU per order: the system over the floor")
+              for mode in MODES),
+            ("two_throughput", "one_throughput", None,
+             "throughput: two processes over one process"),
             ("all_throughput", "one_throughput", None,
              "throughput: a process per service over one process")]),
         "goals": goals,
-        "split_cpu_ms_per_order": {"all": _split(runs["all"]), "one": _split(runs["one"]),
-                                   "floor": _split(runs["floor"])},
+        "split_cpu_ms_per_order": {mode: _split(runs[mode]) for mode in (*MODES, "floor")},
         "loop_lag_ms": lags,
         "idle_cpu_ms_per_s": idle,
         "story": {mode: {kind: asdict(s) for kind, s in by_kind.items()}

@@ -2,9 +2,10 @@
 
 * :func:`tree_cpu` is the CPU time (user + sys, every thread) of a process and all its
   descendants, per process, each labelled with what it is: ``pizza serve kitchen`` is
-  ``kitchen``, the nats-server is ``broker``, the root is ``supervisor`` (or whatever
-  the caller names it). Two readings, ``later - earlier``, give what each spent between
-  them (:func:`spent`); a process that appeared in between counts from zero.
+  ``kitchen`` (``pizza serve kitchen pickup`` is ``kitchen+pickup``), the nats-server
+  is ``broker``, the root is ``supervisor`` (or whatever the caller names it). Two
+  readings, ``later - earlier``, give what each spent between them (:func:`spent`); a
+  process that appeared in between counts from zero.
 * :func:`sqlite_commits` counts the write transactions committed to the SQLite files of
   a directory since they were opened, without opening them: every WAL-mode database has
   a shared-memory index beside it (``NAME.db-shm``) whose header holds a counter that
@@ -71,8 +72,13 @@ def label(argv: list[str], root: bool, root_label: str) -> str:
         return "broker"
     if "serve" in argv:
         after = argv[argv.index("serve") + 1:]
-        if after and not after[0].startswith("-"):
-            return after[0]
+        served = []
+        for arg in after:  # the services, up to the first option
+            if arg.startswith("-"):
+                break
+            served.append(arg)
+        if served:
+            return "+".join(served)
     return "other"
 
 

@@ -289,6 +289,15 @@ class Runtime:
         alone = self.services[0].name if len(self.services) == 1 else None
         if self.nats_url is not None:
             given = settings.nats_creds()
+            if given is not None and given.is_dir():  # a seed per service: each its own
+                self.transports = {
+                    service.name: NatsTransport(
+                        self.nats_url, name=namespace.connection_name(service.name),
+                        credentials=credentials.load(
+                            credentials.seed_path(given, service.name)),
+                        identity=service.name, namespace=namespace)
+                    for service in self.services}
+                return
             self.transport = NatsTransport(
                 self.nats_url, name=namespace.connection_name(alone),
                 credentials=credentials.load(given) if given else None, identity=alone,

@@ -37,7 +37,9 @@ def nats_sync() -> str | None:
 
 def nats_creds() -> Path | None:
     """PIZZA_NATS_CREDS: this process's credentials on the bus (an nkey seed file or a
-    .creds file); unset means the embedded broker's own, or none."""
+    .creds file), or a directory of seed files named by service (``credentials.seed_path``)
+    for a process of several services, each connecting as itself; unset means the
+    embedded broker's own, or none."""
     raw = os.environ.get("PIZZA_NATS_CREDS")
     return Path(raw) if raw else None
 
