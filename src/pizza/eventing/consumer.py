@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from pizza.eventing import inbox, log_context, outbox, personal, topology, tracing
 from pizza.eventing.catalog import Message, MessageInfo, Registry, forgery
-from pizza.eventing.context import Context, run_commit_callbacks
+from pizza.eventing.context import Context, Transaction, run_commit_callbacks
 from pizza.eventing.envelope import Envelope, MalformedMessage
 from pizza.eventing.namespace import Namespace
 from pizza.eventing.outage import Outage, database_unavailable
@@ -377,6 +377,7 @@ class Consumer:
                 ctx = Context(self.service, conn, meta, namespace=self.namespace)
                 if meta.id in await inbox.claim(conn, self.name, [meta.id]) and hook:
                     await hook(ctx)
+                await ctx.transaction.flush()
                 await outbox.write(conn, ctx.outgoing)
         except Exception as error:  # the database is away, or the hook failed: later
             log.warning("%s: %s %s (personal data forgotten) not settled yet: %s",
@@ -404,6 +405,7 @@ class Consumer:
         spent: list[float] = []  # seconds in each handler, for the metrics
         recording = tracing.recording()  # once a batch: it looks at the environment
         namespace = self.namespace
+        shared = Transaction()
         async with self.db.begin() as conn:
             new = await inbox.claim(conn, self.name, [r.envelope.metadata.id for r in batch])
             for item in batch:
@@ -413,7 +415,7 @@ class Consumer:
                 new.discard(meta.id)  # a duplicate inside one batch is handled once
                 ctx = Context(self.service, conn, cause=meta,
                               data_subject=item.data_subject, namespace=namespace,
-                              prepared=item.prepared)
+                              prepared=item.prepared, transaction=shared)
                 about = log_context.current.set(log_context.Handling(
                     self.service, self.subscription.name, meta, item.message))
                 started = time.perf_counter()
@@ -429,6 +431,7 @@ class Consumer:
                     log_context.current.reset(about)
                 spent.append(time.perf_counter() - started)
                 contexts.append(ctx)
+            await shared.flush()
             await outbox.write(conn, [m for ctx in contexts for m in ctx.outgoing])
         if any(ctx.outgoing for ctx in contexts):
             self.relay.wake()

@@ -9,7 +9,7 @@ message caused by another inherits its correlationId and names it as its causati
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,21 @@ def reply_subject(service: str, namespace: Namespace = DEFAULT) -> str:
 
 
 @dataclass
+class Transaction:
+    """What the contexts of one transaction share (a consumer's batch runs its handlers in
+    one): work to do once inside it, after every handler and before the commit."""
+
+    flushes: dict[Any, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+    state: dict[Any, Any] = field(default_factory=dict)  # for whoever registers a flush
+
+    async def flush(self) -> None:
+        """Run the registered flushes, each once, in the order they were registered."""
+        while self.flushes:
+            key = next(iter(self.flushes))
+            await self.flushes.pop(key)()
+
+
+@dataclass
 class Context:
     service: str
     db: AsyncConnection
@@ -49,6 +64,8 @@ class Context:
     namespace: Namespace = DEFAULT  # the system whose subjects its messages go to
     # What the handler's step before the transaction returned (Service.handles(before=)).
     prepared: Any = None
+    # Shared by every context of this transaction (before_commit).
+    transaction: Transaction = field(default_factory=Transaction)
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this transaction has committed (never if it rolls back).
@@ -57,6 +74,14 @@ class Context:
         the commit would read the old state.
         """
         self.committed.append(callback)
+
+    def before_commit(self, key: Any, flush: Callable[[], Awaitable[None]]) -> None:
+        """Run ``flush`` inside this transaction once every handler of it has run, just
+        before the commit: writes gathered from several messages of a batch, made at once
+        (tracking folds a batch's events into each order's document with one read and
+        one write). Once per ``key`` per transaction; its failure is the transaction's.
+        ``transaction.state`` is where to gather."""
+        self.transaction.flushes.setdefault(key, flush)
 
     @property
     def story_id(self) -> str | None:

@@ -167,6 +167,7 @@ class ServiceHost:
             if correlation_id is not None:  # later work on a new story continues this span
                 tracing.begin_story(self.service.name, correlation_id)
             yield ctx
+            await ctx.transaction.flush()
             await outbox.write(conn, ctx.outgoing)
         if ctx.outgoing:
             self.relay.wake()

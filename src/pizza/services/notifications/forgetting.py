@@ -43,7 +43,8 @@ async def forget_customer(event: CustomerForgottenV1, ctx: Context) -> None:
         if row["status"] == outgoing.PENDING:  # not sent: its sender hears why, once
             email = outgoing.OutgoingEmail.of(row)
             Context(ctx.service, ctx.db, cause=email.command, outgoing=ctx.outgoing,
-                    committed=ctx.committed).reply(EmailFailedV1(reason=RECIPIENT_FORGOTTEN))
+                    committed=ctx.committed, transaction=ctx.transaction,
+                    ).reply(EmailFailedV1(reason=RECIPIENT_FORGOTTEN))
     await ctx.db.execute(delete(rows).where(rows.c.data_subject == ref))
     addresses = {str(row["to"]).strip().lower() for row in theirs}
     shared = set((await ctx.db.execute(

@@ -51,7 +51,8 @@ def in_story(ctx: Context, order_id: str) -> Context:
     Its messages are collected by ``ctx``."""
     cause = ctx.cause and dataclasses.replace(ctx.cause, correlation_id=order_id)
     return Context(ctx.service, ctx.db, cause=cause, correlation_id=order_id,
-                   outgoing=ctx.outgoing, committed=ctx.committed)
+                   outgoing=ctx.outgoing, committed=ctx.committed,
+                   transaction=ctx.transaction)
 
 
 async def settle(service: OrdersService, ctx: Context, order_id: str,

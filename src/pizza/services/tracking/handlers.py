@@ -57,11 +57,10 @@ async def record(ctx: Context, read_models: ReadModels, order_id: str, **fields:
     fact = projection.Fact(order_id=order_id, type=ctx.cause.type, time=ctx.cause.time,
                            fields=fields)
     model = read_models.current()
-    changed = await model.store.update(ctx.db, order_id,
-                                       lambda view: projection.apply(view, fact))
-    if changed is not None:
-        # Ring after the commit: a stream that reads then sees the change.
-        ctx.on_commit(lambda: model.hub.notify(order_id, changed))
+    # Folded with the batch's other events of this order before the commit; the hub
+    # rings after it, so a stream that reads then sees the change.
+    await model.store.stage(ctx, order_id, lambda view: projection.apply(view, fact),
+                            model.hub.notify)
 
 
 async def order_confirmed(event: OrderConfirmedV1 | OrderConfirmedV2, ctx: Context, *,

@@ -3,10 +3,15 @@
 Both stores offer the same few verbs (``Store``) and are chosen once, at start
 (``open_store``): ``PIZZA_REDIS_URL`` set means Redis.
 
-``update`` is a read-modify-write of one document through ``projection.apply``:
+``stage`` is a read-modify-write of one document through ``projection.apply``:
 
 * SqlStore writes in the handler's transaction, together with the kernel's inbox row, so
-  the change and "this message was handled" commit together.
+  the change and "this message was handled" commit together. It gathers the changes of
+  a whole batch (the kernel handles a batch in one transaction) and, just before the
+  commit (``Context.before_commit``), reads every order they touch at once, locked,
+  folds each order's events in, and writes the changed documents with one statement:
+  the fold is a function of the set of events, so folding a batch at once gives the
+  documents one at a time would.
 * RedisStore cannot join that transaction: it writes at once (atomically per document,
   with WATCH/MULTI), and the inbox row commits afterwards. If the process dies between
   the two, or the batch is rolled back, the message is redelivered and applied again.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,8 +37,9 @@ from typing import Any, Protocol
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
+from pizza.eventing.context import Context
 from pizza.eventing.storage import AsyncConnection, Database, upsert
 from pizza.services.tracking.hub import Hub
 from pizza.services.tracking.projection import OrderView, parse_time
@@ -41,6 +48,7 @@ from pizza.services.tracking.tables import order_views
 log = logging.getLogger("pizza.tracking.store")
 
 Change = Callable[[OrderView | None], OrderView]
+Changed = Callable[[str, OrderView], None]
 
 # Keys are "<prefix>:order:<id>" and "<prefix>:customer:<id>"; changes go to
 # "<prefix>:changes". Tests change the prefix to keep their keys apart.
@@ -54,9 +62,11 @@ class Store(Protocol):
 
     poll_seconds: float  # how often a follower re-reads without a ring
 
-    async def update(self, conn: AsyncConnection, order_id: str,
-                     change: Change) -> OrderView | None:
-        """Apply ``change`` to one document; the new document, or None if unchanged."""
+    async def stage(self, ctx: Context, order_id: str, change: Change,
+                    changed: Changed) -> None:
+        """Apply ``change`` to one document within the handler's transaction, and call
+        ``changed(order_id, document)`` after the commit if it changed. A store may
+        gather a batch's changes and write them at once before the commit."""
         ...
 
     async def get(self, order_id: str) -> OrderView | None:
@@ -87,6 +97,17 @@ def _decode(raw: str | bytes | None) -> OrderView | None:
     return None if raw is None else OrderView.from_json(orjson.loads(raw))
 
 
+def _fold(view: OrderView | None, changes: list[Change]) -> OrderView:
+    for change in changes:
+        view = change(view)
+    assert view is not None
+    return view
+
+
+# What a document's row holds besides its key (SqlStore._row), in that order.
+_ROW_COLUMNS = ("document", "status", "customer_id", "confirmed_at", "updated_at")
+
+
 def _confirmed_at(view: OrderView) -> datetime | None:
     moment = view.confirmed_at
     return parse_time(moment).astimezone(UTC) if moment else None
@@ -107,38 +128,78 @@ class SqlStore:
     async def close(self) -> None:
         return None
 
-    async def update(self, conn: AsyncConnection, order_id: str,
-                     change: Change) -> OrderView | None:
-        before = await self._locked(conn, order_id)
-        if before is None:
-            after = change(None)
-            if await self._insert(conn, after):
-                return after
-            # Another process inserted it meanwhile (PostgreSQL); that row is locked now.
-            before = await self._locked(conn, order_id)
-        assert before is not None
-        after = change(before)
-        if after == before:
-            return None
-        await conn.execute(order_views.update()
-                           .where(order_views.c.order_id == order_id)
-                           .values(**self._row(after)))
-        return after
+    async def stage(self, ctx: Context, order_id: str, change: Change,
+                    changed: Changed) -> None:
+        """Gather the change; the batch's changes are written together just before its
+        commit (``_write``): one locked read and at most one insert and one update
+        statement per batch, instead of two or three round trips per event."""
+        pending: dict[str, list[Change]] | None = ctx.transaction.state.get(self)
+        if pending is None:
+            pending = ctx.transaction.state[self] = {}
+            gathered = pending
 
-    async def _locked(self, conn: AsyncConnection, order_id: str) -> OrderView | None:
-        """Read the row, locking it on PostgreSQL (SQLite's writer lock is already held:
-        the kernel wrote the inbox row first in this transaction)."""
-        query = (select(order_views.c.document)
-                 .where(order_views.c.order_id == order_id).with_for_update())
-        return _decode((await conn.execute(query)).scalar_one_or_none())
+            async def write() -> None:
+                for order_id, view in await self._write(ctx.db, gathered):
+                    ctx.on_commit(functools.partial(changed, order_id, view))
 
-    async def _insert(self, conn: AsyncConnection, view: OrderView) -> bool:
-        """Insert if absent; False if a concurrent transaction got there first."""
+            ctx.before_commit(self, write)
+        pending.setdefault(order_id, []).append(change)
+
+    async def _write(self, conn: AsyncConnection,
+                     pending: dict[str, list[Change]]) -> list[tuple[str, OrderView]]:
+        """Fold every gathered change into its document; the documents that changed.
+
+        The rows are read locked in order-id order, so two transactions folding the same
+        orders (tracking's queues run at once, and on PostgreSQL several processes may)
+        wait for each other instead of deadlocking."""
+        ids = sorted(pending)
+        before = await self._locked_many(conn, ids)
+        after: dict[str, OrderView] = {}
+        for order_id in ids:
+            after[order_id] = _fold(before.get(order_id), pending[order_id])
+        new = [order_id for order_id in ids if order_id not in before]
+        written: list[tuple[str, OrderView]] = []
+        if new:
+            inserted = await self._insert_many(conn, [after[order_id] for order_id in new])
+            written += [(order_id, after[order_id]) for order_id in new
+                        if order_id in inserted]
+            raced = [order_id for order_id in new if order_id not in inserted]
+            if raced:  # another process inserted them meanwhile (PostgreSQL): now locked
+                theirs = await self._locked_many(conn, raced)
+                for order_id in raced:
+                    before[order_id] = theirs[order_id]
+                    after[order_id] = _fold(theirs[order_id], pending[order_id])
+        updates = [(order_id, after[order_id]) for order_id in ids
+                   if order_id in before and after[order_id] != before[order_id]]
+        if updates:
+            await conn.execute(
+                order_views.update().where(order_views.c.order_id == bindparam("key"))
+                .values({name: bindparam(f"new_{name}") for name in _ROW_COLUMNS}),
+                [{"key": order_id, **{f"new_{name}": value
+                                      for name, value in self._row(view).items()}}
+                 for order_id, view in updates])
+        return written + updates
+
+    async def _locked_many(self, conn: AsyncConnection,
+                           ids: list[str]) -> dict[str, OrderView]:
+        query = (select(order_views.c.order_id, order_views.c.document)
+                 .where(order_views.c.order_id.in_(ids))
+                 .order_by(order_views.c.order_id).with_for_update())
+        found: dict[str, OrderView] = {}
+        for order_id, raw in (await conn.execute(query)).all():
+            view = _decode(raw)
+            if view is not None:
+                found[order_id] = view
+        return found
+
+    async def _insert_many(self, conn: AsyncConnection, views: list[OrderView]) -> set[str]:
+        """Insert the absent ones; the ids inserted (not those another got in first)."""
         statement = (upsert(conn, order_views)
-                     .values(order_id=view.order_id, **self._row(view))
+                     .values([{"order_id": view.order_id, **self._row(view)}
+                              for view in views])
                      .on_conflict_do_nothing(index_elements=["order_id"])
                      .returning(order_views.c.order_id))
-        return (await conn.execute(statement)).first() is not None
+        return set((await conn.execute(statement)).scalars())
 
     @staticmethod
     def _row(view: OrderView) -> dict[str, Any]:
@@ -238,6 +299,14 @@ class RedisStore:
                     return after
                 except WatchError:  # another writer changed it between read and write
                     continue
+
+    async def stage(self, ctx: Context, order_id: str, change: Change,
+                    changed: Changed) -> None:
+        """Redis cannot join the transaction: the change is written at once (see the
+        module's docstring), and ``changed`` is called after the commit."""
+        after = await self.update(ctx.db, order_id, change)
+        if after is not None:
+            ctx.on_commit(functools.partial(changed, order_id, after))
 
     async def get(self, order_id: str) -> OrderView | None:
         return _decode(await self.redis.get(self.key(order_id)))
