@@ -195,7 +195,7 @@ def _plot_orders(name: str, result: dict[str, Any], directory: Path, plt: Any) -
                     color="#4c9a5f")
     rate.bar_label(bars, labels=[f"{v['median']:.0f}" for v in throughput], fontsize=8)
     rate.set_xticks(range(len(throughput)))
-    rate.set_xticklabels([_wrap(v["label"].split(", ", 1)[-1]) for v in throughput],
+    rate.set_xticklabels([_wrap(v["label"].split(", ", 1)[-1], 14) for v in throughput],
                          fontsize=7)
     rate.set_ylabel("completed orders/s")
     target = next((g["goal"] for k, g in goals.items() if k.startswith("completed")), None)
