@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -160,6 +161,8 @@ class Supervisor:
     async def _keep_running(self, child: Child) -> None:
         attempt = 0
         while not self._stopping.is_set():
+            if not _free(child.port):  # taken meanwhile (by anyone): the child moves
+                child.port = free_port()
             child.process = await asyncio.create_subprocess_exec(
                 *pizza_command(), "serve", *child.services, "--port", str(child.port),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -205,6 +208,17 @@ class Supervisor:
             settings.broker_file().unlink(missing_ok=True)
             await self.broker.stop()
             self.broker = None
+
+
+def _free(port: int) -> bool:
+    """Whether a child could listen on ``port`` now (the gateway finds it by its port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 async def _provision(services: Sequence[Service], url: str,

@@ -13,13 +13,24 @@ from pizza.eventing.transport.embedded import EmbeddedNats
 from pizza.web.identity import issue_token
 
 
+class PortTaken(Exception):
+    """`pizza up` could not listen on the port it was given."""
+
+
 @pytest.fixture
 async def start_pizza(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Pizza]]]:
     """Start `pizza up` with options; stopped (Ctrl-C) at the end of the test."""
     started: list[tuple[Process, httpx.AsyncClient, EmbeddedNats | None]] = []
 
     async def start(*options: str, own_broker: bool = False) -> Pizza:
-        port = free_port()
+        for _attempt in range(3):  # a port picked free may be taken before it is bound
+            try:
+                return await start_on(free_port(), options, own_broker)
+            except PortTaken:
+                continue
+        raise RuntimeError("pizza up found its port taken three times")
+
+    async def start_on(port: int, options: tuple[str, ...], own_broker: bool) -> Pizza:
         broker = None
         extra: dict[str, str] = {}
         if own_broker:  # a broker the test can stop and start again
@@ -36,7 +47,16 @@ async def start_pizza(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[P
         client = httpx.AsyncClient(base_url=process.url, timeout=10,
                                    headers={"Authorization": f"Bearer {operator}"})
         started.append((process, client, broker))
-        await process.wait_healthy()
+        try:
+            await process.wait_healthy()
+        except RuntimeError:  # it exited: another test run took its port first?
+            if "address already in use" not in process.tail().lower():
+                raise
+            started.remove((process, client, broker))
+            await client.aclose()
+            if broker is not None:
+                await broker.stop()
+            raise PortTaken(port) from None
         return Pizza(process, client, broker)
 
     yield start

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import time
 from typing import Any
@@ -32,6 +33,13 @@ def children_of(pid: int) -> dict[str, int]:
             words = fields[2].split()
             found[words[words.index("serve") + 1]] = int(fields[0])
     return found
+
+
+def port_of(pid: int) -> int:
+    """The --port a `pizza serve` child was started with."""
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        words = cmdline.read().decode().split("\0")
+    return int(words[words.index("--port") + 1])
 
 
 def alive(pid: int) -> bool:
@@ -70,7 +78,22 @@ async def test_each_service_runs_in_its_own_process_and_comes_back_when_killed(
     assert "?" not in ticket_row, ticket_row
 
     first = await pizza.place(f"c-{time.monotonic_ns()}", pickup=True)
+    kitchen_port = port_of(children["kitchen"])
     os.kill(children["kitchen"], signal.SIGKILL)
+    # Someone else takes the dead kitchen's port before its restart: it must come back
+    # on another one, not crash for ever on this one.
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    async def port_taken() -> bool:
+        try:
+            squatter.bind(("127.0.0.1", kitchen_port))
+        except OSError:
+            return False
+        squatter.listen()
+        return True
+
+    await eventually(port_taken, 5)
 
     async def kitchen_down() -> bool:
         report = (await pizza.http.get("/api/health")).json()
@@ -86,8 +109,14 @@ async def test_each_service_runs_in_its_own_process_and_comes_back_when_killed(
         return report["status"] == "ok" and report["processes"]["kitchen"]["state"] == \
             "running"
 
-    await eventually(kitchen_back, 60)
-    assert children_of(pizza.process.proc.pid)["kitchen"] != children["kitchen"]
+    try:
+        await eventually(kitchen_back, 60)
+        restarted = children_of(pizza.process.proc.pid)["kitchen"]
+        assert restarted != children["kitchen"]
+        assert port_of(restarted) != kitchen_port
+        assert (await pizza.http.get("/api/kitchen/tickets")).status_code == 200
+    finally:
+        squatter.close()
     for order_id in (first, second):
         async def completed(order_id: str = order_id) -> bool:
             document = await pizza.order(order_id)
