@@ -44,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from pizza.eventing import inline_sqlite, settings
@@ -154,13 +154,16 @@ class Database:
             options["connect_args"] = {"server_settings": {"search_path": self.schema},
                                        "timeout": 10}
             options["pool_size"] = 10
+            # Every checkout is pinged (three round trips: BEGIN, SELECT 1, ROLLBACK):
+            # a connection the server dropped (a restart, a failover, an operator's
+            # pg_terminate_backend) is replaced before any route or handler uses it.
+            # Pinging only after an idle second saved those trips under load, but a route
+            # then answered 5xx once per pool after connections were killed in use.
+            options["pool_pre_ping"] = True
         engine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        else:
-            event.listen(engine.sync_engine.pool, "checkin", _returned)
-            event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
         return engine
 
     async def create(self, *, log_changes: bool = True) -> None:
@@ -355,29 +358,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # A few ms only: this wait blocks the event loop (see _begin_when_free).
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
-
-
-# A pooled PostgreSQL connection idle longer than this is pinged before it is used: the
-# server may have restarted meanwhile. One in steady use is not: SQLAlchemy's
-# pool_pre_ping pinged every checkout, three round trips (BEGIN, SELECT 1, ROLLBACK)
-# before each transaction's own, 5% of a busy service's CPU. A connection that the server
-# dropped while in use fails its statement instead; SQLAlchemy then discards the whole
-# pool, the kernel's outage handling retries the batch, and a route answers 503 once.
-IDLE_PING_SECONDS = 1.0
-
-
-def _returned(_dbapi_connection: Any, record: Any) -> None:
-    record.info["returned_at"] = time.monotonic()
-
-
-def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    returned_at = record.info.get("returned_at")
-    if returned_at is None or time.monotonic() - returned_at < IDLE_PING_SECONDS:
-        return  # new, or in steady use
-    try:
-        dbapi_connection.ping()
-    except Exception as error:  # the pool makes a new connection instead
-        raise DisconnectionError(f"a pooled connection did not answer: {error}") from error
 
 
 def _sqlite_begin(conn: Any) -> None:
