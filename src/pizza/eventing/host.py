@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from pizza.eventing import inbox, outbox, settings, topology, tracing, usage
@@ -291,13 +292,8 @@ class Runtime:
         if self.nats_url is not None:
             given = settings.nats_creds()
             if given is not None and given.is_dir():  # a seed per service: each its own
-                self.transports = {
-                    service.name: NatsTransport(
-                        self.nats_url, name=namespace.connection_name(service.name),
-                        credentials=credentials.load(
-                            credentials.seed_path(given, service.name)),
-                        identity=service.name, namespace=namespace)
-                    for service in self.services}
+                seeds = given
+                self._own_connections(lambda name: credentials.seed_path(seeds, name))
                 return
             self.transport = NatsTransport(
                 self.nats_url, name=namespace.connection_name(alone),
@@ -316,12 +312,20 @@ class Runtime:
         await self.embedded.start()
         self.nats_url = self.embedded.url
         settings.broker_file().write_text(self.nats_url)
+        self._own_connections(users.seeds.__getitem__, replicas=1)  # one server: one copy
+
+    def _own_connections(self, seed_of: Callable[[str], Path],
+                         replicas: int | None = None) -> None:
+        """A connection per service, each on its own user's seed (``seed_of(name)``)."""
+        from pizza.eventing.transport import credentials
+        from pizza.eventing.transport.nats import NatsTransport
+
+        assert self.nats_url is not None
         self.transports = {
             service.name: NatsTransport(
-                self.nats_url, name=namespace.connection_name(service.name),
-                credentials=credentials.load(users.seeds[service.name]),
-                identity=service.name, replicas=1,  # one server: one copy
-                namespace=namespace)
+                self.nats_url, name=self.namespace.connection_name(service.name),
+                credentials=credentials.load(seed_of(service.name)),
+                identity=service.name, replicas=replicas, namespace=self.namespace)
             for service in self.services}
 
     async def stop(self) -> None:

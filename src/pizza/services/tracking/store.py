@@ -104,10 +104,6 @@ def _fold(view: OrderView | None, changes: list[Change]) -> OrderView:
     return view
 
 
-# What a document's row holds besides its key (SqlStore._row), in that order.
-_ROW_COLUMNS = ("document", "status", "customer_id", "confirmed_at", "updated_at")
-
-
 def _confirmed_at(view: OrderView) -> datetime | None:
     moment = view.confirmed_at
     return parse_time(moment).astimezone(UTC) if moment else None
@@ -172,12 +168,14 @@ class SqlStore:
         updates = [(order_id, after[order_id]) for order_id in ids
                    if order_id in before and after[order_id] != before[order_id]]
         if updates:
+            rows = [{"key": order_id, **{f"new_{name}": value
+                                         for name, value in self._row(view).items()}}
+                    for order_id, view in updates]
             await conn.execute(
                 order_views.update().where(order_views.c.order_id == bindparam("key"))
-                .values({name: bindparam(f"new_{name}") for name in _ROW_COLUMNS}),
-                [{"key": order_id, **{f"new_{name}": value
-                                      for name, value in self._row(view).items()}}
-                 for order_id, view in updates])
+                .values({name.removeprefix("new_"): bindparam(name)
+                         for name in rows[0] if name != "key"}),
+                rows)
         return written + updates
 
     async def _locked_many(self, conn: AsyncConnection,
