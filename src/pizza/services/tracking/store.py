@@ -193,11 +193,10 @@ class SqlStore:
     async def _insert_many(self, conn: AsyncConnection, views: list[OrderView]) -> set[str]:
         """Insert the absent ones; the ids inserted (not those another got in first)."""
         statement = (upsert(conn, order_views)
-                     .values([{"order_id": view.order_id, **self._row(view)}
-                              for view in views])
                      .on_conflict_do_nothing(index_elements=["order_id"])
                      .returning(order_views.c.order_id))
-        return set((await conn.execute(statement)).scalars())
+        rows = [{"order_id": view.order_id, **self._row(view)} for view in views]
+        return set((await conn.execute(statement, rows)).scalars())  # compiled once
 
     @staticmethod
     def _row(view: OrderView) -> dict[str, Any]:
