@@ -5,11 +5,13 @@ to it, and ``GET /api/mailbox`` shows what arrived. Mail is kept in this service
 ``mailbox`` table (one row per recipient), so it survives restarts, on SQLite and
 PostgreSQL alike.
 
-aiosmtpd's Controller runs the SMTP server on its own event loop in a thread. A received
-email is handed to the service's loop with ``run_coroutine_threadsafe`` and stored there,
-through the service's database engine, and only once it is stored does the sink answer
-250: an email the sink accepted is never lost, even if the process dies right after.
-(It can wait: the sender holds no transaction while it sends, see sender.py.)
+aiosmtpd's SMTP protocol is served on the service's own event loop, not in the thread
+aiosmtpd's Controller starts: there each email was handed from one loop to the other
+and back (``run_coroutine_threadsafe``), and the sink could outlive the loop that
+stores its mail. A received email is stored through the service's database engine,
+and only once it is stored does the sink answer 250: an email the sink accepted is never lost, even if the
+process dies right after. (It can wait: the sender holds no transaction while it sends,
+see sender.py.)
 
 A mailbox shows one letter per recipient and Message-ID, as mail clients do: the sender
 sends at least once, and an email sent again after a crash carries the same Message-ID,
@@ -26,7 +28,6 @@ smtp_host:smtp_port), stopped by its on_stop hook.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -36,12 +37,11 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import TYPE_CHECKING, cast
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pizza.eventing.storage import Database, upsert
+from pizza.eventing.storage import Database, once_per_dialect, upsert
 from pizza.services.notifications.tables import mailbox, mailbox_received
 
 if TYPE_CHECKING:
@@ -110,11 +110,14 @@ async def _first_time(conn: AsyncConnection, letter: Letter) -> bool:
     """True unless this recipient already has a letter with this Message-ID."""
     if letter.message_id is None:
         return True  # nothing to know it by
-    seen = await conn.scalar(
-        upsert(conn, mailbox_received)
-        .values(message_id=letter.message_id, recipient=letter.to.strip().lower()[:320])
-        .on_conflict_do_nothing().returning(mailbox_received.c.message_id))
+    seen = await conn.scalar(_FIRST_TIME(conn), {
+        "message_id": letter.message_id, "recipient": letter.to.strip().lower()[:320]})
     return seen is not None
+
+
+_FIRST_TIME = once_per_dialect(lambda conn: upsert(conn, mailbox_received)
+                               .on_conflict_do_nothing()
+                               .returning(mailbox_received.c.message_id))
 
 
 async def letters_for(db: Database, to: str | None, *, search: str | None = None,
@@ -143,12 +146,11 @@ async def letters_for(db: Database, to: str | None, *, search: str | None = None
 
 
 class _SinkHandler:
-    """aiosmtpd's handler: runs on the Controller's loop, in the Controller's thread."""
+    """aiosmtpd's handler, on the service's loop."""
 
-    def __init__(self, service: Service, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service  # where letters are kept, while it runs
-        self.loop = loop  # the service's loop, where the database lives
-        self.storing: set[concurrent.futures.Future[None]] = set()
+        self.storing: set[asyncio.Task[None]] = set()
         self.in_turn = asyncio.Lock()  # fair: stored in the order they were accepted
 
     async def handle_RCPT(self, _server: SMTP, _session: Session, envelope: Envelope,
@@ -163,13 +165,13 @@ class _SinkHandler:
         host = self.service.host
         if host is None:  # nowhere to keep it yet: the sender will try again
             return "451 4.3.0 mailbox not ready, try again later"
-        letters = _letters(envelope)
-        future = asyncio.run_coroutine_threadsafe(self._store_in_turn(host.db, letters),
-                                                  self.loop)
-        self.storing.add(future)
-        future.add_done_callback(self._stored)
+        # A task of its own: a client that hangs up meanwhile does not cut the store short,
+        # and stopping waits for it.
+        storing = asyncio.create_task(self._store_in_turn(host.db, _letters(envelope)))
+        self.storing.add(storing)
+        storing.add_done_callback(self._stored)
         try:  # stored before it is accepted: a 250 is a letter in the mailbox
-            await asyncio.wrap_future(future)
+            await asyncio.shield(storing)
         except Exception:
             return "451 4.3.0 the mailbox could not store it, try again later"
         return "250 Message accepted for delivery"
@@ -178,37 +180,56 @@ class _SinkHandler:
         async with self.in_turn:
             await store(db, letters)
 
-    def _stored(self, future: concurrent.futures.Future[None]) -> None:
-        self.storing.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            log.error("the SMTP sink could not store an email: %r", future.exception())
+    def _stored(self, task: asyncio.Task[None]) -> None:
+        self.storing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the SMTP sink could not store an email: %r", task.exception())
+
+
+class _Session(SMTP):
+    """One client's SMTP session, known to its sink while the client is connected."""
+
+    def __init__(self, handler: _SinkHandler, sessions: set[_Session]) -> None:
+        super().__init__(handler, hostname="smtp-sink.plant-based.pizza",
+                         loop=asyncio.get_running_loop())
+        self.sessions = sessions
+        sessions.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.sessions.discard(self)
+        super().connection_lost(error)
 
 
 class MailSink:
-    """A running sink: an aiosmtpd Controller on host:port."""
+    """A running sink: aiosmtpd's SMTP protocol served on host:port."""
 
-    def __init__(self, service: Service, host: str, port: int,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, service: Service, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.handler = _SinkHandler(service, loop)
-        self.controller = Controller(self.handler, hostname=host, port=port,
-                                     server_hostname="smtp-sink.plant-based.pizza")
+        self.handler = _SinkHandler(service)
+        self.sessions: set[_Session] = set()
+        self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.controller.start)  # it blocks until it answers
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: _Session(self.handler, self.sessions), host=self.host, port=self.port)
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.controller.stop)
-        pending = [asyncio.wrap_future(f) for f in list(self.handler.storing)]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        """Stop listening, hang up on every client, and return once every email
+        accepted meanwhile is stored."""
+        if self.server is not None:
+            self.server.close()
+        for session in list(self.sessions):
+            if session.transport is not None:
+                session.transport.close()  # its connection_lost ends the session
+        if self.handler.storing:
+            await asyncio.gather(*self.handler.storing, return_exceptions=True)
 
 
 async def start_sink(service: Service, host: str, port: int) -> MailSink:
     """Start an SMTP sink on host:port keeping its mail in ``service``'s database. Call it
     on the loop the service runs on; ``stop()`` it before the service stops."""
-    sink = MailSink(service, host, port, asyncio.get_running_loop())
+    sink = MailSink(service, host, port)
     await sink.start()
     log.info("SMTP sink listening on %s:%d", host, port)
     return sink
