@@ -15,13 +15,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, update
 
 from pizza.contracts.delivery import OrderDeliveredV1, OrderOutForDeliveryV1
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.eventing import Context
 from pizza.eventing.errors import Conflict, NotFound
-from pizza.eventing.storage import AsyncConnection, upsert
+from pizza.eventing.storage import AsyncConnection, once_per_dialect, upsert
 from pizza.services.delivery import addresses
 from pizza.services.delivery.tables import jobs
 from pizza.services.paging import Window, staged_page
@@ -62,13 +62,16 @@ async def open_job(ctx: Context, prepared: OrderPreparedV1) -> bool:
     if prepared.delivery_id is not None:
         address = await addresses.find(ctx.db, prepared.delivery_id)
     now = _now()
-    statement = upsert(ctx.db, jobs).values(
-        order_id=prepared.order_id, delivery_id=prepared.delivery_id, address=address,
-        stage="awaiting", correlation_id=ctx.story_id,
-        cause_id=ctx.cause.id if ctx.cause else None, created_at=now, updated_at=now,
-    ).on_conflict_do_nothing(index_elements=["order_id"])
-    result = await ctx.db.execute(statement)
+    result = await ctx.db.execute(_OPEN(ctx.db), {
+        "order_id": prepared.order_id, "delivery_id": prepared.delivery_id,
+        "address": address, "stage": "awaiting", "correlation_id": ctx.story_id,
+        "cause_id": ctx.cause.id if ctx.cause else None, "created_at": now,
+        "updated_at": now})
     return bool(result.rowcount)
+
+
+_OPEN = once_per_dialect(lambda conn: upsert(conn, jobs).on_conflict_do_nothing(
+    index_elements=["order_id"]))
 
 
 async def withdraw(ctx: Context, order_id: str) -> None:
@@ -153,13 +156,16 @@ async def _advance(conn: AsyncConnection, order_ids: Sequence[str], before: Stag
     """
     if not order_ids:
         return []
-    result = await conn.execute(
-        update(jobs)
-        .where(jobs.c.order_id.in_(order_ids), jobs.c.stage == before)
-        .values(stage=after, updated_at=_now(), **changes)
-        .returning(jobs.c.order_id, jobs.c.correlation_id, jobs.c.cause_id)
-    )
+    result = await conn.execute(_ADVANCE, {"ids": list(order_ids), "before": before,
+                                           "stage": after, "updated_at": _now(), **changes})
     return result.all()
+
+
+# The columns set are the parameters' (stage, updated_at and any ``changes``).
+_ADVANCE = (update(jobs)
+            .where(jobs.c.order_id.in_(bindparam("ids", expanding=True)),
+                   jobs.c.stage == bindparam("before"))
+            .returning(jobs.c.order_id, jobs.c.correlation_id, jobs.c.cause_id))
 
 
 async def _job(conn: AsyncConnection, order_id: str) -> AnyRow | None:

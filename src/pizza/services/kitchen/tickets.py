@@ -14,13 +14,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, update
 
 from pizza.contracts.kitchen import OrderPreparedV1, OrderPreparingV1
 from pizza.contracts.orders import OrderConfirmedV1
 from pizza.eventing import Context
 from pizza.eventing.errors import Conflict, NotFound
-from pizza.eventing.storage import AsyncConnection, upsert
+from pizza.eventing.storage import AsyncConnection, once_per_dialect, upsert
 from pizza.services.kitchen.tables import tickets
 from pizza.services.paging import Window, staged_page
 from pizza.services.stories import remember_causes
@@ -56,14 +56,16 @@ async def open_ticket(ctx: Context, order: OrderConfirmedV1) -> bool:
     now = _now()
     items = [{"menuItemId": line.menu_item_id, "name": line.name, "quantity": line.quantity}
              for line in order.items]
-    statement = upsert(ctx.db, tickets).values(
-        order_id=order.order_id, items=items, fulfilment=order.fulfilment,
-        delivery_id=order.delivery_id, stage="new", correlation_id=ctx.story_id,
-        cause_id=ctx.cause.id if ctx.cause else None,
-        created_at=now, updated_at=now,
-    ).on_conflict_do_nothing(index_elements=["order_id"])
-    result = await ctx.db.execute(statement)
+    result = await ctx.db.execute(_OPEN(ctx.db), {
+        "order_id": order.order_id, "items": items, "fulfilment": order.fulfilment,
+        "delivery_id": order.delivery_id, "stage": "new", "correlation_id": ctx.story_id,
+        "cause_id": ctx.cause.id if ctx.cause else None,
+        "created_at": now, "updated_at": now})
     return bool(result.rowcount)
+
+
+_OPEN = once_per_dialect(lambda conn: upsert(conn, tickets).on_conflict_do_nothing(
+    index_elements=["order_id"]))
 
 
 async def withdraw(ctx: Context, order_id: str) -> None:
@@ -143,14 +145,16 @@ async def _advance(conn: AsyncConnection, order_ids: Sequence[str], before: Stag
     """
     if not order_ids:
         return []
-    result = await conn.execute(
-        update(tickets)
-        .where(tickets.c.order_id.in_(order_ids), tickets.c.stage == before)
-        .values(stage=after, updated_at=_now())
-        .returning(tickets.c.order_id, tickets.c.correlation_id, tickets.c.fulfilment,
-                   tickets.c.delivery_id, tickets.c.cause_id)
-    )
+    result = await conn.execute(_ADVANCE, {"ids": list(order_ids), "before": before,
+                                           "stage": after, "updated_at": _now()})
     return result.all()
+
+
+_ADVANCE = (update(tickets)
+            .where(tickets.c.order_id.in_(bindparam("ids", expanding=True)),
+                   tickets.c.stage == bindparam("before"))
+            .returning(tickets.c.order_id, tickets.c.correlation_id, tickets.c.fulfilment,
+                       tickets.c.delivery_id, tickets.c.cause_id))
 
 
 async def _explain(conn: AsyncConnection, order_id: str, done: Stage) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 
-from pizza.eventing.storage import AsyncConnection, upsert
+from pizza.eventing.storage import AsyncConnection, once_per_dialect, upsert
 from pizza.services.loyalty.tables import balances, entries
 
 
@@ -20,24 +21,31 @@ def points_for(order_value: float) -> int:
 
 async def record(conn: AsyncConnection, order_id: str, customer_id: str, points: int) -> bool:
     """Write the order's entry; False if it already has one (then nothing may change)."""
-    statement = (
-        upsert(conn, entries)
-        .values(order_id=order_id, customer_id=customer_id, points=points,
-                created_at=datetime.now(UTC))
-        .on_conflict_do_nothing()
-        .returning(entries.c.order_id)
-    )
-    return (await conn.execute(statement)).first() is not None
+    result = await conn.execute(_RECORD(conn), {
+        "order_id": order_id, "customer_id": customer_id, "points": points,
+        "created_at": datetime.now(UTC)})
+    return result.first() is not None
+
+
+_RECORD = once_per_dialect(lambda conn: upsert(conn, entries).on_conflict_do_nothing()
+                           .returning(entries.c.order_id))
 
 
 async def add(conn: AsyncConnection, customer_id: str, points: int) -> int:
     """Add points to the customer's running total; return the new balance."""
-    insert = upsert(conn, balances).values(customer_id=customer_id, points=points)
-    statement = insert.on_conflict_do_update(
+    result = await conn.execute(_ADD(conn), {"customer_id": customer_id, "points": points})
+    return int(result.scalar_one())
+
+
+def _adding(conn: AsyncConnection) -> Any:
+    insert = upsert(conn, balances)
+    return insert.on_conflict_do_update(
         index_elements=[balances.c.customer_id],
         set_={"points": balances.c.points + insert.excluded.points},
     ).returning(balances.c.points)
-    return int((await conn.execute(statement)).scalar_one())
+
+
+_ADD = once_per_dialect(_adding)
 
 
 async def balance(conn: AsyncConnection, customer_id: str) -> int:

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.sql.elements import BindParameter
 
 from pizza.contracts.notifications import SendEmailV1
 from pizza.eventing.envelope import Metadata
-from pizza.eventing.storage import AsyncConnection, Database, upsert
+from pizza.eventing.storage import AsyncConnection, Database, once_per_dialect, upsert
 from pizza.services.notifications.tables import outgoing_emails as rows
 
 KEPT = timedelta(days=7)  # done rows are kept this long: the inbox's own retention
@@ -68,21 +69,23 @@ async def record(conn: AsyncConnection, command: SendEmailV1, meta: Metadata,
     ``data_subject``: whose personal data it is). False if this command's row exists
     already (a redelivery): nothing to do then."""
     now = _now()
-    inserted = await conn.scalar(
-        upsert(conn, rows).values(
-            command_id=meta.id, to=command.to, subject=command.subject, body=command.body,
-            message_id=message_id, command_type=meta.type, command_version=meta.version,
-            command_source=meta.source[:64], command_time=meta.time[:64],
-            correlation_id=meta.correlation_id, traceparent=meta.traceparent,
-            reply_to=meta.reply_to, status=PENDING if failed is None else FAILED,
-            attempts=0, next_attempt_at=now, last_error=failed, created_at=now,
-            done_at=None if failed is None else now, data_subject=data_subject,
-            **{"from": command.sender})
-        .on_conflict_do_nothing().returning(rows.c.command_id))
+    inserted = await conn.scalar(_RECORD(conn), {
+        "command_id": meta.id, "to": command.to, "from": command.sender,
+        "subject": command.subject, "body": command.body, "message_id": message_id,
+        "command_type": meta.type, "command_version": meta.version,
+        "command_source": meta.source[:64], "command_time": meta.time[:64],
+        "correlation_id": meta.correlation_id, "traceparent": meta.traceparent,
+        "reply_to": meta.reply_to, "status": PENDING if failed is None else FAILED,
+        "attempts": 0, "next_attempt_at": now, "last_error": failed, "created_at": now,
+        "done_at": None if failed is None else now, "data_subject": data_subject})
     return inserted is not None
 
 
-def _due(now: datetime) -> Any:
+_RECORD = once_per_dialect(lambda conn: upsert(conn, rows).on_conflict_do_nothing()
+                           .returning(rows.c.command_id))
+
+
+def _due(now: datetime | BindParameter[Any]) -> Any:
     return and_(rows.c.status == PENDING, rows.c.next_attempt_at <= now,
                 or_(rows.c.claimed_until.is_(None), rows.c.claimed_until < now))
 
@@ -90,8 +93,12 @@ def _due(now: datetime) -> Any:
 async def anything_due(db: Database) -> bool:
     """A cheap look, taking no write lock: is there a row to claim now?"""
     async with db.read() as conn:
-        found = await conn.scalar(select(rows.c.command_id).where(_due(_now())).limit(1))
+        found = await conn.scalar(_ANY_DUE, {"now": _now()})
     return found is not None
+
+
+_ANY_DUE = select(rows.c.command_id).where(
+    _due(bindparam("now", type_=rows.c.next_attempt_at.type))).limit(1)
 
 
 async def claim(db: Database, claimant: str, limit: int) -> list[OutgoingEmail]:
@@ -114,11 +121,13 @@ async def finish(conn: AsyncConnection, email: OutgoingEmail, *,
                  error: str | None = None) -> bool:
     """Mark a claimed row sent (or failed, with ``error``). False if it was already done
     (another sender finished it after our claim ran out): then it must not be answered."""
-    done = await conn.execute(
-        update(rows).where(rows.c.command_id == email.command.id, rows.c.status == PENDING)
-        .values(status=SENT if error is None else FAILED, last_error=error,
-                done_at=_now(), claimed_until=None, claimed_by=None))
+    done = await conn.execute(_FINISH, {
+        "id": email.command.id, "status": SENT if error is None else FAILED,
+        "last_error": error, "done_at": _now(), "claimed_until": None, "claimed_by": None})
     return bool(done.rowcount)
+
+
+_FINISH = update(rows).where(rows.c.command_id == bindparam("id"), rows.c.status == PENDING)
 
 
 async def later(db: Database, email: OutgoingEmail, delay: float, *,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 
 from pizza.contracts.notifications import SendEmailV1
 from pizza.eventing import Context
@@ -87,9 +87,12 @@ async def send(ctx: Context, order_id: str, kind: EmailKind, email: SendEmailV1,
     """Send the command (answer to our reply subject) and record it as pending. Its
     address and body are the customer's personal data, sealed with their key."""
     meta = ctx.send(email, personal_data_of=customer_id)
-    await ctx.db.execute(order_emails.insert().values(
-        message_id=meta.id, order_id=order_id, kind=kind, status="pending", detail=None,
-        created_at=datetime.now(UTC)))
+    await ctx.db.execute(_RECORD, {
+        "message_id": meta.id, "order_id": order_id, "kind": kind, "status": "pending",
+        "detail": None, "created_at": datetime.now(UTC)})
+
+
+_RECORD = order_emails.insert()
 
 
 async def record_answer(ctx: Context, status: Literal["sent", "failed"], detail: str) -> bool:
@@ -100,8 +103,10 @@ async def record_answer(ctx: Context, status: Literal["sent", "failed"], detail:
     command_id = ctx.cause.causation_id if ctx.cause else None
     if command_id is None:
         return False
-    result = await ctx.db.execute(
-        update(order_emails)
-        .where(order_emails.c.message_id == command_id, order_emails.c.status != "sent")
-        .values(status=status, detail=detail))
+    result = await ctx.db.execute(_ANSWERED, {"command_id": command_id, "status": status,
+                                              "detail": detail})
     return bool(result.rowcount)
+
+
+_ANSWERED = update(order_emails).where(order_emails.c.message_id == bindparam("command_id"),
+                                       order_emails.c.status != "sent")

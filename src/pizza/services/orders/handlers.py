@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 
 from pizza.contracts.delivery import DeliveryAddressRegisteredV1, OrderDeliveredV1
 from pizza.contracts.kitchen import OrderPreparedV1
@@ -37,15 +37,17 @@ async def learn_delivery_address(event: DeliveryAddressRegisteredV1, ctx: Contex
 
 async def note_prepared(event: OrderPreparedV1, ctx: Context) -> None:
     """From now on the order cannot be cancelled."""
-    now = datetime.now(UTC)
-    result = await ctx.db.execute(
-        update(orders)
-        .where(orders.c.id == event.order_id)
-        .values(prepared_at=func.coalesce(orders.c.prepared_at, now),
-                status=case((orders.c.status == "confirmed", "prepared"),
-                            else_=orders.c.status)))
+    result = await ctx.db.execute(_PREPARED, {"order_id": event.order_id,
+                                              "now": datetime.now(UTC)})
     if not result.rowcount:
         log.warning("OrderPrepared for unknown order %s ignored", event.order_id)
+
+
+_PREPARED = (update(orders).where(orders.c.id == bindparam("order_id"))
+             .values(prepared_at=func.coalesce(orders.c.prepared_at,
+                                               bindparam("now", type_=orders.c.prepared_at.type)),
+                     status=case((orders.c.status == "confirmed", "prepared"),
+                                 else_=orders.c.status)))
 
 
 async def complete_delivered(event: OrderDeliveredV1, ctx: Context, *,
@@ -65,16 +67,12 @@ async def complete(service: OrdersService, ctx: Context, order_id: str) -> None:
     cancelled order is not completed: the cancellation was already announced, and orders
     is the authority (see ``cancelling.py``).
     """
-    changed = await ctx.db.execute(
-        update(orders)
-        .where(orders.c.id == order_id, orders.c.status.in_(("confirmed", "prepared")))
-        .values(status="completed", completed_at=datetime.now(UTC)))
+    changed = await ctx.db.execute(_COMPLETE, {"order_id": order_id,
+                                               "completed_at": datetime.now(UTC)})
     if not changed.rowcount:
         log.info("order %s not completed again (unknown, done or cancelled)", order_id)
         return
-    order = (await ctx.db.execute(
-        select(orders.c.customer_id, orders.c.email, orders.c.value_pence,
-               orders.c.fulfilment).where(orders.c.id == order_id))).one()
+    order = (await ctx.db.execute(_COMPLETED, {"order_id": order_id})).one()
     ctx.publish(OrderCompletedV1(order_id=order_id, customer_id=order.customer_id,
                                  order_value=menu.pounds(order.value_pence),
                                  fulfilment=order.fulfilment))
@@ -83,6 +81,14 @@ async def complete(service: OrdersService, ctx: Context, order_id: str) -> None:
                           emails.thanks(order_id, order.email, order.value_pence,
                                         order.fulfilment, sender=service.settings.mail_from),
                           order.customer_id)
+
+
+_COMPLETE = (update(orders)
+             .where(orders.c.id == bindparam("order_id"),
+                    orders.c.status.in_(("confirmed", "prepared")))
+             .values(status="completed"))  # and completed_at, a parameter
+_COMPLETED = select(orders.c.customer_id, orders.c.email, orders.c.value_pence,
+                    orders.c.fulfilment).where(orders.c.id == bindparam("order_id"))
 
 
 async def email_sent(answer: EmailSentV1, ctx: Context) -> None:

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints
 from pydantic.alias_generators import to_camel
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from pizza.contracts.bounds import UUID_PATTERN
@@ -215,17 +215,21 @@ async def _store(ctx: Context, order_id: str, request: PlaceOrder,
                  lines: list[dict[str, Any]], delivery_id: str | None, status: str,
                  idempotency_key: str | None, fingerprint: str) -> None:
     value_pence = sum(line["quantity"] * line["unitPricePence"] for line in lines)
-    await ctx.db.execute(orders.insert().values(
-        id=order_id, customer_id=request.customer_id, email=request.email, items=lines,
-        value_pence=value_pence, fulfilment=request.fulfilment, delivery_id=delivery_id,
-        status=status, idempotency_key=idempotency_key, request_hash=fingerprint,
-        created_at=datetime.now(UTC)))
+    await ctx.db.execute(_STORE, {
+        "id": order_id, "customer_id": request.customer_id, "email": request.email,
+        "items": lines, "value_pence": value_pence, "fulfilment": request.fulfilment,
+        "delivery_id": delivery_id, "status": status, "idempotency_key": idempotency_key,
+        "request_hash": fingerprint, "created_at": datetime.now(UTC)})
+
+
+_STORE = orders.insert()
+_ORDER = select(orders).where(orders.c.id == bindparam("order_id"))
 
 
 async def announce(service: OrdersService, ctx: Context, order_id: str) -> None:
     """Publish a confirmed order (OrderConfirmed v1 while read, and v2) and send its
     receipt, in ``ctx``'s transaction, from the stored row."""
-    order = (await ctx.db.execute(select(orders).where(orders.c.id == order_id))).one()
+    order = (await ctx.db.execute(_ORDER, {"order_id": order_id})).one()
     lines: list[dict[str, Any]] = order.items
     event_lines = [OrderLine(menu_item_id=line["menuItemId"], name=line["name"],
                              quantity=line["quantity"],

@@ -13,13 +13,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, update
 
 from pizza.contracts.kitchen import OrderPreparedV1
 from pizza.contracts.pickup import OrderCollectedV1, OrderReadyForCollectionV1
 from pizza.eventing import Context
 from pizza.eventing.errors import Conflict, NotFound
-from pizza.eventing.storage import AsyncConnection, upsert
+from pizza.eventing.storage import AsyncConnection, once_per_dialect, upsert
 from pizza.services.paging import Window, staged_page
 from pizza.services.pickup.tables import counter
 from pizza.services.stories import remember_causes
@@ -55,16 +55,18 @@ async def put_out(ctx: Context, prepared: OrderPreparedV1) -> bool:
     if prepared.fulfilment != "pickup":
         return False
     now = _now()
-    statement = upsert(ctx.db, counter).values(
-        order_id=prepared.order_id, stage="waiting", correlation_id=ctx.story_id,
-        created_at=now, updated_at=now,
-    ).on_conflict_do_nothing(index_elements=["order_id"])
-    result = await ctx.db.execute(statement)
+    result = await ctx.db.execute(_SHELVE(ctx.db), {
+        "order_id": prepared.order_id, "stage": "waiting", "correlation_id": ctx.story_id,
+        "created_at": now, "updated_at": now})
     if not result.rowcount:
         return False
     ready = ctx.publish(OrderReadyForCollectionV1(order_id=prepared.order_id))
     await remember_causes(ctx.db, counter, {prepared.order_id: ready.id})
     return True
+
+
+_SHELVE = once_per_dialect(lambda conn: upsert(conn, counter).on_conflict_do_nothing(
+    index_elements=["order_id"]))
 
 
 async def withdraw(ctx: Context, order_id: str) -> None:
@@ -92,18 +94,20 @@ async def collect(ctx: Context, order_ids: Sequence[str]) -> list[str]:
     """Customers took these orders; the ones collected now (one statement for all)."""
     if not order_ids:
         return []
-    result = await ctx.db.execute(
-        update(counter)
-        .where(counter.c.order_id.in_(order_ids), counter.c.stage == "waiting")
-        .values(stage="collected", updated_at=_now())
-        .returning(counter.c.order_id, counter.c.correlation_id, counter.c.cause_id)
-    )
+    result = await ctx.db.execute(_COLLECT, {"ids": list(order_ids), "updated_at": _now()})
     moved = result.all()
     await remember_causes(ctx.db, counter, {
         row.order_id: ctx.publish(OrderCollectedV1(order_id=row.order_id),
                                   correlation_id=row.correlation_id, caused_by=row.cause_id).id
         for row in moved})
     return [row.order_id for row in moved]
+
+
+_COLLECT = (update(counter)
+            .where(counter.c.order_id.in_(bindparam("ids", expanding=True)),
+                   counter.c.stage == "waiting")
+            .values(stage="collected")
+            .returning(counter.c.order_id, counter.c.correlation_id, counter.c.cause_id))
 
 
 async def collect_one(ctx: Context, order_id: str) -> bool:
