@@ -9,9 +9,9 @@ aiosmtpd's SMTP protocol is served on the service's own event loop, not in the t
 aiosmtpd's Controller starts: there each email was handed from one loop to the other
 and back (``run_coroutine_threadsafe``), and the sink could outlive the loop that
 stores its mail. A received email is stored through the service's database engine,
-and only once it is stored does the sink answer 250: an email the sink accepted is never lost, even if the
-process dies right after. (It can wait: the sender holds no transaction while it sends,
-see sender.py.)
+and only once it is stored does the sink answer 250: an email the sink accepted is
+never lost, even if the process dies right after. (It can wait: the sender holds no
+transaction while it sends, see sender.py.)
 
 A mailbox shows one letter per recipient and Message-ID, as mail clients do: the sender
 sends at least once, and an email sent again after a crash carries the same Message-ID,
