@@ -23,7 +23,7 @@ from typing import Any
 from pizza.eventing import inbox, outbox, settings, topology, tracing, usage
 from pizza.eventing.catalog import Registry, registry
 from pizza.eventing.consumer import Consumer, ConsumerStats
-from pizza.eventing.context import Context, run_commit_callbacks
+from pizza.eventing.context import Context, Transaction, run_commit_callbacks
 from pizza.eventing.envelope import Metadata
 from pizza.eventing.loop_lag import LoopLag
 from pizza.eventing.metrics import RuntimeMetrics
@@ -162,17 +162,29 @@ class ServiceHost:
         """One transaction whose messages go through the outbox. ``cause``: the message
         this work answers, handled earlier (e.g. a command whose effect ran outside any
         transaction): replies go to its replyTo, caused by it, in its story."""
+        async with self.unit_of_work_for([cause], correlation_id) as (ctx,):
+            yield ctx
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work_for(self, causes: Sequence[Metadata | None],
+                               correlation_id: str | None = None
+                               ) -> AsyncIterator[list[Context]]:
+        """One transaction, with a Context for each of ``causes``: the work on several
+        messages handled earlier, answered together (the email sender's batch) with one
+        commit instead of one each. Their messages go through the outbox."""
+        shared = Transaction()
         async with self.db.begin() as conn:
-            ctx = Context(self.service.name, conn, cause=cause,
-                          correlation_id=correlation_id, namespace=self.namespace)
+            contexts = [Context(self.service.name, conn, cause=cause,
+                                correlation_id=correlation_id, namespace=self.namespace,
+                                transaction=shared) for cause in causes]
             if correlation_id is not None:  # later work on a new story continues this span
                 tracing.begin_story(self.service.name, correlation_id)
-            yield ctx
-            await ctx.transaction.flush()
-            await outbox.write(conn, ctx.outgoing)
-        if ctx.outgoing:
+            yield contexts
+            await shared.flush()
+            await outbox.write(conn, [m for ctx in contexts for m in ctx.outgoing])
+        if any(ctx.outgoing for ctx in contexts):
             self.relay.wake()
-        run_commit_callbacks([ctx])
+        run_commit_callbacks(contexts)
 
 
 def _same(namespace: Namespace | None, transport: Transport | None) -> Namespace:

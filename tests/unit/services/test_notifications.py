@@ -368,6 +368,42 @@ async def test_a_crash_between_the_send_and_the_mark_shows_one_letter_and_one_an
     assert system.published("pizza.deadletters.") == []
 
 
+async def test_a_batch_whose_marks_fail_is_sent_again_and_each_answered_once(
+        system: System, monkeypatch: pytest.MonkeyPatch, quick_retries: None) -> None:
+    """The sender marks a batch's rows and answers them in one transaction: when that
+    fails, every email of the batch is given back and sent again (same Message-ID), and
+    each command gets one answer, caused by it."""
+    real_finish, real_store = outgoing.finish, sink.store
+    failed_once: list[str] = []
+    stored: list[str] = []
+
+    async def crash_once(conn: Any, email: outgoing.OutgoingEmail, **kw: Any) -> bool:
+        if not failed_once:
+            failed_once.append(email.command.id)
+            raise RuntimeError("the database goes away here")
+        return await real_finish(conn, email, **kw)
+
+    async def counting_store(db: Any, letters: list[sink.Letter]) -> None:
+        stored.extend(letter.message_id or "" for letter in letters)
+        await real_store(db, letters)
+
+    monkeypatch.setattr(outgoing, "finish", crash_once)
+    monkeypatch.setattr(sink, "store", counting_store)
+    commands = [send_email(to=f"guest{n}@example.com") for n in range(3)]
+    await deliver(system, *commands)
+
+    ids = {f"<{c.metadata.id}@plant-based.pizza>": c.metadata.id for c in commands}
+    assert set(stored) == set(ids)
+    assert len(stored) > len(ids)  # what the failed transaction covered was sent again
+    answered = sorted((r["metadata"]["causationId"], r["data"]["messageId"])
+                      for r in replies(system))
+    assert answered == sorted((command_id, message_id)
+                              for message_id, command_id in ids.items())
+    assert sorted(letter["to"] for letter in await mailbox(system)) == [
+        f"guest{n}@example.com" for n in range(3)]
+    assert system.published("pizza.deadletters.") == []
+
+
 async def test_the_sink_stores_a_letter_before_it_answers(
         system: System, smtp_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     real_store = sink.store

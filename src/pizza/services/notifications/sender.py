@@ -2,13 +2,14 @@
 
 The outbox pattern, applied to SMTP. A handler only writes the email to send (a row of
 ``outgoing_emails``, see outgoing.py) in its transaction; this background loop of the
-service claims due rows, hands each to the SMTP server over one kept connection with NO
-transaction open (no database lock is ever held across a network call), and then, in a
-short transaction, marks the row sent or failed and answers EmailSent / EmailFailed on
-the command's replyTo through the kernel's outbox (a Context whose cause is the command).
+service claims a batch of due rows, hands each to the SMTP server over one kept
+connection with NO transaction open (no database lock is ever held across a network
+call), and then, in one short transaction for the batch, marks each row sent or failed
+and answers EmailSent / EmailFailed on its command's replyTo through the kernel's outbox
+(a Context for each, whose cause is the command: ``ServiceHost.unit_of_work_for``).
 
 The guarantee to the SMTP server is at-least-once, the only honest one: a process that
-dies after the server accepted an email and before its row was marked sends it again
+dies after the server accepted an email and before its batch was marked sends it again
 when the row is due again (its claim runs out), with the same Message-ID
 (``mailer.message_id_for`` of the command id), so mail software, and our own mailbox,
 shows it once. The answer to the command is sent exactly once: it commits with the mark.
@@ -78,6 +79,22 @@ def _age(meta: Metadata) -> float:
     return (datetime.now(UTC) - sent).total_seconds()
 
 
+@dataclass(frozen=True)
+class Answer:
+    """An email that is done (``error``: failed for good, and why), and what to answer."""
+
+    email: outgoing.OutgoingEmail
+    reply: Reply
+    error: str | None = None
+
+
+class Unreachable:
+    """No SMTP server answered: the batch stops."""
+
+
+UNREACHABLE = Unreachable()
+
+
 @dataclass
 class SenderStats:
     sent: int = 0
@@ -117,37 +134,45 @@ class Sender:
         if not emails:
             await self._rest(IDLE_SECONDS)
             return False
+        answers: list[Answer] = []
+        unreachable = False
         for done, email in enumerate(emails):
-            if not await self._send(email):  # the rest goes back untried
+            outcome = await self._send(email)
+            if outcome is UNREACHABLE:  # the rest goes back untried
                 for untried in emails[done + 1:]:
                     await self._not_now(untried, "not tried: the batch stopped",
                                         spent=False)
-                self.unreachable_in_a_row += 1
-                # Not woken by new emails meanwhile: they would find no server either.
-                await asyncio.sleep(SERVER_BACKOFF.delay(self.unreachable_in_a_row))
-                return False
+                unreachable = True
+                break
+            if isinstance(outcome, Answer):
+                answers.append(outcome)
+        await self._answer(answers)
+        if unreachable:
+            self.unreachable_in_a_row += 1
+            # Not woken by new emails meanwhile: they would find no server either.
+            await asyncio.sleep(SERVER_BACKOFF.delay(self.unreachable_in_a_row))
+            return False
         self.unreachable_in_a_row = 0
         return True
 
-    async def _send(self, email: outgoing.OutgoingEmail) -> bool:
-        """Send one email and end or reschedule its row; False to stop the batch (no
-        server answered, or the row could not be marked)."""
+    async def _send(self, email: outgoing.OutgoingEmail) -> Answer | Unreachable | None:
+        """Send one email: its answer when it is done (sent, or failed for good), None
+        when it was put back for later, UNREACHABLE when no server answered."""
         try:
             command = email.as_command()
             await self.connection.deliver(command, mailer.compose(command, email.message_id))
         except mailer.PermanentFailure as failure:
             # The id, never the address or the body: logs carry no personal data.
             log.warning("email %s failed: %s", email.command.id, failure)
-            return await self._answer(email, EmailFailedV1(reason=_bounded(str(failure))),
-                                      error=_bounded(str(failure)))
+            return Answer(email, EmailFailedV1(reason=_bounded(str(failure))),
+                          error=_bounded(str(failure)))
         except mailer.TemporaryFailure as failure:
             if isinstance(failure, mailer.Unreachable):
                 self.smtp.begin("email-sender", failure)
             await self._not_now(email, str(failure), spent=True)
-            return not isinstance(failure, mailer.Unreachable)
-        else:
-            self.smtp.end("email-sender")
-            return await self._answer(email, EmailSentV1(message_id=email.message_id))
+            return UNREACHABLE if isinstance(failure, mailer.Unreachable) else None
+        self.smtp.end("email-sender")
+        return Answer(email, EmailSentV1(message_id=email.message_id))
 
     async def _not_now(self, email: outgoing.OutgoingEmail, reason: str, *,
                        spent: bool) -> None:
@@ -158,7 +183,7 @@ class Sender:
             log.warning("email %s: giving up after %.0fs: %s", email.command.id, age,
                         reason)
             failure = _bounded(f"gave up after {age:.0f}s: {reason}")
-            await self._answer(email, EmailFailedV1(reason=failure), error=failure)
+            await self._answer([Answer(email, EmailFailedV1(reason=failure), error=failure)])
             return
         if spent:
             self.stats.retried += 1
@@ -166,35 +191,41 @@ class Sender:
             SERVER_BACKOFF.delay(self.unreachable_in_a_row + 1)
         await outgoing.later(self.db, email, delay, error=_bounded(reason), spent=spent)
 
-    async def _answer(self, email: outgoing.OutgoingEmail, answer: Reply, *,
-                      error: str | None = None) -> bool:
-        """Mark the row done and answer the command, in one transaction (the outbox).
+    async def _answer(self, answers: list[Answer]) -> None:
+        """Mark the rows done and answer their commands, in one transaction (the outbox):
+        one commit for the batch the server took, not one per email.
 
-        If that fails (the database went away, the process is failing), the row is given
-        back, due now, so it is sent again, with the same Message-ID: at-least-once.
+        If that fails (the database went away, the process is failing), the rows are
+        given back, due now, so they are sent again, with the same Message-ID:
+        at-least-once. So is a batch whose process dies before this commit.
         """
+        if not answers:
+            return
         try:
-            async with self.host.unit_of_work(cause=email.command) as ctx:
-                if await outgoing.finish(ctx.db, email, error=error):
-                    ctx.reply(answer)
-        except Unpublishable as refusal:  # not answerable: done all the same, said once
-            log.error("email %s: its answer cannot be published: %s", email.command.id,
-                      refusal)
-            async with self.db.begin() as conn:
-                await outgoing.finish(conn, email, error=error)
+            async with self.host.unit_of_work_for(
+                    [answer.email.command for answer in answers]) as contexts:
+                for ctx, answer in zip(contexts, answers, strict=True):
+                    if not await outgoing.finish(ctx.db, answer.email, error=answer.error):
+                        continue  # another sender finished it after our claim ran out
+                    try:
+                        ctx.reply(answer.reply)
+                    except Unpublishable as refusal:  # not answerable: done, said once
+                        log.error("email %s: its answer cannot be published: %s",
+                                  answer.email.command.id, refusal)
         except Exception:
-            log.exception("email %s was handed to the SMTP server but could not be "
-                          "marked; it will be sent again (same Message-ID)", email.command.id)
-            try:
-                await outgoing.later(self.db, email, 0.0, error=None, spent=False)
-            except Exception:  # its claim runs out instead (outgoing.CLAIM_SECONDS)
-                pass
-            return False
-        if error is None:
-            self.stats.sent += 1
-        else:
-            self.stats.failed += 1
-        return True
+            log.exception("%d email(s) were handed to the SMTP server but could not be "
+                          "marked; they will be sent again (same Message-ID)", len(answers))
+            for answer in answers:
+                try:
+                    await outgoing.later(self.db, answer.email, 0.0, error=None, spent=False)
+                except Exception:  # its claim runs out instead (outgoing.CLAIM_SECONDS)
+                    pass
+            return
+        for answer in answers:
+            if answer.error is None:
+                self.stats.sent += 1
+            else:
+                self.stats.failed += 1
 
     async def _rest(self, seconds: float) -> None:
         """Sleep up to ``seconds``; a newly recorded email ends the rest at once."""
