@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from sse_starlette import EventSourceResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -51,19 +52,36 @@ _REPLAY = re.compile(r"/api/admin/replay/([^/]+)")
 
 
 class Children:
-    """The child processes over HTTP: one pooled client, kept-alive connections to each."""
+    """The child processes over HTTP: kept-alive connections to each, in two pools.
+
+    ``http`` carries requests, whose answers end; ``streams`` the answers that stay open
+    (Server-Sent Events). httpcore's pool (1.0.9) looks at each of its connections
+    several times for every request it places (encode/httpcore#1035), so in one pool
+    every request paid for every order being followed live: under the bench's load that
+    scan was 63% of the gateway's samples.
+    """
 
     def __init__(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
+        # No read timeout: a replay may take long, a stream be quiet for long.
+        timeout = httpx.Timeout(30.0, read=None)
         self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, read=None),  # a stream may be quiet for long
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+            timeout=timeout,
+            # An idle connection is dropped well before the child's server would close it
+            # (uvicorn: 5 s), so a request is never sent down one it is closing.
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100,
+                                keepalive_expiry=2.0))
+        self.streams = httpx.AsyncClient(
+            timeout=timeout,
+            # Not kept once a stream ends: streams are long and few reuse a connection.
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=0))
 
     def url(self, name: str, path: str) -> str:
         return self.supervisor.children[name].url + path
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.streams.aclose()
 
 
 class Forward:
@@ -76,19 +94,24 @@ class Forward:
         self.supervisor = children.supervisor
         self.table = [(route, service.name) for service in services
                       if service.router is not None for route in service.router.routes]
+        self.streaming = {id(route) for route, _ in self.table
+                          if _answers_a_stream(route)}
 
-    def _owner(self, scope: Scope) -> str | None:
+    def _owner(self, scope: Scope) -> tuple[str, bool] | None:
+        """The child a request goes to, and whether its answer is a stream; None: the
+        gateway's own."""
         for route, name in self.table:
             match, _ = route.matches(scope)
             if match == Match.FULL:
-                return self.supervisor.child_of.get(name, name)
+                return self.supervisor.child_of.get(name, name), id(route) in self.streaming
         if scope["path"] == "/api/catalog" and scope["method"] in ("GET", "HEAD"):
             # A child runs a service, so it can ask the broker who reads what
             # (liveConsumers); with none running, the gateway answers from the code.
-            return next((n for n, c in self.supervisor.children.items() if c.running), None)
+            running = next((n for n, c in self.supervisor.children.items() if c.running), None)
+            return (running, False) if running is not None else None
         replay = _REPLAY.fullmatch(scope["path"])
         if replay and scope["method"] == "POST" and replay.group(1) in self.supervisor.child_of:
-            return self.supervisor.child_of[replay.group(1)]
+            return self.supervisor.child_of[replay.group(1)], False
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,9 +119,11 @@ class Forward:
         if owner is None:
             await self.app(scope, receive, send)
             return
-        await self._forward(owner, scope, receive, send)
+        name, streams = owner
+        await self._forward(name, streams, scope, receive, send)
 
-    async def _forward(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _forward(self, name: str, streams: bool, scope: Scope, receive: Receive,
+                       send: Send) -> None:
         body = await _body(receive)
         if body is None:
             await _answer(send, error_response(413, "too-large", "the body is too large"))
@@ -116,13 +141,15 @@ class Forward:
             headers.append((b"x-forwarded-for", client[0].encode()))
         path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
         query = scope.get("query_string", b"").decode("latin-1")
-        http = self.children.http
+        http = self.children.streams if streams else self.children.http
         request = http.build_request(
             scope["method"], self.children.url(name, path + (f"?{query}" if query else "")),
             headers=headers, content=body)
         try:
             answer = await http.send(request, stream=True)
-        except httpx.TransportError:
+        except httpx.TransportError as error:
+            log.warning("%s %s: the %s service did not answer (%s)", scope["method"],
+                        scope["path"][:100], name, type(error).__name__)
             unavailable = error_response(
                 503, "unavailable", f"the {name} service is not answering; try again "
                 "shortly")
@@ -136,6 +163,12 @@ class Forward:
             await _stream(answer, receive, send)
         finally:
             await answer.aclose()
+
+
+def _answers_a_stream(route: Any) -> bool:
+    """A route whose answer stays open (Server-Sent Events)."""
+    answer = getattr(route, "response_class", None)
+    return isinstance(answer, type) and issubclass(answer, EventSourceResponse)
 
 
 async def _body(receive: Receive) -> bytes | None:
