@@ -336,24 +336,38 @@ async def test_no_transaction_is_open_while_the_smtp_server_has_the_email(
     assert server.writable == [True, True]
 
 
-async def test_a_crash_between_the_send_and_the_mark_shows_one_letter_and_one_answer(
-        system: System, monkeypatch: pytest.MonkeyPatch, quick_retries: None) -> None:
-    real_finish, real_store = outgoing.finish, sink.store
+def first_mark_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first row the sender marks raises: the emails are with the SMTP server, their
+    rows not marked, as when the process dies there or the database goes away."""
+    real_finish = outgoing.finish
     marks: list[str] = []
-    stored: list[str] = []
 
     async def crash_once(conn: Any, email: outgoing.OutgoingEmail, **kw: Any) -> bool:
         marks.append(email.command.id)
-        if len(marks) == 1:  # the email is with the SMTP server; its row is not marked
+        if len(marks) == 1:
             raise RuntimeError("the process dies here")
         return await real_finish(conn, email, **kw)
+
+    monkeypatch.setattr(outgoing, "finish", crash_once)
+
+
+def letters_stored(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The Message-ID of every letter the sink stores, repeats included, as it stores it."""
+    real_store = sink.store
+    stored: list[str] = []
 
     async def counting_store(db: Any, letters: list[sink.Letter]) -> None:
         stored.extend(letter.message_id or "" for letter in letters)
         await real_store(db, letters)
 
-    monkeypatch.setattr(outgoing, "finish", crash_once)
     monkeypatch.setattr(sink, "store", counting_store)
+    return stored
+
+
+async def test_a_crash_between_the_send_and_the_mark_shows_one_letter_and_one_answer(
+        system: System, monkeypatch: pytest.MonkeyPatch, quick_retries: None) -> None:
+    first_mark_fails(monkeypatch)
+    stored = letters_stored(monkeypatch)
     command = send_email()
     await deliver(system, command)
 
@@ -373,22 +387,8 @@ async def test_a_batch_whose_marks_fail_is_sent_again_and_each_answered_once(
     """The sender marks a batch's rows and answers them in one transaction: when that
     fails, every email of the batch is given back and sent again (same Message-ID), and
     each command gets one answer, caused by it."""
-    real_finish, real_store = outgoing.finish, sink.store
-    failed_once: list[str] = []
-    stored: list[str] = []
-
-    async def crash_once(conn: Any, email: outgoing.OutgoingEmail, **kw: Any) -> bool:
-        if not failed_once:
-            failed_once.append(email.command.id)
-            raise RuntimeError("the database goes away here")
-        return await real_finish(conn, email, **kw)
-
-    async def counting_store(db: Any, letters: list[sink.Letter]) -> None:
-        stored.extend(letter.message_id or "" for letter in letters)
-        await real_store(db, letters)
-
-    monkeypatch.setattr(outgoing, "finish", crash_once)
-    monkeypatch.setattr(sink, "store", counting_store)
+    first_mark_fails(monkeypatch)
+    stored = letters_stored(monkeypatch)
     commands = [send_email(to=f"guest{n}@example.com") for n in range(3)]
     await deliver(system, *commands)
 
