@@ -92,18 +92,17 @@ class Forward:
         self.app = app
         self.children = children
         self.supervisor = children.supervisor
-        self.table = [(route, service.name) for service in services
+        # (route, its service, whether its answer is a stream)
+        self.table = [(route, service.name, _answers_a_stream(route)) for service in services
                       if service.router is not None for route in service.router.routes]
-        self.streaming = {id(route) for route, _ in self.table
-                          if _answers_a_stream(route)}
 
     def _owner(self, scope: Scope) -> tuple[str, bool] | None:
         """The child a request goes to, and whether its answer is a stream; None: the
         gateway's own."""
-        for route, name in self.table:
+        for route, name, streams in self.table:
             match, _ = route.matches(scope)
             if match == Match.FULL:
-                return self.supervisor.child_of.get(name, name), id(route) in self.streaming
+                return self.supervisor.child_of.get(name, name), streams
         if scope["path"] == "/api/catalog" and scope["method"] in ("GET", "HEAD"):
             # A child runs a service, so it can ask the broker who reads what
             # (liveConsumers); with none running, the gateway answers from the code.
@@ -148,7 +147,7 @@ class Forward:
         try:
             answer = await http.send(request, stream=True)
         except httpx.TransportError as error:
-            log.warning("%s %s: the %s service did not answer (%s)", scope["method"],
+            log.warning("%s %s: the %s service did not answer (%s)", scope["method"][:16],
                         scope["path"][:100], name, type(error).__name__)
             unavailable = error_response(
                 503, "unavailable", f"the {name} service is not answering; try again "
