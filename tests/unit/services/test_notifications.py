@@ -11,8 +11,11 @@ import inspect
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosmtplib
 import pytest
@@ -30,6 +33,7 @@ from pizza.eventing.transport.embedded import free_port
 from pizza.services.notifications import create as notifications
 from pizza.services.notifications import mailbox as sink
 from pizza.services.notifications import outgoing, sender, start_sink
+from pizza.services.notifications.mailer import compose
 
 REPLY_TO = "pizza.replies.orders"
 
@@ -419,6 +423,53 @@ async def test_the_sink_stores_a_letter_before_it_answers(
 
     # The 250 came: the letter is there now, not moments later.
     assert [letter["subject"] for letter in await mailbox(system)] == ["Hi"]
+
+
+def _emails_of_every_shape() -> list[bytes]:
+    """Ours (compose: RFC 2047 words folded over lines, base64 UTF-8, RFC 6532 raw UTF-8),
+    and other clients' (multipart with HTML and attachments, quoted-printable, Latin-1)."""
+    ours = [compose(SendEmailV1(to=to, sender=sender, subject=subject, body=body), f"<{i}@x>")
+            for i, (to, sender, subject, body) in enumerate([
+                ("ann@example.com", "Plant-Based Pizza <orders@plant-based.pizza>",
+                 "Your receipt", "Thanks!\nTotal: £12.00\n"),
+                ("Zoë Ünal <zoe@example.com>", "Pizzéria <orders@plant-based.pizza>",
+                 "Grüße aus der Küche — " * 6, "ascii\nlines\n" * 40),
+                ("zoë@exämple.com", "Zoë <zoë@exämple.com>", "trailing space ", "é" * 3000),
+            ])]
+    alternative = EmailMessage()
+    alternative["From"], alternative["Subject"] = "Ann <a@example.com>", "hello  there"
+    alternative.set_content("plain wins\n")
+    alternative.add_alternative("<p>html loses</p>", subtype="html")
+    alternative.add_attachment(b"PNG", maintype="image", subtype="png", filename="a.png")
+    html_only = EmailMessage()
+    html_only["Subject"] = "html only"
+    html_only.set_content("<b>bold</b>", subtype="html")
+    html_only.add_attachment("not the body\n", filename="notes.txt")
+    printable = EmailMessage()
+    printable["From"], printable["Subject"] = "Bob <b@example.com>", "Grüße"
+    printable.set_content("Grüße, Bob\n", cte="quoted-printable")
+    latin = EmailMessage()
+    latin["Subject"] = "latin"
+    latin.set_content("café\n", charset="latin-1")
+    return [*ours, *(m.as_bytes() for m in (alternative, html_only, printable, latin))]
+
+
+async def test_the_mailbox_shows_each_email_as_a_mail_reader_does(
+        system: System, smtp_port: int) -> None:
+    emails = _emails_of_every_shape()
+    for email in emails:
+        await aiosmtplib.send(email, sender="x@example.com", recipients=["ada@example.com"],
+                              hostname="127.0.0.1", port=smtp_port)
+    letters = await mail_arrived(system, len(emails))
+
+    expected = []
+    for email in emails:  # as the stdlib's reader of today's email shows it
+        reader = cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(email))
+        part = reader.get_body(preferencelist=("plain", "html"))
+        assert part is not None
+        expected.append((str(reader.get("From") or "x@example.com"), str(reader["Subject"]),
+                         part.get_content().replace("\r\n", "\n").removesuffix("\n")))
+    assert [(x["from"], x["subject"], x["body"]) for x in letters] == expected
 
 
 async def test_the_mailbox_shows_one_letter_per_recipient_and_message_id(

@@ -30,12 +30,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, insert, or_, select
@@ -67,23 +70,68 @@ class Letter:
 def _letters(envelope: Envelope) -> list[Letter]:
     raw = envelope.original_content or envelope.content or b""
     data = raw if isinstance(raw, bytes) else raw.encode()
-    message = cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(data))
-    part = message.get_body(preferencelist=("plain", "html"))
+    # compat32 (the parser's default) keeps each header as it came; only the three shown
+    # are decoded (_header). policy.default parsed every header it was asked for through
+    # its header registry: 580 against 50 CPU-us an email, a fifth of the process.
+    message = BytesParser().parsebytes(data)
+    headers: dict[str, str] = {}
+    for name, value in message.raw_items():
+        headers.setdefault(name.lower(), value)
+    part = _body_part(message)
     try:
-        body = part.get_content() if part is not None else str(message.get_payload())
+        body = _decoded(part) if part is not None else str(message.get_payload())
     except (LookupError, ValueError):  # an unknown charset or a broken encoding
         body = data.decode("utf-8", "replace")
     now = datetime.now(UTC)
-    return [Letter(to=recipient, sender=str(message.get("From") or envelope.mail_from or ""),
-                   subject=str(message.get("Subject") or ""),
-                   body=_text(body), received_at=now,
-                   message_id=_message_id(message.get("Message-ID")))
+    return [Letter(to=recipient, sender=_header(headers, "from") or envelope.mail_from or "",
+                   subject=_header(headers, "subject"), body=_text(body), received_at=now,
+                   message_id=_message_id(_header(headers, "message-id")))
             for recipient in envelope.rcpt_tos]
 
 
-def _message_id(header: object) -> str | None:
+_FOLDED = re.compile(r"\r?\n(?=[ \t])")
+
+
+def _header(headers: dict[str, str], name: str) -> str:
+    """A header as a reader shows it: unfolded, RFC 2047 words decoded. A display name
+    is shown as decoded, without the quotes a reader would add around one with a comma.
+    One holding raw UTF-8 (RFC 6532, rare) is read by the reader itself."""
+    value = headers.get(name)
+    if value is None:
+        return ""
+    if not value.isascii():  # raw bytes of 8-bit text, as the parser escapes them
+        return str(policy.default.header_fetch_parse(name, value))
+    text = _FOLDED.sub("", value).lstrip()
+    try:
+        return str(make_header(decode_header(text)))
+    except (LookupError, ValueError, HeaderParseError):  # an unknown charset, a broken word
+        return text
+
+
+def _body_part(message: Message) -> Message | None:
+    """The part a reader shows: the first plain text that is not an attachment, else the
+    first HTML (as EmailMessage.get_body with plain preferred)."""
+    html = None
+    for part in message.walk():
+        if part.get_content_maintype() != "text" or \
+                str(part.get("Content-Disposition", "")).lower().startswith("attachment"):
+            continue
+        if part.get_content_subtype() == "plain":
+            return part
+        if html is None and part.get_content_subtype() == "html":
+            html = part
+    return html
+
+
+def _decoded(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    return data.decode(part.get_content_charset() or "us-ascii", "replace")
+
+
+def _message_id(header: str) -> str | None:
     """The Message-ID as a key of at most 255 characters (a longer one is hashed)."""
-    text = str(header).strip() if header is not None else ""
+    text = header.strip()
     if not text:
         return None
     return text if len(text) <= 255 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
